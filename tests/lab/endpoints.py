@@ -1,0 +1,138 @@
+# Copyright: Contributors to the exchange.pki project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The TLS endpoints of a simulated Exchange server: IIS Default Web Site (:443), Exchange Back End (:444), SMTP.
+
+Each handshake asks the fleet which certificate the real server would serve at that moment
+(``Fleet.served_certificate``), so a certificate bound by a module is served by the next handshake.
+A binding without a certificate (None) fails the handshake. SMTP speaks enough ESMTP for STARTTLS
+(RFC 3207): banner, EHLO advertising STARTTLS, STARTTLS, EHLO again, NOOP, RSET, QUIT.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Protocol
+
+from tests.lab.transport.listener import ConnectionHandler
+from tests.lab.transport.tls import ContextCache
+
+#: Seconds a TLS endpoint waits for a client before closing the connection.
+CLIENT_TIMEOUT = 30.0
+HTTPS_ENDPOINTS = ("https", "back_end")
+SMTP_ENDPOINT = "smtp"
+_MAX_LINE = 4096
+
+
+class CertificateSource(Protocol):
+    """The part of the Fleet the endpoints need."""
+
+    def served_certificate(self, server: str, endpoint: str) -> tuple[bytes, bytes] | None: ...
+
+
+class Endpoints:
+    """Connection handlers for the TLS endpoints of every server."""
+
+    def __init__(self, fleet: CertificateSource, contexts: ContextCache, fqdn: Callable[[str], str]) -> None:
+        self._fleet = fleet
+        self._contexts = contexts
+        self._fqdn = fqdn
+
+    def handler(self, server: str, endpoint: str) -> ConnectionHandler:
+        """The handler serving ``endpoint`` ("https", "back_end" or "smtp") of ``server``."""
+        if endpoint in HTTPS_ENDPOINTS:
+            return lambda conn, _address: self._serve_https(conn, server, endpoint)
+        if endpoint == SMTP_ENDPOINT:
+            return lambda conn, _address: SmtpSession(
+                conn, self._fqdn(server), lambda: self._tls(server, endpoint)
+            ).run()
+        raise ValueError(f"unknown TLS endpoint {endpoint!r}")
+
+    def _tls(self, server: str, endpoint: str) -> ssl.SSLContext:
+        return self._contexts.context(self._fleet.served_certificate(server, endpoint))
+
+    def _serve_https(self, conn: socket.socket, server: str, endpoint: str) -> None:
+        conn.settimeout(CLIENT_TIMEOUT)
+        try:
+            tls = self._tls(server, endpoint).wrap_socket(conn, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        with tls, tls.makefile("rb") as reader:
+            try:
+                while reader.readline(_MAX_LINE).strip():
+                    pass  # the request head; its content does not matter
+                body = f"{self._fqdn(server)} {endpoint}\n".encode()
+                tls.sendall(
+                    b"HTTP/1.1 200 OK\r\nServer: Microsoft-IIS/10.0\r\nContent-Type: text/plain\r\n"
+                    + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                    + body
+                )
+            except (ssl.SSLError, OSError):
+                return
+
+
+class SmtpSession:
+    """One SMTP conversation; STARTTLS switches the connection to TLS with the bound SMTP certificate."""
+
+    def __init__(self, conn: socket.socket, fqdn: str, tls_context: Callable[[], ssl.SSLContext]) -> None:
+        self._conn: socket.socket = conn
+        self._fqdn = fqdn
+        self._tls_context = tls_context
+        self._tls = False
+
+    def run(self) -> None:
+        self._conn.settimeout(CLIENT_TIMEOUT)
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S +0000")
+        try:
+            self._send(f"220 {self._fqdn} Microsoft ESMTP MAIL Service ready at {now}")
+            reader = self._conn.makefile("rb")
+            while True:
+                line = reader.readline(_MAX_LINE)
+                if not line:
+                    return
+                verb = line.decode("ascii", "replace").strip().split(" ", 1)[0].upper()
+                if verb == "QUIT":
+                    self._send("221 2.0.0 Service closing transmission channel")
+                    return
+                if verb == "STARTTLS" and not self._tls:
+                    reader.close()
+                    if not self._start_tls():
+                        return
+                    reader = self._conn.makefile("rb")
+                    continue
+                self._send(self._answer(verb))
+        except (ssl.SSLError, OSError):
+            return
+        finally:
+            self._conn.close()
+
+    def _answer(self, verb: str) -> str:
+        if verb in ("EHLO", "HELO"):
+            greeting = f"250-{self._fqdn} Hello [127.0.0.1]"
+            if verb == "HELO":
+                return greeting.replace("250-", "250 ")
+            extensions = ["SIZE 37748736", "PIPELINING", "DSN", "ENHANCEDSTATUSCODES"]
+            extensions += ["AUTH NTLM LOGIN"] if self._tls else ["STARTTLS"]
+            extensions += ["8BITMIME", "BINARYMIME", "CHUNKING"]
+            return "\r\n".join([greeting, *(f"250-{e}" for e in extensions[:-1]), f"250 {extensions[-1]}"])
+        if verb == "STARTTLS":
+            return "503 5.5.1 TLS already active"
+        if verb == "NOOP":
+            return "250 2.0.0 OK"
+        if verb == "RSET":
+            return "250 2.0.0 Resetting"
+        return "500 5.3.3 Unrecognized command"
+
+    def _start_tls(self) -> bool:
+        self._send("220 2.0.0 SMTP server ready")
+        try:
+            self._conn = self._tls_context().wrap_socket(self._conn, server_side=True)
+        except (ssl.SSLError, OSError):
+            return False
+        self._tls = True
+        return True
+
+    def _send(self, reply: str) -> None:
+        self._conn.sendall(reply.encode("ascii") + b"\r\n")

@@ -1,0 +1,75 @@
+# Copyright: Contributors to the exchange.pki project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The TLS endpoints serve what the fleet says is bound, at every handshake (real TLS clients)."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from tests.lab.daemon import Lab
+from tests.lab.tests._fake_fleet import FakeFleet, issue
+
+
+def client_context() -> ssl.SSLContext:
+    """A client that accepts any certificate: the tests compare the served certificate themselves."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def served(port: int) -> x509.Certificate:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with client_context().wrap_socket(raw) as tls:
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n")
+            assert tls.recv(1024).startswith(b"HTTP/1.1 200 OK")
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def bound(fleet: FakeFleet, server: str, endpoint: str) -> x509.Certificate:
+    pair = fleet.served_certificate(server, endpoint)
+    assert pair is not None
+    return x509.load_pem_x509_certificate(pair[0])
+
+
+@pytest.mark.parametrize("endpoint", ["https", "back_end"])
+def test_https_endpoints_serve_the_bound_certificate_and_follow_a_rebind(
+    lab: Lab, fake_fleet: FakeFleet, endpoint: str
+) -> None:
+    port = lab.ports["ex2"][endpoint]
+    assert served(port) == bound(fake_fleet, "ex2", endpoint)
+
+    fake_fleet.bind("ex2", endpoint, issue("renewed.contoso.lab", ["renewed.contoso.lab"], fake_fleet.ca))
+    assert served(port).subject.rfc4514_string() == "CN=renewed.contoso.lab"
+
+
+def test_a_binding_without_certificate_fails_the_handshake(lab: Lab, fake_fleet: FakeFleet) -> None:
+    fake_fleet.bind("ex1", "https", None)
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        served(lab.ports["ex1"]["https"])
+
+
+def test_smtp_starttls_serves_the_smtp_certificate(lab: Lab, fake_fleet: FakeFleet) -> None:
+    with smtplib.SMTP("127.0.0.1", lab.ports["ex1"]["smtp"], timeout=10) as smtp:
+        code, banner = smtp.ehlo()
+        assert code == 250 and banner.startswith(b"ex1.contoso.lab Hello")
+        assert smtp.has_extn("starttls")
+        assert smtp.starttls(context=client_context())[0] == 220
+        der = smtp.sock.getpeercert(binary_form=True)
+        smtp.ehlo()
+        assert not smtp.has_extn("starttls")
+    assert der == bound(fake_fleet, "ex1", "smtp").public_bytes(serialization.Encoding.DER)
+
+
+def test_smtp_rejects_unknown_commands_and_quits(lab: Lab) -> None:
+    with smtplib.SMTP("127.0.0.1", lab.ports["ex1"]["smtp"], timeout=10) as smtp:
+        assert smtp.docmd("VRFY", "someone")[0] == 500
+        assert smtp.noop()[0] == 250
