@@ -750,6 +750,11 @@ Function Invoke-ExchangeOperation {
         'Export-ExchangeCertificate' {
             $callParams.BinaryEncoded = [System.Management.Automation.SwitchParameter]::Present
         }
+        'Remove-ExchangeCertificate' {
+            # Remove asks "Are you sure you want to perform this action?" (ConfirmImpact High), which fails
+            # in a non-interactive host; the controller has already decided the removal is safe.
+            $callParams.Confirm = $false
+        }
     }
     $output = & $command @callParams
     $value = ConvertTo-ExchangeResultValue -Op $Op -Output $output

@@ -187,21 +187,34 @@ def _typed(kind: str, raw: Any, secrets: dict[str, str], where: str) -> Any:
             raise ArgumentError(f"{where}: secret '{raw}' is not in secrets")
         return Secret(secrets[raw])
     try:
-        instant = datetime.strptime(raw, "%Y-%m-%dT%H:%M:%SZ") if raw.endswith("Z") else None
+        instant = datetime.fromisoformat(raw) if raw.endswith("Z") else None
     except ValueError:
         instant = None
     if instant is None:
         raise ArgumentError(f"{where}: invalid $datetime '{raw}' (ISO-8601 UTC ending in Z)")
-    return instant.replace(tzinfo=timezone.utc)
+    return instant.astimezone(timezone.utc)
 
+
+# Parameters the executor refuses to run without (the allow-list of exchange_batch.ps1).
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "Import-ExchangeCertificate": ("FileData",),
+    "Enable-ExchangeCertificate": ("Thumbprint", "Services"),
+    "Export-ExchangeCertificate": ("Thumbprint",),
+    "Remove-ExchangeCertificate": ("Thumbprint",),
+    "Set-SendConnector": ("Identity",),
+    "Set-ReceiveConnector": ("Identity",),
+    "host.set_iis_binding": ("site", "binding_information", "certificate_hash"),
+    "host.restart_service": ("name",),
+    "host.recycle_app_pool": ("name",),
+    "host.certreq_submit": ("request", "config"),
+    "host.certreq_retrieve": ("config", "request_id"),
+}
 
 _KINDS: dict[str, Callable[[Any], bool]] = {
     "str": lambda value: isinstance(value, str),
     "bool": lambda value: isinstance(value, bool),
     "int": lambda value: isinstance(value, int) and not isinstance(value, bool),
-    "list": lambda value: (
-        isinstance(value, str) or (isinstance(value, list) and all(isinstance(item, str) for item in value))
-    ),
+    "list": lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value),
     "bytes": lambda value: isinstance(value, bytes),
     "secret": lambda value: isinstance(value, Secret),
     "datetime": lambda value: isinstance(value, datetime),
@@ -249,6 +262,9 @@ def parse_operations(args: dict[str, Any]) -> list[tuple[str, str, dict[str, Any
             raise ArgumentError(f"{where} ({op_id}): unknown op '{name}'; allowed: {', '.join(OPERATIONS)}")
         if not isinstance(op_args, dict):
             raise ArgumentError(f"{where} ({op_id}): args must be a dict")
+        missing = [param for param in REQUIRED.get(name, ()) if op_args.get(param) is None]
+        if missing:
+            raise ArgumentError(f"operation '{op_id}' ({name}): missing required parameter '{missing[0]}'")
         unknown = sorted(set(op_args) - set(operation.params))
         if unknown:
             allowed = ", ".join(operation.params) or "none"
@@ -383,7 +399,7 @@ class BatchRun:
                     stopped = operation.changes
         return {
             "changed": any(result["changed"] for result in results),
-            "exchange_session": session,
+            "exchange_session": session if session_tried else None,
             "results": results,
         }
 

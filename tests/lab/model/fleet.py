@@ -82,12 +82,15 @@ class Fleet:
             )
 
     def listener_certificate(self, server: str) -> tuple[bytes, bytes]:
-        """The WinRM HTTPS listener's certificate (lab CA, CN=<fqdn>); kept outside the modelled stores."""
+        """The WinRM HTTPS listener's certificate (lab CA, CN=<fqdn>); kept outside the modelled stores.
+
+        It also names 127.0.0.1, the address the inventory connects to, so clients can validate it.
+        """
         with self.lock:
             host = self._server(server)
             if host.name not in self._listeners:
                 spec = pki.CertificateSpec(
-                    f"CN={host.fqdn}", dns_names=(host.fqdn, host.name, "localhost"), ekus=("server_auth",)
+                    f"CN={host.fqdn}", dns_names=(host.fqdn, host.name, "localhost", "127.0.0.1"), ekus=("server_auth",)
                 )
                 issued = pki.make_certificate(
                     spec,

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal, overload
@@ -59,6 +60,14 @@ def parse_name(rfc4514: str) -> x509.Name:
         raise ValueError(f"invalid subject {rfc4514!r}: {error}") from None
 
 
+def general_name(name: str) -> x509.GeneralName:
+    """A SAN entry: an IP address literal becomes an iPAddress name (as TLS clients match IPs), else a dNSName."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
 def eku_oids(names: Sequence[str]) -> list[ObjectIdentifier]:
     """EKU names (see :data:`EKU_NAMES`) or dotted OIDs as object identifiers."""
     oids = []
@@ -107,7 +116,7 @@ def sign_certificate(
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
     if dns_names:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(name) for name in dns_names]), critical=False
+            x509.SubjectAlternativeName([general_name(name) for name in dns_names]), critical=False
         )
     if ekus:
         builder = builder.add_extension(x509.ExtendedKeyUsage(eku_oids(ekus)), critical=False)

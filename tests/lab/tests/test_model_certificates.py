@@ -96,7 +96,7 @@ def test_enable_is_additive_and_iis_moves_the_binding(fleet: Fleet) -> None:
 
 def test_enable_imap_moves_the_single_instance_flag(fleet: Fleet) -> None:
     wmsvc = by_subject(fleet, "ex1", "CN=WMSvc-SHA2-EX1")
-    value(fleet, "ex1", "Enable-ExchangeCertificate", Thumbprint=wmsvc["Thumbprint"], Services="IMAP")
+    value(fleet, "ex1", "Enable-ExchangeCertificate", Thumbprint=wmsvc["Thumbprint"], Services=["IMAP"])
     holders = [cert["Subject"] for cert in certificates(fleet, "ex1").values() if "IMAP" in cert["Services"]]
     assert holders == ["CN=WMSvc-SHA2-EX1"]
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from cryptography.x509.verification import VerificationError
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from tests.lab import pki
 from tests.lab.tests.pki_fixtures import MAIL, NOW, lab_authorities, lab_leaf, verify_server
@@ -424,3 +425,15 @@ def test_issue_from_csr_rejects_keys_windows_cannot_hold(authorities: pki.Author
 def ed25519_csr() -> x509.CertificateSigningRequest:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ed")])
     return x509.CertificateSigningRequestBuilder().subject_name(name).sign(ed25519.Ed25519PrivateKey.generate(), None)
+
+
+def test_an_ip_address_name_becomes_an_ip_san_that_tls_verification_accepts() -> None:
+    registry = pki.AuthorityRegistry(now=NOW)
+    issued = pki.make_certificate(pki.CertificateSpec("CN=ex1.contoso.lab", dns_names=("ex1.contoso.lab", "127.0.0.1")),
+                              now=NOW, authorities=registry)
+    san = issued.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+    assert san.get_values_for_type(x509.DNSName) == ["ex1.contoso.lab"]
+    verifier = (PolicyBuilder().store(Store(registry.trust_anchors())).time(NOW)
+                .build_server_verifier(x509.IPAddress(ipaddress.ip_address("127.0.0.1"))))
+    verifier.verify(issued.certificate, list(issued.chain))
