@@ -1,0 +1,107 @@
+# Copyright: Contributors to the exchange.pki project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Faults and refusals surface as clear task results or failures through the real winrm connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPO_ROOT, Lab, start_lab
+
+READ_CERTS = """\
+- name: Read certificates
+  exchange.pki.exchange_batch:
+    operations:
+      - {id: certs, op: Get-ExchangeCertificate}
+      - {id: info, op: host.info}
+  register: result
+  ignore_errors: true
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """The `single` scenario plus a second server whose Exchange session meets the double hop."""
+    scenario = yaml.safe_load((REPO_ROOT / "tests/lab/scenarios/single.yml").read_text())
+    first = scenario["servers"][0]
+    scenario["servers"].append({**first, "name": "ex9", "exchange_session": "double_hop"})
+    path: Path = tmp_path_factory.mktemp("scenario") / "double-hop.yml"
+    path.write_text(yaml.safe_dump(scenario))
+    started = start_lab(tmp_path_factory.mktemp("lab-faults"), "--scenario", str(path))
+    try:
+        yield started
+    finally:
+        started.control("stop")
+
+
+def test_injected_error_fails_that_operation_only_and_only_as_often_as_asked(lab, playbook):
+    lab.control("fault", "--server", "ex1", "--operation", "Get-ExchangeCertificate",
+                "--error", "The Microsoft Exchange Replication service is not running", "--times", "1")
+    first = playbook(lab, READ_CERTS, hosts="ex1")
+    ops = {r["id"]: r for r in first.result("ex1")["results"]}
+    assert ops["certs"]["status"] == "failed"
+    assert ops["certs"]["error"]["message"] == "The Microsoft Exchange Replication service is not running"
+    assert ops["info"]["status"] == "ok", "a failed reading operation does not stop the batch"
+    second = playbook(lab, READ_CERTS, hosts="ex1")
+    assert second.result("ex1")["results"][0]["status"] == "ok", "--times 1 is spent"
+
+
+def test_latency_beyond_the_operation_timeout_is_answered_by_polling(lab, playbook):
+    lab.control("fault", "--server", "ex1", "--operation", "host.info", "--latency", "7", "--times", "1")
+    run = playbook(lab, READ_CERTS, hosts="ex1", host_vars={
+        "ansible_winrm_operation_timeout_sec": 3, "ansible_winrm_read_timeout_sec": 5})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert {r["status"] for r in run.result("ex1")["results"]} == {"ok"}
+
+
+def test_dropped_connection_fails_the_task(lab, playbook):
+    lab.control("fault", "--server", "ex1", "--operation", "Get-ExchangeCertificate", "--drop", "--times", "1")
+    run = playbook(lab, READ_CERTS.replace("  ignore_errors: true\n", ""), hosts="ex1")
+    assert run.returncode != 0
+    assert "ex1" not in run.results
+    assert "ex1" in run.stdout and ("UNREACHABLE" in run.stdout or "FAILED" in run.stdout)
+
+
+def test_unreachable_server_is_reported_unreachable_and_recovers(lab, playbook):
+    lab.control("fault", "--server", "ex1", "--unreachable")
+    try:
+        run = playbook(lab, READ_CERTS, hosts="ex1")
+        assert run.returncode != 0
+        assert "UNREACHABLE!" in run.stdout
+    finally:
+        lab.control("fault", "--server", "ex1", "--reachable")
+    assert playbook(lab, READ_CERTS, hosts="ex1").returncode == 0
+
+
+def test_double_hop_denies_exchange_but_not_the_host_and_an_explicit_credential_passes(lab, playbook):
+    denied = playbook(lab, READ_CERTS, hosts="ex9")
+    ops = {r["id"]: r for r in denied.result("ex9")["results"]}
+    assert ops["certs"]["status"] == "failed"
+    assert ops["certs"]["error"]["fully_qualified_error_id"] == "AccessDenied,PSSessionOpenFailed"
+    assert "Access is denied" in ops["certs"]["error"]["message"]
+    assert ops["info"]["status"] == "ok"
+    assert denied.result("ex9")["exchange_session"]["opened"] is False
+
+    explicit = playbook(lab, READ_CERTS.replace(
+        "  register: result",
+        "    exchange_username: '{{ ansible_user }}'\n"
+        "    exchange_password: '{{ ansible_password }}'\n"
+        "  register: result",
+    ), hosts="ex9")
+    assert {r["status"] for r in explicit.result("ex9")["results"]} == {"ok"}
+
+
+def test_a_module_the_lab_does_not_implement_fails_clearly(lab, playbook):
+    run = playbook(lab, """\
+        - name: Something no lab host can run
+          ansible.windows.win_shell: Get-Process
+          register: result
+          ignore_errors: true
+        """, hosts="ex1")
+    result = run.result("ex1")
+    assert result["failed"] is True
+    assert "win_shell" in result["msg"]
