@@ -9,6 +9,7 @@ administrator's renewal would (request -> AD CS -> complete -> bind -> distribut
 from __future__ import annotations
 
 import hashlib
+import smtplib
 import socket
 import ssl
 from collections.abc import Iterator
@@ -35,14 +36,30 @@ def by_id(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["id"]: r for r in result["results"]}
 
 
-def served_thumbprint(port: int) -> str:
-    """The SHA-1 thumbprint of the certificate a real TLS handshake receives on 127.0.0.1:port."""
+def _unverified_context() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _thumbprint(der: bytes | None) -> str:
+    assert der is not None, "no certificate was served"
+    return hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - the Windows thumbprint
+
+
+def served_thumbprint(port: int) -> str:
+    """The thumbprint of the certificate a real TLS handshake receives on 127.0.0.1:port."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-            context.wrap_socket(raw, server_hostname="mail.contoso.lab") as tls:
-        return hashlib.sha1(tls.getpeercert(binary_form=True)).hexdigest().upper()  # noqa: S324
+            _unverified_context().wrap_socket(raw, server_hostname="mail.contoso.lab") as tls:
+        return _thumbprint(tls.getpeercert(binary_form=True))
+
+
+def smtp_served_thumbprint(port: int) -> str:
+    """The thumbprint of the certificate offered after EHLO / STARTTLS on the lab's SMTP port."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        smtp.starttls(context=_unverified_context())
+        return _thumbprint(smtp.sock.getpeercert(binary_form=True))
 
 
 def my_store(dump: dict[str, Any], server: str) -> dict[str, dict[str, Any]]:
@@ -175,6 +192,8 @@ def test_renewal_steps_change_the_lab_as_exchange_would(lab, playbook):
     assert bindings == {"*:443:": new, "*:444:": new}
     assert served_thumbprint(ports["ex1"]["https"]) == new, "the real HTTPS endpoint serves the new binding"
     assert served_thumbprint(ports["ex1"]["back_end"]) == new
+    # The frontend receive connector names the new certificate, so STARTTLS offers it.
+    assert smtp_served_thumbprint(ports["ex1"]["smtp"]) == new
     # The Send connector now names the certificate, so Exchange refuses to remove it and the batch stops.
     assert ops["remove"]["status"] == "failed"
     assert "Send Connector" in ops["remove"]["error"]["message"]
@@ -284,3 +303,33 @@ def test_pending_enterprise_request_follows_the_ca_managers_decision(lab, playbo
     assert (value["Certificate"] is not None) is (status == "Issued")
     ca_request = next(r for r in lab.dump()["organization"]["ca"]["requests"] if r["id"] == request_id)
     assert ca_request["status"] == status
+
+
+def test_removing_an_unreferenced_request_and_resetting_iis(lab, playbook):
+    before = lab.dump()
+    run = playbook(lab, """\
+        - name: Make a request nobody will complete
+          exchange.pki.exchange_batch:
+            operations:
+              - id: csr
+                op: New-ExchangeCertificate
+                args: {GenerateRequest: true, SubjectName: CN=abandoned.contoso.lab}
+              - {id: pending, op: Get-ExchangeCertificate}
+          register: made
+        - name: Remove it, then reset IIS
+          vars:
+            pending: >-
+              {{ made.results[1].value | selectattr('Status', 'eq', 'PendingRequest') | map(attribute='Thumbprint') }}
+          exchange.pki.exchange_batch:
+            operations:
+              - {id: remove, op: Remove-ExchangeCertificate, args: {Thumbprint: "{{ pending | first }}"}}
+              - {id: iisreset, op: host.iis_reset}
+          register: result
+        """, hosts="ex2")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert [r["status"] for r in run.result("ex2")["results"]] == ["ok", "ok"]
+    after = lab.dump()
+    assert after["servers"]["ex2"]["certificates"]["REQUEST"] == before["servers"]["ex2"]["certificates"]["REQUEST"]
+    assert len(after["servers"]["ex2"]["iis_resets"]) == len(before["servers"]["ex2"]["iis_resets"]) + 1
+    assert [m["operation"] for m in after["mutations"][len(before["mutations"]):]] == [
+        "New-ExchangeCertificate", "Remove-ExchangeCertificate", "host.iis_reset"]
