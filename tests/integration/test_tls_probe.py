@@ -1,0 +1,131 @@
+# Copyright: Contributors to the exchange.pki project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""exchange.pki.tls_probe through ansible-playbook against the lab's real TLS endpoints (IIS :443, SMTP STARTTLS).
+
+Expected certificates come from the lab's dump (the Default Web Site binding) and, for SMTP, from an
+independent client (the standard library's smtplib), never from values written in the test.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import smtplib
+import ssl
+from typing import Any
+
+from tests.integration.conftest import Lab
+
+SERVER_NAME = "mail.contoso.lab"
+
+
+def iis_thumbprint(dump: dict[str, Any], server: str) -> str:
+    """The certificate bound to the Default Web Site on *:443: in the lab's model."""
+    bindings = dump["servers"][server]["iis_bindings"]
+    return next(
+        binding["certificate_hash"]
+        for binding in bindings
+        if binding["site"] == "Default Web Site" and binding["binding_information"] == "*:443:"
+    ).upper()
+
+
+def smtp_thumbprint(port: int) -> str:
+    """The certificate offered after EHLO / STARTTLS, read with smtplib."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        smtp.starttls(context=context)
+        return hashlib.sha1(smtp.sock.getpeercert(binary_form=True)).hexdigest().upper()
+
+
+def certificate(dump: dict[str, Any], server: str, thumbprint: str) -> dict[str, Any]:
+    return next(c for c in dump["servers"][server]["certificates"]["My"] if c["thumbprint"].upper() == thumbprint)
+
+
+def days_until(not_after: str, now: datetime.datetime) -> int:
+    return (datetime.datetime.fromisoformat(not_after.replace("Z", "+00:00")) - now).days
+
+
+def test_probes_every_https_and_smtp_endpoint_of_the_lab(dag_lab: Lab, playbook) -> None:
+    tasks = f"""\
+        - name: Probe each lab server's IIS and SMTP endpoints from the controller
+          exchange.pki.tls_probe:
+            host: 127.0.0.1
+            port: "{{{{ hostvars[item.0].exchange_pki_lab_ports[item.1.endpoint] }}}}"
+            starttls: "{{{{ item.1.starttls }}}}"
+            server_name: {SERVER_NAME}
+            validate_chain: true
+            ca_path: {dag_lab.state_dir / "ca.pem"}
+          loop: "{{{{ groups['exchange'] | product(endpoints) | list }}}}"
+          vars:
+            endpoints: [{{endpoint: https, starttls: none}}, {{endpoint: smtp, starttls: smtp}}]
+          register: result
+        """
+    before = datetime.datetime.now(datetime.timezone.utc)
+    run = playbook(dag_lab, tasks, hosts="localhost")
+    after = datetime.datetime.now(datetime.timezone.utc)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+    dump = dag_lab.dump()
+    ports = dag_lab.endpoints()["servers"]
+    probes = {(item["item"][0], item["item"][1]["endpoint"]): item for item in run.result("localhost")["results"]}
+    assert set(probes) == {(server, endpoint) for server in ports for endpoint in ("https", "smtp")}
+    for (server, endpoint), probe in probes.items():
+        expected = iis_thumbprint(dump, server) if endpoint == "https" else smtp_thumbprint(ports[server]["smtp"])
+        stored = certificate(dump, server, expected)
+        assert probe["thumbprint"] == expected, (server, endpoint)
+        assert probe["changed"] is False
+        assert probe["starttls"] == ("none" if endpoint == "https" else "smtp")
+        assert probe["not_after"] == stored["not_after"]
+        assert probe["subject"] == stored["subject"]
+        assert probe["days_remaining"] in {days_until(stored["not_after"], moment) for moment in (before, after)}
+        assert probe["chain_complete"] is True
+        if endpoint == "https":
+            # The shared SAN certificate from the lab CA (dag.yml "mail"): names and chain are right.
+            assert (probe["name_matches"], probe["chain_valid"], probe["chain_error"]) == (True, True, None)
+        else:
+            # SMTP offers Exchange's self-signed CN=<server> certificate (EF "Default certificates on a server").
+            assert "SMTP" in stored["services"]
+            assert probe["name_matches"] is False
+            assert probe["unmatched_names"] == [SERVER_NAME]
+            assert probe["chain_valid"] is False
+
+
+def test_runs_without_connecting_to_the_host_and_in_check_mode(dag_lab: Lab, playbook) -> None:
+    """A wrong WinRM password changes nothing: the probe never opens the task host's connection."""
+    tasks = """\
+        - name: Probe the host's own IIS endpoint, expecting the bound certificate
+          exchange.pki.tls_probe:
+            host: 127.0.0.1
+            port: "{{ exchange_pki_lab_ports.https }}"
+            server_name: mail.contoso.lab
+            expected_thumbprint: "{{ expected[inventory_hostname] }}"
+          check_mode: true
+          register: result
+        """
+    dump = dag_lab.dump()
+    expected = {server: " ".join(iis_thumbprint(dump, server).lower()) for server in dump["servers"]}
+    run = playbook(dag_lab, tasks, host_vars={"ansible_password": "not-the-password", "expected": expected})
+    assert run.returncode == 0, run.stdout + run.stderr
+    for server in dump["servers"]:
+        assert run.result(server)["expected_thumbprint_matches"] is True
+    assert dag_lab.mutations() == dump["mutations"]
+
+
+def test_a_failed_dialogue_names_its_stage(dag_lab: Lab, playbook) -> None:
+    tasks = """\
+        - name: Speak IMAP to the SMTP endpoint
+          exchange.pki.tls_probe:
+            host: 127.0.0.1
+            port: "{{ exchange_pki_lab_ports.smtp }}"
+            starttls: imap
+          register: result
+          ignore_errors: true
+        """
+    run = playbook(dag_lab, tasks, hosts="ex1")
+    result = run.result("ex1")
+    assert result["failed"] is True
+    assert result["stage"] == "starttls"
+    assert result["msg"].startswith("STARTTLS with 127.0.0.1:")
+    assert "imap: expected an '* OK' greeting, got '220 ex1.contoso.lab Microsoft ESMTP" in result["msg"]

@@ -1,0 +1,226 @@
+# Copyright: Contributors to the exchange.pki project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests of the action plugin base class: argument validation and the translation of failures."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from ansible.errors import AnsibleActionFail, AnsibleActionSkip, AnsibleConnectionFailure
+
+from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ExchangePkiAction
+from ansible_collections.exchange.pki.plugins.plugin_utils._errors import (
+    ExchangeAccessDenied,
+    HostUnreachable,
+    RemoteError,
+)
+from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
+    EXCHANGE_SESSION_REQUIRED_TOGETHER,
+    MODULE_NAME,
+    Batch,
+    exchange_session_argspec,
+)
+
+SECRET = "S3cret-never-logged"
+
+
+@dataclasses.dataclass
+class FakeTask:
+    """The attributes of a Task that ActionBase and the base class read."""
+
+    args: dict[str, Any]
+    check_mode: bool = False
+    async_val: int = 0
+    action: str = "exchange.pki.example"
+    resolved_action: str = "exchange.pki.example"
+
+
+class ExampleAction(ExchangePkiAction):
+    """A plugin whose execute() is the test's callable; it records the validated arguments."""
+
+    ARGUMENT_SPEC = ArgumentSpec(
+        argument_spec={
+            **exchange_session_argspec(),
+            "name": {"type": "str", "required": True},
+            "count": {"type": "int", "default": 3},
+        },
+        required_together=EXCHANGE_SESSION_REQUIRED_TOGETHER,
+    )
+    behaviour: Callable[[ExampleAction, dict[str, Any]], dict[str, Any]] = staticmethod(lambda plugin, args: {})
+
+    def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
+        self.seen_args = args
+        return type(self).behaviour(self, args)
+
+
+def make_plugin(cls: type[ExchangePkiAction], args: dict[str, Any], *, check_mode: bool = False,
+                async_val: int = 0) -> ExchangePkiAction:
+    connection = SimpleNamespace(_shell=SimpleNamespace(tmpdir="/tmp/ansible-test"))
+    return cls(FakeTask(dict(args), check_mode, async_val), connection, SimpleNamespace(), None, None)
+
+
+def behaving(behaviour: Callable[[ExchangePkiAction, dict[str, Any]], dict[str, Any]]) -> type[ExampleAction]:
+    return type("BehavingAction", (ExampleAction,), {"behaviour": staticmethod(behaviour)})
+
+
+def raising(error: BaseException) -> type[ExampleAction]:
+    def behaviour(plugin: ExchangePkiAction, args: dict[str, Any]) -> dict[str, Any]:
+        raise error
+
+    return behaving(behaviour)
+
+
+# --- argument validation --------------------------------------------------------------------------
+
+
+def test_validated_arguments_with_defaults_reach_execute():
+    plugin = make_plugin(behaving(lambda plugin, args: {"echo": args["count"]}), {"name": "ex1"})
+    result = plugin.run(task_vars={})
+    assert result == {"echo": 3}
+    assert plugin.seen_args["exchange_authentication"] == "Kerberos"
+    assert plugin.seen_args["exchange_username"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({}, "missing required arguments: name"),
+        ({"name": "ex1", "colour": "blue"}, "colour"),
+        ({"name": "ex1", "count": "many"}, "count"),
+        ({"name": "ex1", "exchange_username": "CONTOSO\\exadmin"}, "exchange_username, exchange_password"),
+        ({"name": "ex1", "exchange_authentication": "Digest"}, "exchange_authentication"),
+    ],
+    ids=["missing", "unknown", "wrong-type", "required-together", "bad-choice"],
+)
+def test_invalid_arguments_fail_naming_the_option(args, message):
+    plugin = make_plugin(raising(AssertionError("execute must not run")), args)
+    with pytest.raises(AnsibleActionFail, match=message):
+        plugin.run(task_vars={})
+
+
+def test_validator_kwargs_are_fresh_copies():
+    spec = ArgumentSpec({"a": {"type": "str"}}, required_together=(("a", "b"),), required_by={"a": ("b",)})
+    first = spec.validator_kwargs()
+    first["argument_spec"]["c"] = {}
+    first["required_together"][0].append("c")
+    assert spec.validator_kwargs() == {
+        "argument_spec": {"a": {"type": "str"}},
+        "mutually_exclusive": [],
+        "required_together": [["a", "b"]],
+        "required_one_of": [],
+        "required_if": [],
+        "required_by": {"a": ["b"]},
+    }
+
+
+# --- the translation of failures -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error",
+    [HostUnreachable("the host could not be reached: timed out"), AnsibleConnectionFailure("timed out")],
+    ids=["HostUnreachable", "AnsibleConnectionFailure"],
+)
+def test_connection_failures_make_the_task_unreachable(error):
+    result = make_plugin(raising(error), {"name": "ex1"}).run(task_vars={})
+    assert result["unreachable"] is True
+    assert "timed out" in result["msg"]
+    assert "failed" not in result
+    assert "exception" not in result
+
+
+def test_domain_errors_fail_with_their_message_and_no_traceback():
+    error = ExchangeAccessDenied(
+        "Get-ExchangeCertificate", RemoteError("Access is denied.", "OpenError", "AccessDenied,PSSessionOpenFailed"),
+    )
+    result = make_plugin(raising(error), {"name": "ex1"}).run(task_vars={})
+    assert result == {"failed": True, "changed": False, "msg": str(error)}
+    assert "exchange_username" in result["msg"]
+
+
+def test_user_errors_from_execute_propagate_as_action_failures():
+    plugin = make_plugin(raising(AnsibleActionFail("policy.warning_days must not be negative")), {"name": "ex1"})
+    with pytest.raises(AnsibleActionFail, match="warning_days"):
+        plugin.run(task_vars={})
+
+
+def test_unexpected_errors_fail_with_a_traceback():
+    def broken(plugin: ExchangePkiAction, args: dict[str, Any]) -> dict[str, Any]:
+        return {"value": {}["missing"]}
+
+    result = make_plugin(behaving(broken), {"name": "ex1"}).run(task_vars={})
+    assert result["failed"] is True
+    assert result["msg"] == "Unexpected failure in exchange.pki.example: KeyError: 'missing'"
+    assert "in broken" in result["exception"]
+
+
+# --- check mode, async and the batch helper ----------------------------------------------------------
+
+
+def test_check_mode_is_supported_and_visible_to_execute():
+    plugin = make_plugin(behaving(lambda plugin, args: {"check_mode": plugin.check_mode}), {"name": "ex1"},
+                         check_mode=True)
+    assert plugin.run(task_vars={}) == {"check_mode": True}
+
+
+def test_a_plugin_without_check_mode_is_skipped_in_check_mode():
+    unsupported = type("NoCheckMode", (ExampleAction,), {"SUPPORTS_CHECK_MODE": False})
+    with pytest.raises(AnsibleActionSkip, match="does not support check mode"):
+        make_plugin(unsupported, {"name": "ex1"}, check_mode=True).run(task_vars={})
+
+
+def test_async_is_refused():
+    with pytest.raises(AnsibleActionFail, match="does not support async"):
+        make_plugin(ExampleAction, {"name": "ex1"}, async_val=30).run(task_vars={})
+
+
+def _batch_sender(batch: Batch) -> Callable[[ExchangePkiAction, dict[str, Any]], dict[str, Any]]:
+    def behaviour(plugin: ExchangePkiAction, args: dict[str, Any]) -> dict[str, Any]:
+        result = plugin.run_batch(batch, {"inventory_hostname": "ex1"}, args)
+        return {"statuses": [item.status for item in result.results]}
+
+    return behaviour
+
+
+def test_run_batch_sends_one_module_call_with_the_session_credential():
+    batch = Batch()
+    batch.add("Get-AuthConfig", id="auth")
+    calls: list[dict[str, Any]] = []
+    cls = behaving(_batch_sender(batch))
+
+    def execute_module(module_name: str, module_args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict:
+        calls.append({"module_name": module_name, "module_args": module_args})
+        return {"changed": False, "results": [{"id": "auth", "op": "Get-AuthConfig", "status": "ok", "value": {}}]}
+
+    plugin = make_plugin(cls, {"name": "ex1", "exchange_username": "CONTOSO\\exadmin", "exchange_password": SECRET})
+    plugin._execute_module = execute_module
+    assert plugin.run(task_vars={}) == {"statuses": ["ok"]}
+    (call,) = calls
+    assert call["module_name"] == MODULE_NAME
+    assert call["module_args"]["exchange_username"] == "CONTOSO\\exadmin"
+    assert call["module_args"]["exchange_password"] == SECRET
+    assert call["module_args"]["operations"] == [{"id": "auth", "op": "Get-AuthConfig", "args": {}}]
+
+
+def test_run_batch_refuses_changing_operations_in_check_mode_without_calling_the_host():
+    batch = Batch()
+    batch.add("host.iis_reset", id="reset")
+    plugin = make_plugin(behaving(_batch_sender(batch)), {"name": "ex1"}, check_mode=True)
+    plugin._execute_module = pytest.fail  # must never be called
+    result = plugin.run(task_vars={})
+    assert result["failed"] is True
+    assert "check mode" in result["msg"]
+
+
+def test_run_batch_turns_a_module_level_unreachable_answer_into_an_unreachable_task():
+    batch = Batch()
+    batch.add("host.info", id="info")
+    plugin = make_plugin(behaving(_batch_sender(batch)), {"name": "ex1"})
+    plugin._execute_module = lambda **kwargs: {"unreachable": True, "msg": "ntlm: HTTP 401"}
+    result = plugin.run(task_vars={})
+    assert result["unreachable"] is True
+    assert "HTTP 401" in result["msg"]
