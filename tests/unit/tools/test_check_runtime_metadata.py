@@ -1,0 +1,58 @@
+# Copyright: Contributors to the exchange.pki project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Tests of the action group drift check (tools/check_runtime_metadata.py)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import yaml
+
+from tools import check_runtime_metadata
+
+
+def make_collection(root: pathlib.Path, modules: list[str], group: list[str] | None) -> pathlib.Path:
+    """Write a minimal collection: plugins/modules/<name>.py (+ a .ps1) and meta/runtime.yml."""
+    (root / "plugins" / "modules").mkdir(parents=True)
+    (root / "meta").mkdir()
+    for module in modules:
+        (root / "plugins" / "modules" / f"{module}.py").write_text("DOCUMENTATION = ''\n")
+        (root / "plugins" / "modules" / f"{module}.ps1").write_text("$null\n")
+    runtime = {"requires_ansible": ">=2.16.0"}
+    if group is not None:
+        runtime["action_groups"] = {"exchange": group}
+    (root / "meta" / "runtime.yml").write_text(yaml.safe_dump(runtime))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("modules", "group", "expected"),
+    [
+        (["a_mod", "b_mod"], ["a_mod", "b_mod"], []),
+        ([], [], []),
+        (["a_mod", "b_mod"], ["a_mod"], ["modules missing from action group 'exchange': b_mod"]),
+        (["a_mod"], ["a_mod", "gone"], ["action group 'exchange' lists modules that do not exist: gone"]),
+        (["a_mod"], None, ["modules missing from action group 'exchange': a_mod"]),
+        (["a_mod", "b_mod"], ["b_mod", "a_mod"], ["action group 'exchange' is not sorted: b_mod, a_mod"]),
+        (["a_mod"], ["a_mod", "a_mod"], ["listed more than once in action group 'exchange': a_mod"]),
+    ],
+    ids=["equal", "both-empty", "missing", "unknown", "no-group", "unsorted", "duplicate"],
+)
+def test_problems(tmp_path, modules, group, expected):
+    assert check_runtime_metadata.problems(make_collection(tmp_path, modules, group)) == expected
+
+
+def test_init_file_is_not_a_module(tmp_path):
+    root = make_collection(tmp_path, ["a_mod"], ["a_mod"])
+    (root / "plugins" / "modules" / "__init__.py").write_text("")
+
+    assert check_runtime_metadata.problems(root) == []
+
+
+@pytest.mark.parametrize(("group", "status"), [(["a_mod"], 0), ([], 1)], ids=["ok", "drift"])
+def test_main_exit_code(tmp_path, capsys, group, status):
+    root = make_collection(tmp_path, ["a_mod"], group)
+
+    assert check_runtime_metadata.main([str(root)]) == status
+    assert capsys.readouterr().out.startswith("meta/runtime.yml: ")

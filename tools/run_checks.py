@@ -1,0 +1,104 @@
+# Copyright: Contributors to the exchange.pki project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run every check (each a make target), keep going past failures, then report.
+
+Each check's output streams to the terminal and to LOG_DIR/<check>.log (uncoloured: NO_COLOR is set).
+At the end a table shows each check's result and duration, followed by pytest's summary line; the exit
+code is 1 when any check failed.
+
+Usage: python tools/run_checks.py [--log-dir DIR] [--make MAKE] CHECK [CHECK ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+
+# pytest's final line, e.g. "==== 3 failed, 120 passed, 2 skipped in 41.20s ====" or "no tests ran in 0.01s".
+PYTEST_SUMMARY = re.compile(
+    r"^=+ .*\b(?:passed|failed|errors?|skipped|xfailed|xpassed|no tests ran)\b.* in [\d.]+s.* =+$"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check."""
+
+    name: str
+    returncode: int
+    seconds: float
+    log: pathlib.Path
+
+    @property
+    def passed(self) -> bool:
+        return self.returncode == 0
+
+
+def run_check(name: str, make: str, log_dir: pathlib.Path) -> CheckResult:
+    """Run `make <name>`, streaming its output to the terminal and to its log file."""
+    log = log_dir / f"{name}.log"
+    print(f"\n===== check: {name} =====", flush=True)
+    started = time.monotonic()
+    with log.open("w", encoding="utf-8") as sink:
+        process = subprocess.Popen(
+            [make, "--no-print-directory", name],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            sys.stdout.write(line)
+            sink.write(line)
+        returncode = process.wait()
+    sys.stdout.flush()
+    return CheckResult(name, returncode, time.monotonic() - started, log)
+
+
+def pytest_summary(logs: Iterable[pathlib.Path]) -> list[str]:
+    """Return pytest's summary lines found in the given logs, in order."""
+    return [
+        line.strip()
+        for log in logs
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines()
+        if PYTEST_SUMMARY.match(line.strip())
+    ]
+
+
+def report(results: Sequence[CheckResult]) -> str:
+    """Format the results table, the pytest summary and the verdict."""
+    lines = ["", "===== summary ====="]
+    lines += [
+        f"{'PASS' if r.passed else 'FAIL':4}  {r.name:<16} {r.seconds:7.1f}s"
+        + ("" if r.passed else f"  (exit {r.returncode}, log: {r.log})")
+        for r in results
+    ]
+    summaries = pytest_summary(r.log for r in results)
+    lines += [f"pytest: {summary}" for summary in summaries] or ["pytest: no summary line found"]
+    failed = [r.name for r in results if not r.passed]
+    lines.append(f"FAILED checks: {' '.join(failed)}" if failed else f"All {len(results)} checks passed.")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the checks named on the command line; return the process exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--log-dir", type=pathlib.Path, default=pathlib.Path("tests/output/checks"))
+    parser.add_argument("--make", default="make")
+    parser.add_argument("checks", nargs="+")
+    args = parser.parse_args(argv)
+
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    results = [run_check(name, args.make, args.log_dir) for name in args.checks]
+    print(report(results))
+    return 0 if all(r.passed for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
