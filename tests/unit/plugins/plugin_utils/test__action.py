@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -24,19 +23,11 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
     Batch,
     exchange_session_argspec,
 )
+from tests.unit.plugins.action.action_harness import FakeTask
 
 SECRET = "S3cret-never-logged"
 
 
-@dataclasses.dataclass
-class FakeTask:
-    """The attributes of a Task that ActionBase and the base class read."""
-
-    args: dict[str, Any]
-    check_mode: bool = False
-    async_val: int = 0
-    action: str = "exchange.pki.example"
-    resolved_action: str = "exchange.pki.example"
 
 
 class ExampleAction(ExchangePkiAction):
@@ -154,7 +145,7 @@ def test_unexpected_errors_fail_with_a_traceback():
 
     result = make_plugin(behaving(broken), {"name": "ex1"}).run(task_vars={})
     assert result["failed"] is True
-    assert result["msg"] == "Unexpected failure in exchange.pki.example: KeyError: 'missing'"
+    assert result["msg"] == "Unexpected failure in exchange.pki.plugin: KeyError: 'missing'"
     assert "in broken" in result["exception"]
 
 

@@ -1,0 +1,60 @@
+# Copyright: Contributors to the exchange.pki project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run a controller-only action plugin without a play, and compare a module's docs with its argument spec."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import yaml
+from ansible.plugins.action import ActionBase
+
+
+@dataclasses.dataclass
+class FakeTask:
+    """The attributes of a Task that ActionBase and exchange.pki's base class read."""
+
+    args: dict[str, Any]
+    check_mode: bool = False
+    async_val: int = 0
+    action: str = "exchange.pki.plugin"
+    resolved_action: str = "exchange.pki.plugin"
+
+
+def run_action(cls: type[ActionBase], args: dict[str, Any], *, check_mode: bool = False) -> dict[str, Any]:
+    connection = SimpleNamespace(_shell=SimpleNamespace(tmpdir=None))
+    plugin = cls(FakeTask(dict(args), check_mode), connection, SimpleNamespace(), None, None, None)
+    return plugin.run(task_vars={})
+
+
+def _documented(options: dict[str, Any]) -> dict[str, Any]:
+    spec = {}
+    for name, doc in options.items():
+        entry = {key: doc[key] for key in ("type", "required", "default", "choices", "elements") if key in doc}
+        if "suboptions" in doc:
+            entry["options"] = _documented(doc["suboptions"])
+        spec[name] = entry
+    return spec
+
+
+def _normalised(spec: dict[str, Any]) -> dict[str, Any]:
+    result = {}
+    for name, entry in spec.items():
+        kept = {key: entry[key] for key in ("type", "required", "default", "choices", "elements") if key in entry}
+        if kept.get("required") is False:
+            del kept["required"]
+        if "options" in entry:
+            kept["options"] = _normalised(entry["options"])
+        result[name] = kept
+    return result
+
+
+def documented_spec(module: ModuleType) -> dict[str, Any]:
+    """The options of a module's DOCUMENTATION in argument-spec form (type, required, default, choices...)."""
+    return _normalised(_documented(yaml.safe_load(module.DOCUMENTATION)["options"]))
+
+
+def argument_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    return _normalised(spec)
