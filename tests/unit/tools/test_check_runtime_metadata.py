@@ -12,13 +12,21 @@ import yaml
 from tools import check_runtime_metadata
 
 
-def make_collection(root: pathlib.Path, modules: list[str], group: list[str] | None) -> pathlib.Path:
-    """Write a minimal collection: plugins/modules/<name>.py (+ a .ps1) and meta/runtime.yml."""
+def module_doc(name: str, fragment: str) -> str:
+    """A module file whose DOCUMENTATION extends one doc fragment."""
+    return f"DOCUMENTATION = {yaml.safe_dump({'module': name, 'extends_documentation_fragment': [fragment]})!r}\n"
+
+
+def make_collection(root: pathlib.Path, modules: list[str], group: list[str] | None,
+                    controller_only: tuple[str, ...] = ("probe",)) -> pathlib.Path:
+    """Write session modules (<name>.py + .ps1), controller-only modules and meta/runtime.yml."""
     (root / "plugins" / "modules").mkdir(parents=True)
     (root / "meta").mkdir()
     for module in modules:
-        (root / "plugins" / "modules" / f"{module}.py").write_text("DOCUMENTATION = ''\n")
+        (root / "plugins" / "modules" / f"{module}.py").write_text(module_doc(module, "exchange.pki.exchange_session"))
         (root / "plugins" / "modules" / f"{module}.ps1").write_text("$null\n")
+    for module in controller_only:
+        (root / "plugins" / "modules" / f"{module}.py").write_text(module_doc(module, "exchange.pki.policy"))
     runtime = {"requires_ansible": ">=2.16.0"}
     if group is not None:
         runtime["action_groups"] = {"exchange": group}
@@ -32,12 +40,15 @@ def make_collection(root: pathlib.Path, modules: list[str], group: list[str] | N
         (["a_mod", "b_mod"], ["a_mod", "b_mod"], []),
         ([], [], []),
         (["a_mod", "b_mod"], ["a_mod"], ["modules missing from action group 'exchange': b_mod"]),
-        (["a_mod"], ["a_mod", "gone"], ["action group 'exchange' lists modules that do not exist: gone"]),
+        (["a_mod"], ["a_mod", "gone"],
+         ["action group 'exchange' lists modules that do not exist or take no Exchange session options: gone"]),
+        (["a_mod"], ["a_mod", "probe"],
+         ["action group 'exchange' lists modules that do not exist or take no Exchange session options: probe"]),
         (["a_mod"], None, ["modules missing from action group 'exchange': a_mod"]),
         (["a_mod", "b_mod"], ["b_mod", "a_mod"], ["action group 'exchange' is not sorted: b_mod, a_mod"]),
         (["a_mod"], ["a_mod", "a_mod"], ["listed more than once in action group 'exchange': a_mod"]),
     ],
-    ids=["equal", "both-empty", "missing", "unknown", "no-group", "unsorted", "duplicate"],
+    ids=["equal", "both-empty", "missing", "unknown", "controller-only", "no-group", "unsorted", "duplicate"],
 )
 def test_problems(tmp_path, modules, group, expected):
     assert check_runtime_metadata.problems(make_collection(tmp_path, modules, group)) == expected
