@@ -1,0 +1,137 @@
+# Copyright: Contributors to the exchange.pki project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Action plugin of ``exchange.pki.fleet_alert``: e-mail and webhook alerts about the fleet's findings.
+
+Every configured channel is tried even when another fails; the task fails when any did, and ``sent``
+still lists what was delivered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ExchangePkiAction
+from ansible_collections.exchange.pki.plugins.plugin_utils._alerts import (
+    WEBHOOK_FORMATS,
+    AlertDeliveryError,
+    AlertFinding,
+    EmailSettings,
+    WebhookSettings,
+    build_email,
+    post_webhook,
+    select_findings,
+    send_email,
+    webhook_payload,
+)
+from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
+    DEFAULT_TITLE,
+    SEVERITIES,
+    FleetReport,
+    build_report,
+    markdown_text,
+    report_time,
+)
+
+EMAIL_OPTIONS = {
+    "smtp_host": {"type": "str", "required": True},
+    "smtp_port": {"type": "int", "default": 25},
+    "from": {"type": "str", "required": True},
+    "to": {"type": "list", "elements": "str", "required": True},
+    "starttls": {"type": "bool", "default": False},
+    "validate_certs": {"type": "bool", "default": True},
+    "username": {"type": "str"},
+    "password": {"type": "str", "no_log": True},
+    "subject_prefix": {"type": "str", "default": "[exchange.pki] "},
+    "timeout": {"type": "float", "default": 30.0},
+}
+WEBHOOK_OPTIONS = {
+    "url": {"type": "str", "required": True, "no_log": True},
+    "format": {"type": "str", "choices": list(WEBHOOK_FORMATS), "default": "generic"},
+    "headers": {"type": "dict", "default": {}, "no_log": True},
+    "timeout": {"type": "float", "default": 30.0},
+    "validate_certs": {"type": "bool", "default": True},
+}
+
+#: The one argument spec; plugins/modules/fleet_alert.py documents exactly this (a unit test compares them).
+ARGUMENT_SPEC = ArgumentSpec(
+    argument_spec={
+        "facts": {"type": "dict", "required": True},
+        "min_severity": {"type": "str", "choices": list(SEVERITIES), "default": "critical"},
+        "title": {"type": "str", "default": DEFAULT_TITLE},
+        "now": {"type": "str"},
+        "email": {"type": "dict", "options": EMAIL_OPTIONS, "required_together": [["username", "password"]]},
+        "webhook": {"type": "dict", "options": WEBHOOK_OPTIONS},
+    },
+    required_one_of=[["email", "webhook"]],
+)
+
+Delivery = tuple[dict[str, Any], Callable[[], Mapping[str, Any]]]
+"""What a channel reports (``sent`` entry) and the call that delivers it (returning details to add)."""
+
+
+def email_delivery(options: Mapping[str, Any], report: FleetReport, findings: Sequence[AlertFinding],
+                   markdown: str) -> Delivery:
+    settings = EmailSettings(
+        smtp_host=options["smtp_host"], smtp_port=options["smtp_port"], sender=options["from"],
+        to=tuple(options["to"]), starttls=options["starttls"], validate_certs=options["validate_certs"],
+        username=options["username"], password=options["password"], subject_prefix=options["subject_prefix"],
+        timeout=options["timeout"],
+    )
+    message = build_email(report, findings, markdown, settings)
+
+    def send() -> Mapping[str, Any]:
+        send_email(message, settings)
+        return {}
+
+    return {"channel": "email", "to": list(settings.to), "subject": message["Subject"]}, send
+
+
+def webhook_delivery(options: Mapping[str, Any], report: FleetReport, findings: Sequence[AlertFinding],
+                     markdown: str) -> Delivery:
+    settings = WebhookSettings(
+        url=options["url"], format=options["format"], timeout=options["timeout"],
+        headers={str(name): str(value) for name, value in options["headers"].items()},
+        validate_certs=options["validate_certs"],
+    )
+    payload = webhook_payload(report, findings, settings.format, markdown)
+    return (
+        {"channel": "webhook", "endpoint": settings.endpoint, "format": settings.format},
+        lambda: {"status": post_webhook(payload, settings)},
+    )
+
+
+class ActionModule(ExchangePkiAction):
+    """Runs on the controller only: no connection to the task's host, no files transferred."""
+
+    ARGUMENT_SPEC = ARGUMENT_SPEC
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
+        report = build_report(args["facts"], title=args["title"], now=report_time(args["now"]))
+        findings = select_findings(report, args["min_severity"])
+        result: dict[str, Any] = {
+            "changed": False, "triggered": bool(findings), "findings": len(findings), "sent": [],
+            "summary": report.summary.as_dict(),
+        }
+        if not findings:
+            return result
+        markdown = markdown_text(report)
+        channels = [(email_delivery, args["email"]), (webhook_delivery, args["webhook"])]
+        errors = []
+        for make_delivery, options in channels:
+            if not options:
+                continue
+            record, send = make_delivery(options, report, findings, markdown)
+            try:
+                record.update(send() if not self.check_mode else {})
+            except AlertDeliveryError as error:
+                errors.append(str(error))
+                continue
+            result["sent"].append({**record, "delivered": not self.check_mode})
+        result["changed"] = bool(result["sent"])
+        if errors:
+            result.update(failed=True, msg="alert delivery failed: " + "; ".join(errors))
+        return result
