@@ -1,7 +1,7 @@
 # exchange.pki developer and CI entry points.
 #
-# `make test` on a fresh clone installs what it needs (a pinned .venv, the dependency collections, Debian's
-# pebble and shellcheck when run as root) and then runs every check; see `make help`.
+# `make test` on a fresh clone installs what it needs (a pinned .venv, the dependency collections, Debian
+# packages when run as root) and then runs every check; see `make help`.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -21,7 +21,8 @@ BUNDLED_COLLECTIONS := community.crypto ansible.windows
 COLLECTION := exchange.pki
 COLLECTIONS_PATH := $(CURDIR)/.ansible/collections
 COLLECTIONS_STAMP := $(COLLECTIONS_PATH)/.installed-$(firstword $(shell echo '$(ANSIBLE_BUNDLE) $(BUNDLED_COLLECTIONS)' | sha256sum))
-DEBIAN_PACKAGES := pebble shellcheck
+# pebble: the lab's ACME CA; shellcheck: run by ansible-test sanity; chromium: renders the HTML report in tests.
+DEBIAN_PACKAGES := pebble shellcheck chromium
 
 # Every tool below (ansible-lint, ansible-doc, ansible-playbook started by tests, ...) uses the venv and
 # finds this collection and its dependencies in the local collections path.
@@ -31,7 +32,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 PYTEST_DIRS := $(wildcard tests/unit tests/lab/tests tests/integration)
 PYTEST_ARGS ?=
-RUFF_DIRS := $(wildcard plugins tests tools)
+RUFF_DIRS := $(wildcard benchmarks plugins tests tools)
 DIST := dist
 LAB_DIR := .lab
 LAB_SCENARIO ?= dag
@@ -66,7 +67,7 @@ $(COLLECTIONS_STAMP): | $(VENV_STAMP)
 		--self $(COLLECTION) $(BUNDLED_COLLECTIONS)
 	touch $@
 
-system-packages: ## As root: apt-get install pebble and shellcheck when missing
+system-packages: ## As root: apt-get install the Debian packages tests need, when missing
 	@tools/debian_packages.sh $(DEBIAN_PACKAGES)
 
 lock: ## Regenerate requirements/dev.txt from requirements/dev.in in a scratch venv
@@ -89,7 +90,7 @@ metadata: venv ## meta/runtime.yml action group == plugins/modules
 ps-syntax: venv ## Parse every PowerShell script with tree-sitter-powershell
 	$(BIN)/python tools/ps_syntax_check.py
 
-ruff: venv ## ruff check on plugins/ tests/ tools/
+ruff: venv ## ruff check on benchmarks/ plugins/ tests/ tools/
 	$(BIN)/ruff check $(RUFF_DIRS)
 
 pytest: venv collections ## Unit, lab and integration tests in one pytest run

@@ -2,9 +2,8 @@
 # Copyright: Contributors to the exchange.pki project
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 #
-# Install the named Debian packages when they are missing; `make` asks for pebble (the ACME test CA the
-# lab runs) and for the shell script linter that ansible-test sanity runs when it is installed.
-# Needs root; otherwise it says what is missing and succeeds.
+# Install the named Debian packages when they are missing (the Makefile's DEBIAN_PACKAGES says why each is
+# needed). Needs root; otherwise it says what is missing and succeeds: the tests that need a package skip.
 #
 # Usage: tools/debian_packages.sh PACKAGE...
 set -euo pipefail
@@ -20,8 +19,7 @@ if ((${#missing[@]} == 0)); then
     exit 0
 fi
 if ((EUID != 0)); then
-    echo "system-packages: not root, skipping apt-get install of: ${missing[*]}" \
-        "(the lab's ACME CA needs pebble; ansible-test sanity skips shellcheck without it)"
+    echo "system-packages: not root, skipping apt-get install of: ${missing[*]}"
     exit 0
 fi
 echo "system-packages: installing ${missing[*]}"
