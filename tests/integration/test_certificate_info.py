@@ -32,6 +32,7 @@ EXCHANGE_STORES = ("My", "REQUEST")
 REQUIRED_NAMES = ("mail.contoso.lab", "autodiscover.contoso.lab")
 EXADMIN_PASSWORD = "Only-For-The-Exchange-Session-7f3a"  # noqa: S105 - a lab account's password, must never leak
 
+
 def gather_task(**options: Any) -> str:
     return (
         "- name: Gather the certificate facts\n"

@@ -130,9 +130,9 @@ def test_export_returns_a_pfx_the_password_opens_and_the_log_never_shows(dag_lab
     assert run.returncode == 0, run.stdout + run.stderr
     export = by_id(run.result("ex1"))["export"]
     assert export["status"] == "ok", export
-    key, cert, _ = pkcs12.load_key_and_certificates(base64.b64decode(export["value"]["FileData"]), b"Correct-Horse-42")
+    pfx = base64.b64decode(export["value"]["FileData"])
+    key, cert, _chain = pkcs12.load_key_and_certificates(pfx, b"Correct-Horse-42")
     assert key is not None
     assert hashlib.sha1(cert.public_bytes(Encoding.DER)).hexdigest().upper() == shared["thumbprint"]  # noqa: S324
     assert "Correct-Horse-42" not in run.stdout + run.stderr, "a secret reached Ansible's output at -vvv"
     assert "Correct-Horse-42" not in str(dag_lab.dump())
-

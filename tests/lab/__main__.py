@@ -152,7 +152,7 @@ def _serve_args(args: argparse.Namespace) -> list[str]:
 
 
 def _load_fleet(args: argparse.Namespace) -> Any:
-    module_name, _, class_name = args.fleet_class.partition(":")
+    module_name, _sep, class_name = args.fleet_class.partition(":")
     fleet_class = getattr(importlib.import_module(module_name), class_name)
     if args.scenario:
         scenario: Any = args.scenario

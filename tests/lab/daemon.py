@@ -9,6 +9,7 @@ control.json (control port and token) and lab.pid.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -105,7 +106,7 @@ class Lab:
 
     def _listen(self, server: str, endpoints: Endpoints) -> dict[str, int]:
         service = ShellService(WindowsHost(self.fleet, server, FileSystem()), self._commands, self.options.receive_wait)
-        unreachable = lambda: self.fleet.is_unreachable(server)  # noqa: E731 - a bound predicate
+        unreachable = functools.partial(self.fleet.is_unreachable, server)
         http = WSManEndpoint(service, self._accounts, unreachable)
         https = WSManEndpoint(
             service, self._accounts, unreachable, lambda: self.fleet.listener_certificate(server), self._contexts

@@ -728,7 +728,7 @@ def _receive_connectors(ctx: Context, identity: str | None, server_name: str | N
             raise object_not_found(ctx.org, server_name, cmdlet)
         connectors = [connector for connector in connectors if connector.server == server.name]
     if identity:
-        host, _, name = identity.rpartition("\\")
+        host, _sep, name = identity.rpartition("\\")
         connectors = [
             connector
             for connector in connectors

@@ -166,7 +166,7 @@ class Trust:
     def root_of(self, material: Material) -> pki.Authority | None:
         """The self-signed CA at the top of the certificate's chain, None when a link is unknown."""
         name = material.certificate.issuer
-        for _ in range(8):  # chains are short; the bound guards against a naming loop
+        for _step in range(8):  # chains are short; the bound guards against a naming loop
             authority = self._by_subject.get(name)
             if authority is None:
                 return None

@@ -206,7 +206,7 @@ class Enrolment:
 def _template_attribute(attributes: Sequence[str]) -> str | None:
     """The template named by a "CertificateTemplate:<name>" attribute (lines may hold several)."""
     for line in (line for attribute in attributes for line in attribute.splitlines()):
-        name, _, value = line.partition(":")
+        name, _sep, value = line.partition(":")
         if name.strip().casefold() == _TEMPLATE_ATTRIBUTE and value.strip():
             return value.strip()
     return None

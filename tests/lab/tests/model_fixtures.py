@@ -21,9 +21,9 @@ MODULE = "exchange.pki.exchange_batch"
 PASSWORD = "Pfx-Pass-1!"
 
 
-def op(op_id: str, name: str, /, **args: Any) -> dict[str, Any]:
+def op(op_id: str, operation: str, /, **args: Any) -> dict[str, Any]:
     """One operation of a batch."""
-    return {"id": op_id, "op": name, "args": args} if args else {"id": op_id, "op": name}
+    return {"id": op_id, "op": operation, "args": args} if args else {"id": op_id, "op": operation}
 
 
 def batch(
@@ -38,16 +38,16 @@ def batch(
     )
 
 
-def value(fleet: Fleet, server: str, name: str, /, **args: Any) -> Any:
+def value(fleet: Fleet, server: str, operation: str, /, **args: Any) -> Any:
     """Run one operation that must succeed and return its value."""
-    result = batch(fleet, server, op("x", name, **args))["results"][0]
+    result = batch(fleet, server, op("x", operation, **args))["results"][0]
     assert result["status"] == "ok", result
     return result["value"]
 
 
-def error(fleet: Fleet, server: str, name: str, /, **args: Any) -> dict[str, Any]:
+def error(fleet: Fleet, server: str, operation: str, /, **args: Any) -> dict[str, Any]:
     """Run one operation that must fail and return its error record."""
-    result = batch(fleet, server, op("x", name, **args))["results"][0]
+    result = batch(fleet, server, op("x", operation, **args))["results"][0]
     assert result["status"] == "failed", result
     return result["error"]
 

@@ -159,7 +159,7 @@ def test_error_fault_counts_down(fleet: Fleet) -> None:
 
 def test_wildcard_fault_until_cleared(fleet: Fleet) -> None:
     fleet.set_fault("ex1", "*", error="down")
-    for _ in range(3):
+    for _attempt in range(3):
         assert error(fleet, "ex1", "Get-AuthConfig")["message"] == "down"
     fleet.clear_faults("ex1")
     assert value(fleet, "ex1", "Get-AuthConfig")
@@ -262,7 +262,9 @@ def test_arguments_the_executor_refuses_fail_the_module_and_change_nothing(fleet
 
 def test_datetime_with_fractional_seconds_is_accepted_as_the_executor_does(fleet: Fleet) -> None:
     """exchange_batch.ps1 parses $datetime with RoundtripKind, which takes fractions of a second."""
-    result = batch(fleet, "ex1", op("x", "Set-AuthConfig", NewCertificateThumbprint="0" * 40,
-                                     NewCertificateEffectiveDate={"$datetime": "2030-01-01T00:00:00.123Z"}))
+    result = batch(fleet, "ex1", op(
+        "x", "Set-AuthConfig", NewCertificateThumbprint="0" * 40,
+        NewCertificateEffectiveDate={"$datetime": "2030-01-01T00:00:00.123Z"},
+    ))
     assert "failed" not in result, result.get("msg")
     assert result["results"][0]["status"] == "failed", "the argument passed; the unknown thumbprint did not"

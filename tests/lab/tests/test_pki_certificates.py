@@ -429,8 +429,8 @@ def ed25519_csr() -> x509.CertificateSigningRequest:
 
 def test_an_ip_address_name_becomes_an_ip_san_that_tls_verification_accepts() -> None:
     registry = pki.AuthorityRegistry(now=NOW)
-    issued = pki.make_certificate(pki.CertificateSpec("CN=ex1.contoso.lab", dns_names=("ex1.contoso.lab", "127.0.0.1")),
-                              now=NOW, authorities=registry)
+    spec = pki.CertificateSpec("CN=ex1.contoso.lab", dns_names=("ex1.contoso.lab", "127.0.0.1"))
+    issued = pki.make_certificate(spec, now=NOW, authorities=registry)
     san = issued.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
     assert san.get_values_for_type(x509.DNSName) == ["ex1.contoso.lab"]

@@ -64,7 +64,7 @@ def run_module(
         },
     )
     if become:
-        prefix, _, manifest = stdin.partition(b"\n\0\0\0\0\n")
+        prefix, _sep, manifest = stdin.partition(b"\n\0\0\0\0\n")
         document = json.loads(manifest)
         document["actions"].insert(
             0, {"name": "become_wrapper.ps1", "params": {"BecomeUser": "SYSTEM"}, "secure_params": {}}
@@ -186,7 +186,7 @@ def test_unreachable_refuses_connections_until_cleared(lab: Lab, fake_fleet: Fak
 
 def test_mkdtemp_put_fetch_and_cleanup_roundtrip(connection: Connection, tmp_path: Path) -> None:
     mkdtemp = connection._shell._mkdtemp2(basefile="ansible-tmp-lab", tmpdir="%TEMP%")
-    rc, stdout, _ = connection.exec_command(mkdtemp.command, in_data=mkdtemp.input_data)
+    rc, stdout, _stderr = connection.exec_command(mkdtemp.command, in_data=mkdtemp.input_data)
     remote_dir = stdout.decode().strip()
     assert (rc, remote_dir) == (0, "C:\\Users\\labadmin\\AppData\\Local\\Temp\\ansible-tmp-lab")
 
@@ -196,7 +196,7 @@ def test_mkdtemp_put_fetch_and_cleanup_roundtrip(connection: Connection, tmp_pat
     connection.fetch_file(f"{remote_dir}\\payload.bin", str(tmp_path / "back.bin"))
     assert (tmp_path / "back.bin").read_bytes() == source.read_bytes()
 
-    rc, _, stderr = connection.exec_command(connection._shell.remove(remote_dir, recurse=True))
+    rc, _stdout, stderr = connection.exec_command(connection._shell.remove(remote_dir, recurse=True))
     assert (rc, stderr) == (0, b"")
     with pytest.raises(AnsibleError, match="failed to transfer file"):
         connection.fetch_file(f"{remote_dir}\\payload.bin", str(tmp_path / "gone.bin"))

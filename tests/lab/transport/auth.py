@@ -57,10 +57,10 @@ class Account:
         name = name.casefold()
         user, domain = self.username.casefold(), self.domain.casefold()
         if "\\" in name:
-            given_domain, _, given_user = name.partition("\\")
+            given_domain, _sep, given_user = name.partition("\\")
             return given_user == user and (given_domain == domain or domain.startswith(f"{given_domain}."))
         if "@" in name:
-            given_user, _, given_domain = name.partition("@")
+            given_user, _sep, given_domain = name.partition("@")
             return given_user == user and (given_domain == domain or given_domain.startswith(f"{domain}."))
         return name == user
 
@@ -134,7 +134,7 @@ class ConnectionAuth:
         if not authorization:
             # After the NTLM handshake the connection itself is authenticated; Basic sends a header every time.
             return AuthStep(Outcome.AUTHENTICATED if self.can_encrypt else Outcome.CHALLENGE)
-        scheme, _, token = authorization.partition(" ")
+        scheme, _sep, token = authorization.partition(" ")
         scheme = scheme.casefold()
         if scheme == "basic":
             return self._basic(authorization, token.strip())
@@ -146,7 +146,7 @@ class ConnectionAuth:
         if header == self._basic_header:
             return AuthStep(Outcome.AUTHENTICATED)
         try:
-            name, _, password = base64.b64decode(token, validate=True).decode("utf-8").partition(":")
+            name, _sep, password = base64.b64decode(token, validate=True).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise AuthFailed("malformed Basic credentials") from exc
         account = next((a for a in self._accounts if a.matches(name) and a.password == password), None)

@@ -26,7 +26,7 @@ def _key(path: str) -> str:
 def normalise(path: str) -> str:
     """Backslashes, no trailing separator (except for a drive root), no ``.`` segments."""
     path = path.replace("/", "\\")
-    drive, _, rest = path.partition(":\\") if ":\\" in path else ("", "", path)
+    drive, _sep, rest = path.partition(":\\") if ":\\" in path else ("", "", path)
     parts = [part for part in rest.split("\\") if part not in ("", ".")]
     prefix = f"{drive}:\\" if drive else ""
     return prefix + "\\".join(parts)
@@ -34,7 +34,7 @@ def normalise(path: str) -> str:
 
 def parent(path: str) -> str:
     path = normalise(path)
-    head, _, _ = path.rpartition("\\")
+    head = path.rpartition("\\")[0]
     return head + "\\" if head.endswith(":") else head
 
 

@@ -84,7 +84,7 @@ class Acceptor:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            for key, _ in self._selector.select():
+            for key, _events in self._selector.select():
                 if key.data is None:
                     continue
                 try:

@@ -40,8 +40,6 @@ FACT_KEYS = {
 }
 
 
-
-
 @dataclasses.dataclass
 class Host:
     """One lab server behind the plugin: every module call is recorded and answered by the fleet."""

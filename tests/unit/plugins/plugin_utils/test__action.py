@@ -28,8 +28,6 @@ from tests.unit.plugins.action.action_harness import FakeTask
 SECRET = "S3cret-never-logged"
 
 
-
-
 class ExampleAction(ExchangePkiAction):
     """A plugin whose execute() is the test's callable; it records the validated arguments."""
 
