@@ -38,7 +38,7 @@ LAB_DIR := .lab
 LAB_SCENARIO ?= dag
 
 # The checks `make test` runs, in order; each is also a target of its own.
-CHECKS := metadata ps-syntax ruff pytest sanity lint docs-lint changelog-lint build ee
+CHECKS := metadata ps-syntax ruff pytest sanity lint molecule docs-lint changelog-lint build ee
 
 .PHONY: help setup venv collections system-packages lock test $(CHECKS) unit lab-test integration \
 	lab lab-stop clean distclean
@@ -148,3 +148,27 @@ clean: ## Remove build and test output (keeps .venv and .ansible)
 
 distclean: clean ## Also remove .venv and .ansible (the next `make` reinstalls)
 	rm -rf $(VENV) .ansible
+
+# ---- demo, molecule, benchmarks ----------------------------------------------------------------------
+
+DEMO_LAB := $(LAB_DIR)/demo
+DEMO_REPORT := $(CURDIR)/demo-report
+
+.PHONY: demo bench
+
+demo: setup ## Start the lab's dag fleet, run `ansible-playbook exchange.pki.inventory` on it, print the report
+	$(BIN)/python -m tests.lab stop --state-dir $(DEMO_LAB) >/dev/null
+	trap '$(BIN)/python -m tests.lab stop --state-dir $(DEMO_LAB) >/dev/null' EXIT; \
+	$(BIN)/python -m tests.lab start --scenario dag --state-dir $(DEMO_LAB) >/dev/null; \
+	$(BIN)/ansible-playbook exchange.pki.inventory -i $(DEMO_LAB)/inventory.yml \
+		-e '{"report_dest": "$(DEMO_REPORT)", "report_show_summary": false}'; \
+	echo; cat $(DEMO_REPORT)/exchange_pki_report.md; \
+	echo; echo "Reports:"; ls -1 $(DEMO_REPORT)/exchange_pki_report.*
+
+molecule: venv collections ## molecule test of every role scenario (extensions/molecule) against the lab
+	$(BIN)/molecule test --all
+
+bench: setup ## Run the benchmarks of benchmarks/README.md (figures, not checks)
+	$(BIN)/python benchmarks/certificate_info_vs_win_ping.py
+	$(BIN)/python benchmarks/parse_vs_community_crypto.py
+	$(BIN)/python benchmarks/report_generation.py

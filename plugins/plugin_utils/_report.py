@@ -57,6 +57,10 @@ HOST_FACT_KEYS = (
 SHARED_ROLES = frozenset({"iis", "smtp", "imap", "pop", "connector", "hybrid", "auth_current", "auth_next"})
 """Roles every member of a DAG should hold with the same certificate (one namespace, one Auth configuration)."""
 
+PER_SERVER_ROLES = frozenset({"exchange_default", "internal_transport"})
+"""Certificates that are each server's own by design (Exchange's self-signed certificate, which also holds the
+Back End binding and so shows IIS, and the internal transport certificate): never a DAG mismatch."""
+
 ROLE_ORDER = (
     "iis", "smtp", "imap", "pop", "connector", "hybrid", "auth_current", "auth_next", "auth_previous",
     "back_end", "internal_transport", "cluster", "exchange_default", "wmsvc", "pending_request",
@@ -365,7 +369,8 @@ def _dag_view(name: str, members: tuple[HostView, ...]) -> DagView:
     rows = []
     for role in sorted(present, key=lambda r: (ROLE_ORDER.index(r) if r in ROLE_ORDER else len(ROLE_ORDER), r)):
         cells = tuple(tuple(cert for cert in member.certificates if role in cert.roles) for member in members)
-        rows.append(DagRow(role=role, cells=cells, odd=_odd_members(cells) if role in SHARED_ROLES else frozenset()))
+        shared = tuple(tuple(cert for cert in cell if not PER_SERVER_ROLES & set(cert.roles)) for cell in cells)
+        rows.append(DagRow(role=role, cells=cells, odd=_odd_members(shared) if role in SHARED_ROLES else frozenset()))
     member_names = {member.server_name.lower() for member in members}
     nodes = {
         node.get("name") for member in members for node in ((member.fact or {}).get("cluster") or {}).get("nodes") or ()
