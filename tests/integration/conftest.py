@@ -25,6 +25,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS_PATH = REPO_ROOT / ".ansible" / "collections"
+SCENARIOS = REPO_ROOT / "tests" / "lab" / "scenarios"
 
 
 def _ansible_playbook() -> str | None:
@@ -76,6 +77,33 @@ def start_lab(state_dir: Path, *extra: str) -> Lab:
     lab = Lab(state_dir)
     lab.control("start", *extra)
     return lab
+
+
+def start_variant_lab(tmp_path_factory: pytest.TempPathFactory, name: str, *, base: str = "single",
+                      servers: tuple[dict[str, Any], ...] = (), accounts: tuple[dict[str, Any], ...] = ()) -> Lab:
+    """Start a lab from a shipped scenario plus extra servers (copies of its first, with overrides) and accounts."""
+    scenario = yaml.safe_load((SCENARIOS / f"{base}.yml").read_text(encoding="utf-8"))
+    first = scenario["servers"][0]
+    scenario["servers"] += [{**first, **overrides} for overrides in servers]
+    scenario["accounts"] += list(accounts)
+    path = tmp_path_factory.mktemp("scenario") / f"{name}.yml"
+    path.write_text(yaml.safe_dump(scenario), encoding="utf-8")
+    return start_lab(tmp_path_factory.mktemp(f"lab-{name}"), "--scenario", str(path))
+
+
+def ansible_env() -> dict[str, str]:
+    """The environment of every ansible-playbook the tests start: this collection's path, quiet, 10 forks."""
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_PATH),
+        ANSIBLE_HOST_KEY_CHECKING="false",
+        ANSIBLE_RETRY_FILES_ENABLED="false",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORKS="10",
+        ANSIBLE_LOCALHOST_WARNING="false",
+    )
+    env.setdefault("ANSIBLE_PYTHON_INTERPRETER", sys.executable)
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -144,20 +172,10 @@ def run_playbook(
     playbook = tmp_path / "play.yml"
     playbook.write_text(play)
     yaml.safe_load(play)  # fail early, with the text, on a malformed test play
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_PATH),
-        ANSIBLE_HOST_KEY_CHECKING="false",
-        ANSIBLE_RETRY_FILES_ENABLED="false",
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORKS="10",
-        ANSIBLE_LOCALHOST_WARNING="false",
-    )
-    env.setdefault("ANSIBLE_PYTHON_INTERPRETER", sys.executable)
     proc = subprocess.run(
         [ANSIBLE_PLAYBOOK, "-i", str(lab.inventory), "-e", f"ansible_python_interpreter={sys.executable}",
          str(playbook), *extra_args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=600,
+        cwd=tmp_path, env=ansible_env(), capture_output=True, text=True, check=False, timeout=600,
     )
     results = {p.stem: json.loads(p.read_text()) for p in capture_dir.glob("*.json")}
     return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, results)

@@ -24,9 +24,8 @@ import yaml
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import DOUBLE_HOP_REMEDIES
 from ansible_collections.exchange.pki.plugins.plugin_utils._policy import CATALOGUE
 
-from .conftest import REPO_ROOT, Lab, run_playbook, start_lab
+from .conftest import SCENARIOS, Lab, run_playbook, start_lab, start_variant_lab
 
-SCENARIOS = REPO_ROOT / "tests" / "lab" / "scenarios"
 DAY = datetime.timedelta(days=1)
 EXCHANGE_STORES = ("My", "REQUEST")
 REQUIRED_NAMES = ("mail.contoso.lab", "autodiscover.contoso.lab")
@@ -411,14 +410,11 @@ def test_check_mode_gives_the_same_result_and_changes_nothing(dag_lab, dag_gathe
 @pytest.fixture(scope="module")
 def access_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """`single` plus a double-hop server (ex8), a server without Exchange tools (ex9) and an extra admin."""
-    scenario = yaml.safe_load((SCENARIOS / "single.yml").read_text(encoding="utf-8"))
-    first = scenario["servers"][0]
-    scenario["servers"] += [{**first, "name": "ex8", "exchange_session": "double_hop"},
-                            {**first, "name": "ex9", "exchange_session": "no_exchange"}]
-    scenario["accounts"].append({"username": "exadmin", "password": EXADMIN_PASSWORD, "exchange_admin": True})
-    path = tmp_path_factory.mktemp("scenario") / "access.yml"
-    path.write_text(yaml.safe_dump(scenario))
-    lab = start_lab(tmp_path_factory.mktemp("lab-access"), "--scenario", str(path))
+    lab = start_variant_lab(
+        tmp_path_factory, "access",
+        servers=({"name": "ex8", "exchange_session": "double_hop"}, {"name": "ex9", "exchange_session": "no_exchange"}),
+        accounts=({"username": "exadmin", "password": EXADMIN_PASSWORD, "exchange_admin": True},),
+    )
     try:
         yield lab
     finally:

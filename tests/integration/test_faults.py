@@ -5,12 +5,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 
-from .conftest import REPO_ROOT, Lab, start_lab
+from .conftest import Lab, start_variant_lab
 
 READ_CERTS = """\
 - name: Read certificates
@@ -26,12 +24,8 @@ READ_CERTS = """\
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """The `single` scenario plus a second server whose Exchange session meets the double hop."""
-    scenario = yaml.safe_load((REPO_ROOT / "tests/lab/scenarios/single.yml").read_text())
-    first = scenario["servers"][0]
-    scenario["servers"].append({**first, "name": "ex9", "exchange_session": "double_hop"})
-    path: Path = tmp_path_factory.mktemp("scenario") / "double-hop.yml"
-    path.write_text(yaml.safe_dump(scenario))
-    started = start_lab(tmp_path_factory.mktemp("lab-faults"), "--scenario", str(path))
+    double_hop = {"name": "ex9", "exchange_session": "double_hop"}
+    started = start_variant_lab(tmp_path_factory, "faults", servers=(double_hop,))
     try:
         yield started
     finally:

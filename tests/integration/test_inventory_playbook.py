@@ -11,7 +11,6 @@ its probes saw with the IIS bindings those facts report, and the lab's dump prov
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ANSIBLE_PLAYBOOK, COLLECTIONS_PATH, Lab, run_playbook
+from .conftest import ANSIBLE_PLAYBOOK, Lab, ansible_env, run_playbook
 
 REPORT_FILES = ("html", "csv", "json", "md", "prom")
 #: Probes with the lab's per-host ports (the lab inventory's exchange_pki_lab_ports) plus one closed port.
@@ -60,18 +59,10 @@ class Run:
 def run_inventory_playbook(lab: Lab, cwd: Path, extra_vars: Mapping[str, Any], *args: str) -> Run:
     """Run the collection's playbook by name from ``cwd`` with ``extra_vars`` (as JSON) and ``args``."""
     cwd.mkdir(parents=True, exist_ok=True)
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_PATH),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORKS="10",
-        ANSIBLE_RETRY_FILES_ENABLED="false",
-        ANSIBLE_LOCALHOST_WARNING="false",
-    )
     proc = subprocess.run(
         [ANSIBLE_PLAYBOOK, "exchange.pki.inventory", "-i", str(lab.inventory),
          "-e", f"ansible_python_interpreter={sys.executable}", "-e", json.dumps(dict(extra_vars)), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=600,
+        cwd=cwd, env=ansible_env(), capture_output=True, text=True, check=False, timeout=600,
     )
     return Run(cwd, proc.returncode, proc.stdout + proc.stderr)
 
