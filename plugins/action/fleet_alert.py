@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ExchangePkiAction
+from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ControllerAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._alerts import (
     WEBHOOK_FORMATS,
     AlertDeliveryError,
@@ -102,12 +102,8 @@ def webhook_delivery(options: Mapping[str, Any], report: FleetReport, findings: 
     )
 
 
-class ActionModule(ExchangePkiAction):
-    """Runs on the controller only: no connection to the task's host, no files transferred."""
-
+class ActionModule(ControllerAction):
     ARGUMENT_SPEC = ARGUMENT_SPEC
-    TRANSFERS_FILES = False
-    _requires_connection = False
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
         report = build_report(args["facts"], title=args["title"], now=report_time(args["now"]))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ansible.errors import AnsibleActionFail
 
-from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ExchangePkiAction
+from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ControllerAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
     CRYPTOGRAPHY_REQUIREMENT,
     normalize_thumbprint,
@@ -49,12 +49,8 @@ ARGUMENT_SPEC = ArgumentSpec(
 )
 
 
-class ActionModule(ExchangePkiAction):
-    """Runs on the controller only: no connection to the task's host, no files transferred."""
-
+class ActionModule(ControllerAction):
     ARGUMENT_SPEC = ARGUMENT_SPEC
-    TRANSFERS_FILES = False
-    _requires_connection = False
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
         require_cryptography()

@@ -107,3 +107,10 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
         return run_batch(
             self, batch, task_vars, session=ExchangeSessionOptions.from_task_args(args), check_mode=self.check_mode,
         )
+
+
+class ControllerAction(ExchangePkiAction, metaclass=abc.ABCMeta):
+    """A plugin that works on the controller only: no connection to the task's host, no files transferred."""
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
