@@ -227,8 +227,8 @@ def _date(moment: datetime.datetime) -> str:
 # --- rules: one certificate at a time -------------------------------------------------------------
 
 _RENEW = (
-    "Renew it: create a request with the exchange.pki.certificate_request module (or "
-    "'Get-ExchangeCertificate -Thumbprint {t} | New-ExchangeCertificate -GenerateRequest'), complete it with "
+    "Renew it: create a request with "
+    "'Get-ExchangeCertificate -Thumbprint {t} | New-ExchangeCertificate -GenerateRequest', complete it with "
     "Import-ExchangeCertificate, move its services with Enable-ExchangeCertificate and remove the old "
     "certificate once nothing references it."
 )
@@ -236,7 +236,7 @@ _AUTH_ROTATE = (
     "Create a new Auth certificate (New-ExchangeCertificate -KeySize 2048 -PrivateKeyExportable $true "
     "-SubjectName 'cn=Microsoft Exchange Server Auth Certificate' -DomainName @()), import it on every "
     "Exchange server, stage it with Set-AuthConfig -NewCertificateThumbprint <T> -NewCertificateEffectiveDate "
-    "(Get-Date).AddHours(49), or use the exchange.pki.auth_certificate module."
+    "(Get-Date).AddHours(49)."
 )
 _AUTH_EMERGENCY = _AUTH_ROTATE + (
     " The current certificate has expired: make the new one effective now, run Set-AuthConfig -PublishCertificate, "
@@ -417,8 +417,7 @@ def _duplicate_findings(ctx: _Context) -> Iterator[Finding]:
                 "duplicate_certificates",
                 f"{_label(certificate)} has the same subject and names as {others}.",
                 "Keep the newest valid certificate: move any services to it with Enable-ExchangeCertificate, then "
-                "remove the others with Remove-ExchangeCertificate (or exchange.pki.certificate_remove, which "
-                "refuses while anything references them).",
+                "remove the others with Remove-ExchangeCertificate once nothing references them.",
                 thumbprint=certificate.thumbprint,
             )
 
@@ -470,7 +469,7 @@ def _auth_findings(ctx: _Context) -> Iterator[Finding]:
                 f"Auth certificate {_label(certificate)} has a CNG key; Exchange's OAuth signing requires a "
                 "CSP key.",
                 "Create the next Auth certificate with New-ExchangeCertificate (which makes a CSP key), stage and "
-                "publish it with Set-AuthConfig, or use exchange.pki.auth_certificate.",
+                "publish it with Set-AuthConfig.",
                 thumbprint=certificate.thumbprint,
             )
 
@@ -484,8 +483,7 @@ def _auth_missing(thumbprint: str | None) -> Finding:
         "auth_missing", message,
         "Export the Auth certificate with its key from a server that has it (Export-ExchangeCertificate "
         "-BinaryEncoded -Password) and import it here (Import-ExchangeCertificate -FileData ... -Password); if no "
-        "server has a valid one, create and publish a new one (Set-AuthConfig -PublishCertificate). "
-        "exchange.pki.auth_certificate does both.",
+        "server has a valid one, create and publish a new one (Set-AuthConfig -PublishCertificate).",
         thumbprint=thumbprint,
     )
 
