@@ -58,6 +58,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     SendConnector,
     StoreCertificate,
     TransportService,
+    format_utc_datetime,
 )
 
 # The reading operations of a certificate_info batch (docs/remote-protocol.md), as keys of ``unavailable``.
@@ -220,10 +221,6 @@ def _label(certificate: LocatedCertificate) -> str:
     return f"{certificate.facts.subject} ({certificate.thumbprint})"
 
 
-def _date(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # --- rules: one certificate at a time -------------------------------------------------------------
 
 _RENEW = (
@@ -253,21 +250,22 @@ def _expiry_findings(ctx: _Context) -> Iterator[Finding]:
         if facts.is_not_yet_valid(ctx.now):
             yield make_finding(
                 "not_yet_valid",
-                f"{_label(certificate)} is not valid before {_date(facts.not_before)}.",
+                f"{_label(certificate)} is not valid before {format_utc_datetime(facts.not_before)}.",
                 "Check the server clock and the issuing CA's clock; do not bind the certificate to services "
                 "before it becomes valid (Enable-ExchangeCertificate would serve a certificate clients reject).",
                 thumbprint=thumbprint,
             )
         elif ctx.expired(certificate):
             remediation = _AUTH_EMERGENCY if thumbprint == auth_current else _RENEW.format(t=thumbprint)
-            yield make_finding("expired", f"{_label(certificate)} expired on {_date(facts.not_after)}.",
+            yield make_finding("expired", f"{_label(certificate)} expired on {format_utc_datetime(facts.not_after)}.",
                                remediation, thumbprint=thumbprint)
         elif thumbprint == auth_current:
             continue  # the Auth certificate's window is auth_expiring's (MonitorExchangeAuthCertificate)
         elif days < ctx.policy.warning_days:
             finding_id = "expiring_critical" if days < ctx.policy.critical_days else "expiring_warning"
             yield make_finding(finding_id,
-                               f"{_label(certificate)} expires in {days} days ({_date(facts.not_after)}).",
+                               f"{_label(certificate)} expires in {days} days "
+                               f"({format_utc_datetime(facts.not_after)}).",
                                _RENEW.format(t=thumbprint), thumbprint=thumbprint)
 
 
@@ -370,11 +368,12 @@ def _cluster_findings(ctx: _Context) -> Iterator[Finding]:
         if ctx.expired(certificate):
             yield make_finding("cluster_certificate_expired",
                                f"Cluster certificate {_label(certificate)} in store {certificate.store} expired on "
-                               f"{_date(facts.not_after)}.", remediation, thumbprint=certificate.thumbprint)
+                               f"{format_utc_datetime(facts.not_after)}.", remediation,
+                               thumbprint=certificate.thumbprint)
         elif days < ctx.policy.cluster_warning_days:
             yield make_finding("cluster_certificate_expiring",
                                f"Cluster certificate {_label(certificate)} in store {certificate.store} expires in "
-                               f"{days} days ({_date(facts.not_after)}).", remediation,
+                               f"{days} days ({format_utc_datetime(facts.not_after)}).", remediation,
                                thumbprint=certificate.thumbprint)
 
 
@@ -496,7 +495,7 @@ def _auth_window(ctx: _Context, current: LocatedCertificate, auth: AuthConfig) -
         yield make_finding(
             "auth_expiring",
             f"The current Auth certificate {_label(current)} expires in {days} days "
-            f"({_date(current.facts.not_after)}).",
+            f"({format_utc_datetime(current.facts.not_after)}).",
             "Make sure a next Auth certificate is staged at least 48 hours before the current one expires; "
             "the AuthAdmin servicelet publishes it on its effective date (event 2014, source MSExchange AuthAdmin).",
             thumbprint=current.thumbprint,
@@ -544,7 +543,8 @@ def _transport_findings(ctx: _Context) -> Iterator[Finding]:
     elif ctx.expired(certificate):
         yield make_finding("internal_transport_expired",
                            f"The internal transport certificate {_label(certificate)} expired on "
-                           f"{_date(certificate.facts.not_after)}.", recreate, thumbprint=certificate.thumbprint)
+                           f"{format_utc_datetime(certificate.facts.not_after)}.", recreate,
+                           thumbprint=certificate.thumbprint)
 
 
 def _iis_findings(ctx: _Context) -> Iterator[Finding]:
@@ -578,7 +578,8 @@ def _binding_findings(ctx: _Context, binding: IisBinding) -> Iterator[Finding]:
     elif ctx.expired(certificate):
         yield make_finding("iis_binding_expired",
                            f"IIS binding {name} serves {_label(certificate)}, which expired on "
-                           f"{_date(certificate.facts.not_after)}.", bind, thumbprint=certificate.thumbprint)
+                           f"{format_utc_datetime(certificate.facts.not_after)}.", bind,
+                           thumbprint=certificate.thumbprint)
 
 
 def _connector_findings(ctx: _Context) -> Iterator[Finding]:
@@ -641,7 +642,7 @@ def build_facts(snapshot: ServerSnapshot, *, policy: Policy, now: datetime.datet
     findings = evaluate(ctx)
     return {
         "changed": False,
-        "collected_at": _date(now),
+        "collected_at": format_utc_datetime(now),
         "server": _server_facts(snapshot),
         "certificates": [_certificate_facts(ctx, certificate) for certificate in certificates.values()],
         "auth": _auth_facts(ctx),
@@ -678,8 +679,8 @@ def _certificate_facts(ctx: _Context, certificate: LocatedCertificate) -> dict[s
         "subject": facts.subject,
         "issuer": facts.issuer,
         "serial_number": facts.serial_number,
-        "not_before": _date(facts.not_before),
-        "not_after": _date(facts.not_after),
+        "not_before": format_utc_datetime(facts.not_before),
+        "not_after": format_utc_datetime(facts.not_after),
         "days_remaining": facts.days_remaining(ctx.now),
         "lifetime_days": facts.lifetime_days(),
         "dns_names": list(facts.dns_names),
@@ -709,7 +710,7 @@ def _auth_facts(ctx: _Context) -> dict[str, Any] | None:
         "current_thumbprint": auth.current_certificate_thumbprint,
         "next_thumbprint": auth.next_certificate_thumbprint,
         "previous_thumbprint": auth.previous_certificate_thumbprint,
-        "next_effective_date": _date(auth.next_certificate_effective_date)
+        "next_effective_date": format_utc_datetime(auth.next_certificate_effective_date)
         if auth.next_certificate_effective_date else None,
         "current_present_locally": ctx.local(auth.current_certificate_thumbprint) is not None,
     }
@@ -746,7 +747,7 @@ def _cluster_facts(snapshot: ServerSnapshot) -> dict[str, Any] | None:
         "cliusr_account": None if account is None else {
             "exists": account.exists,
             "enabled": account.enabled,
-            "password_last_set": _date(account.password_last_set) if account.password_last_set else None,
+            "password_last_set": format_utc_datetime(account.password_last_set) if account.password_last_set else None,
         },
     }
 
@@ -759,6 +760,6 @@ def _summary(ctx: _Context, findings: list[Finding]) -> dict[str, Any]:
         "certificates": len(ctx.certificates),
         "findings": {severity: counts.get(severity, 0) for severity in SEVERITIES},
         "worst_severity": min(counts, key=SEVERITY_RANK.__getitem__, default=None),
-        "earliest_expiry": _date(earliest.facts.not_after) if earliest else None,
+        "earliest_expiry": format_utc_datetime(earliest.facts.not_after) if earliest else None,
         "earliest_expiry_thumbprint": earliest.thumbprint if earliest else None,
     }

@@ -38,6 +38,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._errors import (
     RemoteModuleError,
     RemoteProtocolError,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._values import format_utc_datetime
 
 MODULE_NAME = "exchange.pki.exchange_batch"
 
@@ -151,8 +152,7 @@ def as_datetime(moment: datetime.datetime) -> dict[str, str]:
         raise TypeError(f"as_datetime() expects a datetime, got {type(moment).__name__}")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("as_datetime() needs a timezone-aware datetime")
-    utc = moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-    return {"$datetime": utc.isoformat(timespec="seconds") + "Z"}
+    return {"$datetime": format_utc_datetime(moment)}
 
 
 def _marker_of(value: Any) -> tuple[str, Any] | None:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
+from ansible_collections.exchange.pki.plugins.plugin_utils._values import format_utc_datetime
 
 SEVERITIES = ("critical", "warning", "info")
 """Finding severities, most severe first."""
@@ -100,9 +101,8 @@ def report_time(text: str | None) -> datetime.datetime:
         raise ReportInputError(f"now: {text!r} is not an ISO-8601 date and time such as 2026-11-25T08:00:00Z") from None
 
 
-def format_time(value: datetime.datetime) -> str:
-    """ISO-8601 UTC with a ``Z``, whole seconds: the facts' own form."""
-    return value.astimezone(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+#: ISO-8601 UTC with a ``Z``, whole seconds: the facts' own form.
+format_time = format_utc_datetime
 
 
 def worst(severities: Iterable[str | None]) -> str | None:

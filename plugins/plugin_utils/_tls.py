@@ -40,6 +40,7 @@ else:
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import CertificateFacts, parse_certificate
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
+from ansible_collections.exchange.pki.plugins.plugin_utils._values import format_utc_datetime
 
 Starttls = Literal["none", "smtp", "imap", "pop3"]
 Stage = Literal["connect", "starttls", "handshake"]
@@ -378,8 +379,8 @@ def _leaf_facts(facts: CertificateFacts, ip_addresses: list[str], now: datetime.
         "subject": facts.subject,
         "issuer": facts.issuer,
         "serial_number": facts.serial_number,
-        "not_before": _iso(facts.not_before),
-        "not_after": _iso(facts.not_after),
+        "not_before": format_utc_datetime(facts.not_before),
+        "not_after": format_utc_datetime(facts.not_after),
         "days_remaining": facts.days_remaining(now),
         "dns_names": list(facts.dns_names),
         "ip_addresses": ip_addresses,
@@ -393,7 +394,3 @@ def _ip_address_sans(der: bytes) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     return [str(address) for address in san.value.get_values_for_type(x509.IPAddress)]
-
-
-def _iso(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -40,6 +40,11 @@ def parse_utc_datetime(text: str) -> datetime.datetime:
     return moment
 
 
+def format_utc_datetime(moment: datetime.datetime) -> str:
+    """The protocol's and the facts' form of a date/time: ISO-8601 in UTC, whole seconds, ``Z`` suffix."""
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class _Fields:
     """Typed, null-tolerant access to the properties of one projected object."""
 
