@@ -161,6 +161,16 @@ def parse_distinguished_name(text: str) -> DistinguishedName:
     return tuple(rdns)
 
 
+def common_name(subject: str) -> str | None:
+    """The first CN of a subject as written (case kept, escapes and quotes removed); None without one."""
+    for rdn_text in _split_unescaped(subject, ",;"):
+        for attribute in _split_unescaped(rdn_text, "+"):
+            name, separator, value = attribute.partition("=")
+            if separator and _ATTRIBUTE_ALIASES.get(name.strip().upper()) == "CN" and value.strip():
+                return _unquote(value)
+    return None
+
+
 def name_of(name: x509.Name) -> DistinguishedName:
     """The normalised :data:`DistinguishedName` of a certificate's issuer or subject (DER order)."""
     return tuple(

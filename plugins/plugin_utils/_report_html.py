@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 
 import jinja2
 
+from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import common_name
 from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
     SEVERITIES,
     SEVERITY_RANK,
@@ -145,12 +146,8 @@ def _severity_rank(severity: str | None) -> int:
 
 
 def _cn(subject: str) -> str:
-    """The first CN of an RFC 4514 subject (the whole subject when it has none)."""
-    for part in subject.split(","):
-        name, _sep, value = part.strip().partition("=")
-        if name.upper() == "CN" and value:
-            return value
-    return subject or "-"
+    """The first CN of a subject (the whole subject when it has none)."""
+    return common_name(subject) or subject or "-"
 
 
 @functools.lru_cache(maxsize=1)

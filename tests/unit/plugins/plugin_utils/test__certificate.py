@@ -18,6 +18,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils import _certificate
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
     CertificateParseError,
     LocatedCertificate,
+    common_name,
     dns_name_matches,
     name_of,
     normalize_thumbprint,
@@ -238,6 +239,22 @@ def test_same_name_accepts_windows_and_rfc4514_forms(written: str) -> None:
 )
 def test_same_name_rejects_other_names(written: str) -> None:
     assert not same_name(parse_distinguished_name(written), name_of(_name("mail.contoso.lab", "Contoso")))
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ("CN=mail.contoso.lab,O=Contoso,C=US", "mail.contoso.lab"),
+        ("C=US, O=Contoso, CN=Mail.Contoso.lab", "Mail.Contoso.lab"),  # Windows order, case kept
+        ("CN=Contoso\\, Inc,O=Contoso", "Contoso, Inc"),  # an escaped comma is part of the value
+        ('CN="Contoso, Inc", O=Contoso', "Contoso, Inc"),  # Windows quoting
+        ("commonName=ex1,O=Contoso", "ex1"),
+        ("O=Contoso,C=US", None),
+        ("", None),
+    ],
+)
+def test_common_name_is_the_first_cn_as_written(subject: str, expected: str | None) -> None:
+    assert common_name(subject) == expected
 
 
 def test_parse_distinguished_name_quoting_and_multivalued_rdns() -> None:
