@@ -16,7 +16,6 @@ Which failed reads are fatal (everything else degrades to null facts plus a warn
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,6 +35,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
     BatchResult,
     exchange_session_argspec,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import utc_now
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     ExchangeServer,
     HostInfo,
@@ -197,10 +197,6 @@ def build_snapshot(readings: Readings) -> ServerSnapshot:
 def unavailable_warnings(unavailable: Mapping[str, str]) -> list[str]:
     return [f"{label} could not be read; the facts it gives are null: {message}"
             for label, message in unavailable.items()]
-
-
-def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
 
 
 class ActionModule(ExchangePkiAction):

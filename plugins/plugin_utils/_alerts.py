@@ -33,9 +33,9 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
     SEVERITY_RANK,
     FleetReport,
     expiry_date,
-    format_time,
     worst,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
 
 WEBHOOK_FORMATS = ("generic", "teams", "slack")
 CHAT_FINDINGS_SHOWN = 10
@@ -107,7 +107,7 @@ def generic_payload(report: FleetReport, findings: Sequence[AlertFinding], markd
     return {
         "title": alert_title(report, findings),
         "severity": worst(item.severity for item in findings),
-        "generated_at": format_time(report.generated_at),
+        "generated_at": format_utc_datetime(report.generated_at),
         "summary": report.summary.as_dict(),
         "findings": [item.as_dict() for item in findings],
         "text": markdown,

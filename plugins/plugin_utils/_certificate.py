@@ -22,6 +22,7 @@ import unicodedata
 from collections.abc import Iterable
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import whole_days
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import ExchangeCertificateRecord, StoreCertificate
 
 try:
@@ -38,8 +39,6 @@ else:
 CRYPTOGRAPHY_REQUIREMENT = "cryptography >= 42.0"
 SERVER_AUTH_EKU = "1.3.6.1.5.5.7.3.1"  # RFC 5280 id-kp-serverAuth
 ANY_EKU = "2.5.29.37.0"  # RFC 5280 anyExtendedKeyUsage
-
-_DAY = datetime.timedelta(days=1)
 
 
 class CertificateParseError(ExchangePkiError, ValueError):
@@ -255,11 +254,11 @@ class CertificateFacts:
 
     def days_remaining(self, now: datetime.datetime) -> int:
         """Whole days until ``not_after`` (floor); negative once expired."""
-        return (self.not_after - now) // _DAY
+        return whole_days(self.not_after, now)
 
     def lifetime_days(self) -> int:
         """Whole days between ``not_before`` and ``not_after``."""
-        return (self.not_after - self.not_before) // _DAY
+        return whole_days(self.not_after, self.not_before)
 
     def is_expired(self, now: datetime.datetime) -> bool:
         return now >= self.not_after

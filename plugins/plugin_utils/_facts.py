@@ -44,6 +44,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._references import (
     build_references,
     is_cluster_certificate,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import DAY, format_utc_datetime
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     AuthConfig,
     ClusterFacts,
@@ -58,7 +59,6 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     SendConnector,
     StoreCertificate,
     TransportService,
-    format_utc_datetime,
 )
 
 # The reading operations of a certificate_info batch (docs/remote-protocol.md), as keys of ``unavailable``.
@@ -76,7 +76,6 @@ OP_DAGS = "Get-DatabaseAvailabilityGroup"
 OP_CLUSTER = "host.cluster"
 _CONNECTOR_OPS = (OP_SEND_CONNECTORS, OP_RECEIVE_CONNECTORS, OP_HYBRID)
 
-_DAY = datetime.timedelta(days=1)
 _STATUS_SEVERITY = MappingProxyType({  # HealthChecker: Status rules
     "Untrusted": "warning",
     "RevocationCheckFailure": "warning",
@@ -382,7 +381,7 @@ def _pending_request_findings(ctx: _Context) -> Iterator[Finding]:
     for certificate in ctx.certificates.values():
         if not certificate.is_pending_request:
             continue
-        age = (ctx.now - certificate.facts.not_before) // _DAY
+        age = (ctx.now - certificate.facts.not_before) // DAY
         if age > ctx.policy.pending_request_stale_days:
             yield make_finding(
                 "pending_request_stale",

@@ -38,7 +38,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._errors import (
     RemoteModuleError,
     RemoteProtocolError,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._values import format_utc_datetime
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
 
 MODULE_NAME = "exchange.pki.exchange_batch"
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
-from ansible_collections.exchange.pki.plugins.plugin_utils._values import format_utc_datetime
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime, parse_iso_datetime, utc_now
 
 SEVERITIES = ("critical", "warning", "info")
 """Finding severities, most severe first."""
@@ -82,27 +82,18 @@ class ReportInputError(ExchangePkiError, ValueError):
 
 
 def parse_time(value: str | None) -> datetime.datetime | None:
-    """Parse an ISO-8601 timestamp (``Z`` or an offset; naive means UTC) to an aware UTC datetime."""
-    if not value:
-        return None
-    parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed.astimezone(datetime.timezone.utc)
+    """A certificate's or host's timestamp from the facts (ISO-8601), None when absent."""
+    return parse_iso_datetime(value) if value else None
 
 
 def report_time(text: str | None) -> datetime.datetime:
-    """The report's generation time: ``text`` when given (reproducible output), else the current UTC time."""
+    """The report's generation time: ``text`` when given (reproducible output), else the time of this run."""
     if not text:
-        return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        return utc_now()
     try:
-        return parse_time(text)
+        return parse_iso_datetime(text)
     except ValueError:
         raise ReportInputError(f"now: {text!r} is not an ISO-8601 date and time such as 2026-11-25T08:00:00Z") from None
-
-
-#: ISO-8601 UTC with a ``Z``, whole seconds: the facts' own form.
-format_time = format_utc_datetime
 
 
 def worst(severities: Iterable[str | None]) -> str | None:
@@ -490,7 +481,7 @@ def render_json(report: FleetReport) -> Iterator[str]:
     yield "{\n"
     yield f'"format": {dump(JSON_FORMAT_ID)},\n'
     yield f'"title": {dump(report.title)},\n'
-    yield f'"generated_at": {dump(format_time(report.generated_at))},\n'
+    yield f'"generated_at": {dump(format_utc_datetime(report.generated_at))},\n'
     collected_at = {host.host: host.collected_at for host in report.hosts if host.collected}
     yield f'"collected_at": {dump(collected_at, sort_keys=True)},\n'
     yield f'"summary": {dump(report.summary.as_dict(), sort_keys=True)},\n'
@@ -520,7 +511,7 @@ def render_markdown(report: FleetReport) -> Iterator[str]:
     """A short fleet summary plus a table of the critical and warning findings (capped)."""
     summary = report.summary
     yield f"# {_md_cell(report.title)}\n\n"
-    yield f"_Generated {format_time(report.generated_at)} by exchange.pki; {collection_note(report)}._\n\n"
+    yield f"_Generated {format_utc_datetime(report.generated_at)} by exchange.pki; {collection_note(report)}._\n\n"
     yield (
         f"- **Servers:** {summary.hosts} ({summary.hosts_collected} collected, "
         f"{len(summary.hosts_missing)} not collected)\n"

@@ -29,9 +29,9 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
     FleetReport,
     collection_note,
     expiry_date,
-    format_time,
     short_thumbprint,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
 
 LANES = (*SEVERITIES, "ok")
 """Timeline lanes, one per severity plus certificates without findings."""
@@ -166,7 +166,7 @@ def render_html(report: FleetReport) -> Iterator[str]:
         summary=report.summary,
         severities=SEVERITIES,
         lanes=LANES,
-        generated_at=format_time(report.generated_at),
+        generated_at=format_utc_datetime(report.generated_at),
         collected=collection_note(report),
         timeline=build_timeline(report),
         dags=report.dags(),

@@ -40,7 +40,7 @@ else:
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import CertificateFacts, parse_certificate
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
-from ansible_collections.exchange.pki.plugins.plugin_utils._values import format_utc_datetime
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
 
 Starttls = Literal["none", "smtp", "imap", "pop3"]
 Stage = Literal["connect", "starttls", "handshake"]

@@ -22,27 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import RemoteProtocolError
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import parse_utc_datetime
 
 T = TypeVar("T")
-
-_ISO_UTC = re.compile(r"^(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d+))?Z$")
-
-
-def parse_utc_datetime(text: str) -> datetime.datetime:
-    """Parse the protocol's ISO-8601 UTC form (``Z`` suffix, optional fraction of any length)."""
-    match = _ISO_UTC.match(text)
-    if match is None:
-        raise ValueError(f"not an ISO-8601 UTC date/time ending in Z: {text!r}")
-    moment = datetime.datetime.fromisoformat(match.group("base")).replace(tzinfo=datetime.timezone.utc)
-    fraction = match.group("fraction")
-    if fraction:
-        moment = moment.replace(microsecond=int(fraction[:6].ljust(6, "0")))
-    return moment
-
-
-def format_utc_datetime(moment: datetime.datetime) -> str:
-    """The protocol's and the facts' form of a date/time: ISO-8601 in UTC, whole seconds, ``Z`` suffix."""
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _Fields:

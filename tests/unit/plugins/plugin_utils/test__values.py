@@ -18,7 +18,6 @@ from cryptography.x509.oid import NameOID
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import RemoteProtocolError
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     ExchangeVersion,
-    format_utc_datetime,
     parse_auth_config,
     parse_certreq_result,
     parse_cluster,
@@ -36,7 +35,6 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     parse_store_certificate,
     parse_store_certificates,
     parse_transport_service,
-    parse_utc_datetime,
 )
 
 UTC = datetime.timezone.utc
@@ -86,42 +84,6 @@ def exchange_certificate(certificate_der: bytes) -> dict[str, Any]:
         "Identity": f"EX1\\{thumbprint.upper()}",
         "RawData": base64.b64encode(certificate_der).decode(),
     }
-
-
-# --- dates ----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2026-11-25T10:00:00Z", datetime.datetime(2026, 11, 25, 10, 0, tzinfo=UTC)),
-        ("2026-11-25T10:00:00.5Z", datetime.datetime(2026, 11, 25, 10, 0, 0, 500000, tzinfo=UTC)),
-        ("2026-11-25T10:00:00.1234567Z", datetime.datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC)),
-    ],
-)
-def test_parse_utc_datetime(text: str, expected: datetime.datetime) -> None:
-    assert parse_utc_datetime(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("moment", "expected"),
-    [
-        (datetime.datetime(2026, 11, 25, 8, 0, 5, tzinfo=datetime.timezone.utc), "2026-11-25T08:00:05Z"),
-        (datetime.datetime(2026, 11, 25, 8, 0, 5, 999999, tzinfo=datetime.timezone.utc), "2026-11-25T08:00:05Z"),
-        (datetime.datetime(2026, 11, 25, 1, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=-7))),
-         "2026-11-25T08:00:00Z"),
-    ],
-    ids=["utc", "fraction-dropped", "offset-converted"],
-)
-def test_format_utc_datetime_is_what_parse_utc_datetime_reads(moment: datetime.datetime, expected: str) -> None:
-    assert format_utc_datetime(moment) == expected
-    assert parse_utc_datetime(expected) == moment.replace(microsecond=0)
-
-
-@pytest.mark.parametrize("text", ["2026-11-25T10:00:00", "2026-11-25T10:00:00+01:00", "25/11/2026 10:00", ""])
-def test_parse_utc_datetime_rejects_non_utc(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_utc_datetime(text)
 
 
 # --- Exchange certificates ------------------------------------------------------------------------
