@@ -42,8 +42,9 @@ from ansible_collections.community.crypto.plugins.module_utils._crypto.module_ba
 )
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import parse_certificate  # noqa: E402
-from ansible_collections.exchange.pki.plugins.plugin_utils._facts import ServerSnapshot, build_facts  # noqa: E402
+from ansible_collections.exchange.pki.plugins.plugin_utils._facts import build_facts  # noqa: E402
 from ansible_collections.exchange.pki.plugins.plugin_utils._policy import Policy  # noqa: E402
+from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot  # noqa: E402
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import StoreCertificate  # noqa: E402
 from tests.lab.pki import AuthorityRegistry, CertificateSpec, KeyPool, make_certificate  # noqa: E402
 

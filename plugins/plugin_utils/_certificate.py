@@ -487,3 +487,16 @@ class LocatedCertificate:
 
 def _first_known(*values: bool | None) -> bool | None:
     return next((value for value in values if value is not None), None)
+
+
+# [MS-CSVP] GenerateClusterCertV2: Cluster_PKU2U certificates are named CLIUSR (cluster sets: CSUSR).
+CLUSTER_COMMON_NAMES = frozenset({"cliusr", "csusr"})
+
+
+def is_cluster_certificate(certificate: LocatedCertificate) -> bool:
+    """A failover-cluster certificate: outside My/REQUEST, subject or issuer CN CLIUSR or CSUSR."""
+    if certificate.in_my_store or certificate.is_pending_request:
+        return False
+    facts = certificate.facts
+    return any(("CN", name) in rdn
+               for dn in (facts.subject_name, facts.issuer_name) for rdn in dn for name in CLUSTER_COMMON_NAMES)

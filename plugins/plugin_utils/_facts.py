@@ -4,640 +4,36 @@
 # FOR INTERNAL COLLECTION USE ONLY
 # Only exchange.pki's own plugins may import this file; its API may change without notice in any release.
 
-"""From what one certificate_info batch gathered (a :class:`ServerSnapshot`) to the facts of docs/facts.md.
+"""The result of certificate_info for one server: the facts of docs/facts.md, shaped from the snapshot.
 
-Certificates are keyed by the thumbprint computed from their DER bytes (RawData), never by Exchange's
-Thumbprint, which is null for RawData-only objects. Exchange metadata and the store read enrich them
-when present. The rules that produce findings live here too, one small function per concern; their ids,
-severities and sources are in ``_policy.CATALOGUE`` and documented in docs/findings.md.
+Reading is ``_snapshot``'s job and deciding ``_findings``'; this file only puts what they produced into the
+documented shape (a unit test keeps the shape and docs/facts.md equal).
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import datetime
-from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
-    MY_STORE,
-    PENDING_REQUEST_STATUS,
-    REQUEST_STORE,
-    CertificateFacts,
-    LocatedCertificate,
-    parse_certificate,
-)
-from ansible_collections.exchange.pki.plugins.plugin_utils._policy import (
-    SEVERITIES,
-    SEVERITY_RANK,
-    Finding,
-    Policy,
-    make_finding,
-)
-from ansible_collections.exchange.pki.plugins.plugin_utils._references import (
-    ConnectorMatch,
-    ReferenceGraph,
-    binding_name,
-    binding_role,
-    build_references,
-    is_cluster_certificate,
-)
-from ansible_collections.exchange.pki.plugins.plugin_utils._time import DAY, format_utc_datetime
-from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
-    AuthConfig,
-    ClusterFacts,
-    DagInfo,
-    ExchangeCertificateRecord,
-    ExchangeServer,
-    ExchangeVersion,
-    HostInfo,
-    HybridConfiguration,
-    IisBinding,
-    ReceiveConnector,
-    SendConnector,
-    StoreCertificate,
-    TransportService,
-)
-
-# The reading operations of a certificate_info batch (docs/remote-protocol.md), as keys of ``unavailable``.
-OP_HOST_INFO = "host.info"
-OP_EXCHANGE_SERVER = "Get-ExchangeServer"
-OP_EXCHANGE_CERTIFICATES = "Get-ExchangeCertificate"
-OP_STORE_CERTIFICATES = "host.certificates"
-OP_IIS_BINDINGS = "host.iis_bindings"
-OP_AUTH_CONFIG = "Get-AuthConfig"
-OP_TRANSPORT_SERVICES = "Get-TransportService"
-OP_SEND_CONNECTORS = "Get-SendConnector"
-OP_RECEIVE_CONNECTORS = "Get-ReceiveConnector"
-OP_HYBRID = "Get-HybridConfiguration"
-OP_DAGS = "Get-DatabaseAvailabilityGroup"
-OP_CLUSTER = "host.cluster"
-_CONNECTOR_OPS = (OP_SEND_CONNECTORS, OP_RECEIVE_CONNECTORS, OP_HYBRID)
-
-_STATUS_SEVERITY = MappingProxyType({  # HealthChecker: Status rules
-    "Untrusted": "warning",
-    "RevocationCheckFailure": "warning",
-    "Revoked": "critical",
-    "Invalid": "critical",
-    "DateInvalid": "critical",
-})
-_SHARED_ROLES = frozenset({"iis", "smtp"})
-_AUTH_ROLES = frozenset({"auth_current", "auth_next", "auth_previous"})
-
-
-# --- the snapshot ---------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ServerSnapshot:
-    """What one certificate_info batch gathered on one server, as typed values of ``_values``.
-
-    ``unavailable`` maps the name of each reading operation that failed to its error message: the
-    facts that depend on it are null and the rules that need it stay silent (never guessed).
-    """
-
-    host_info: HostInfo | None = None
-    exchange_server: ExchangeServer | None = None
-    exchange_certificates: tuple[ExchangeCertificateRecord, ...] | None = None
-    store_certificates: tuple[StoreCertificate, ...] = ()
-    iis_bindings: tuple[IisBinding, ...] = ()
-    auth_config: AuthConfig | None = None
-    transport_services: tuple[TransportService, ...] = ()
-    send_connectors: tuple[SendConnector, ...] = ()
-    receive_connectors: tuple[ReceiveConnector, ...] = ()
-    hybrid: HybridConfiguration | None = None
-    dags: tuple[DagInfo, ...] = ()
-    cluster: ClusterFacts | None = None
-    unavailable: Mapping[str, str] = dataclasses.field(default_factory=dict)
-
-    def has(self, op: str) -> bool:
-        """Whether the reading operation ``op`` returned (its facts are known)."""
-        return op not in self.unavailable
-
-    @property
-    def server_name(self) -> str | None:
-        """Exchange's server name, else the host's computer name."""
-        if self.exchange_server is not None:
-            return self.exchange_server.name
-        return self.host_info.computer_name if self.host_info is not None else None
-
-    @property
-    def local_transport_service(self) -> TransportService | None:
-        name = (self.server_name or "").casefold()
-        return next((service for service in self.transport_services if service.name.casefold() == name), None)
-
-    @property
-    def dag(self) -> DagInfo | None:
-        name = (self.server_name or "").casefold()
-        return next((dag for dag in self.dags if name in {member.casefold() for member in dag.servers}), None)
-
-    @property
-    def cluster_name(self) -> str | None:
-        return self.cluster.name if self.cluster is not None else None
-
-
-# --- merging the certificate sources --------------------------------------------------------------
-
-
-def _store_rank(store: str) -> int:
-    """My first, then the request store, then the others (cluster stores)."""
-    folded = store.casefold()
-    return 0 if folded == MY_STORE.casefold() else 1 if folded == REQUEST_STORE.casefold() else 2
-
-
-def collect_certificates(snapshot: ServerSnapshot) -> dict[str, LocatedCertificate]:
-    """The server's certificates by computed thumbprint: My, pending requests and cluster certificates.
-
-    Other stores (Root, CA, ...) only hold trust anchors and Exchange's self-signed copies and are left
-    out. A certificate seen in several of the kept stores is reported once, in the first by rank.
-    """
-    parsed: dict[bytes, CertificateFacts] = {}
-
-    def facts_of(der: bytes) -> CertificateFacts:
-        if der not in parsed:
-            parsed[der] = parse_certificate(der)
-        return parsed[der]
-
-    found: dict[str, LocatedCertificate] = {}
-
-    def keep(candidate: LocatedCertificate) -> None:
-        current = found.get(candidate.thumbprint)
-        if current is None or _store_rank(candidate.store) < _store_rank(current.store):
-            found[candidate.thumbprint] = candidate
-
-    for entry in snapshot.store_certificates:
-        located = LocatedCertificate(facts_of(entry.raw_data), entry.store, store_entry=entry)
-        if _store_rank(entry.store) < 2 or is_cluster_certificate(located):
-            keep(located)
-    for record in snapshot.exchange_certificates or ():
-        facts = facts_of(record.raw_data)
-        store = REQUEST_STORE if record.status == PENDING_REQUEST_STATUS else MY_STORE
-        located = found.get(facts.thumbprint)
-        if located is not None and _store_rank(located.store) < 2:  # enrich the store's My/REQUEST entry
-            found[facts.thumbprint] = dataclasses.replace(located, exchange=record)
-        else:
-            keep(LocatedCertificate(facts, store, exchange=record))
-    return dict(sorted(found.items(), key=lambda item: _certificate_order(item[1])))
-
-
-def _certificate_order(certificate: LocatedCertificate) -> tuple[int, str, datetime.datetime, str]:
-    return (_store_rank(certificate.store), certificate.store, certificate.facts.not_after, certificate.thumbprint)
-
-
-# --- the evaluation context -----------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _Context:
-    snapshot: ServerSnapshot
-    certificates: Mapping[str, LocatedCertificate]
-    graph: ReferenceGraph
-    policy: Policy
-    now: datetime.datetime
-
-    def roles(self, certificate: LocatedCertificate) -> frozenset[str]:
-        return self.graph.roles_of(certificate.thumbprint)
-
-    def in_my(self) -> Iterator[LocatedCertificate]:
-        """Usable certificates: in My and not a pending request."""
-        return (c for c in self.certificates.values() if c.in_my_store and not c.is_pending_request)
-
-    def local(self, thumbprint: str | None) -> LocatedCertificate | None:
-        """The certificate with this thumbprint if the server has it in My."""
-        certificate = self.certificates.get(thumbprint) if thumbprint else None
-        return certificate if certificate is not None and certificate.in_my_store else None
-
-    def days(self, certificate: LocatedCertificate) -> int:
-        return certificate.facts.days_remaining(self.now)
-
-    def expired(self, certificate: LocatedCertificate) -> bool:
-        return certificate.facts.is_expired(self.now)
-
-
-def _label(certificate: LocatedCertificate) -> str:
-    return f"{certificate.facts.subject} ({certificate.thumbprint})"
-
-
-# --- rules: one certificate at a time -------------------------------------------------------------
-
-_RENEW = (
-    "Renew it: create a request with "
-    "'Get-ExchangeCertificate -Thumbprint {t} | New-ExchangeCertificate -GenerateRequest', complete it with "
-    "Import-ExchangeCertificate, move its services with Enable-ExchangeCertificate and remove the old "
-    "certificate once nothing references it."
-)
-_AUTH_ROTATE = (
-    "Create a new Auth certificate (New-ExchangeCertificate -KeySize 2048 -PrivateKeyExportable $true "
-    "-SubjectName 'cn=Microsoft Exchange Server Auth Certificate' -DomainName @()), import it on every "
-    "Exchange server, stage it with Set-AuthConfig -NewCertificateThumbprint <T> -NewCertificateEffectiveDate "
-    "(Get-Date).AddHours(49)."
-)
-_AUTH_EMERGENCY = _AUTH_ROTATE + (
-    " The current certificate has expired: make the new one effective now, run Set-AuthConfig -PublishCertificate, "
-    "restart MSExchangeServiceHost and recycle MSExchangeOWAAppPool and MSExchangeECPAppPool."
-)
-
-
-def _expiry_findings(ctx: _Context) -> Iterator[Finding]:
-    """expired / expiring_* / not_yet_valid for usable certificates (HealthChecker lifetime rule)."""
-    auth_current = ctx.snapshot.auth_config.current_certificate_thumbprint if ctx.snapshot.auth_config else None
-    for certificate in ctx.in_my():
-        facts, thumbprint = certificate.facts, certificate.thumbprint
-        days = ctx.days(certificate)
-        if facts.is_not_yet_valid(ctx.now):
-            yield make_finding(
-                "not_yet_valid",
-                f"{_label(certificate)} is not valid before {format_utc_datetime(facts.not_before)}.",
-                "Check the server clock and the issuing CA's clock; do not bind the certificate to services "
-                "before it becomes valid (Enable-ExchangeCertificate would serve a certificate clients reject).",
-                thumbprint=thumbprint,
-            )
-        elif ctx.expired(certificate):
-            remediation = _AUTH_EMERGENCY if thumbprint == auth_current else _RENEW.format(t=thumbprint)
-            yield make_finding("expired", f"{_label(certificate)} expired on {format_utc_datetime(facts.not_after)}.",
-                               remediation, thumbprint=thumbprint)
-        elif thumbprint == auth_current:
-            continue  # the Auth certificate's window is auth_expiring's (MonitorExchangeAuthCertificate)
-        elif days < ctx.policy.warning_days:
-            finding_id = "expiring_critical" if days < ctx.policy.critical_days else "expiring_warning"
-            yield make_finding(finding_id,
-                               f"{_label(certificate)} expires in {days} days "
-                               f"({format_utc_datetime(facts.not_after)}).",
-                               _RENEW.format(t=thumbprint), thumbprint=thumbprint)
-
-
-def _key_findings(ctx: _Context) -> Iterator[Finding]:
-    """weak_key, weak_signature, missing_private_key, missing_server_auth_eku."""
-    policy = ctx.policy
-    minimum = {"rsa": policy.min_rsa_key_size, "ec": policy.min_ec_key_size}
-    for certificate in ctx.in_my():
-        facts, thumbprint = certificate.facts, certificate.thumbprint
-        required = minimum.get(facts.key_type)
-        if required is not None and facts.key_size is not None and facts.key_size < required:
-            yield make_finding(
-                "weak_key",
-                f"{_label(certificate)} has a {facts.key_size}-bit {facts.key_type.upper()} key; "
-                f"the policy requires at least {required} bits.",
-                "Replace it with a certificate whose key has at least the required size (New-ExchangeCertificate "
-                "-GenerateRequest -KeySize 2048 or more, or certificate_request with key_size), then move its "
-                "services and remove this one.",
-                thumbprint=thumbprint,
-            )
-        if facts.signature_hash in policy.weak_signature_hashes:
-            yield make_finding(
-                "weak_signature",
-                f"{_label(certificate)} is signed with {facts.signature_hash.upper()}, which clients reject.",
-                "Have the CA reissue it with a SHA-256 (or stronger) signature, then move its services and remove "
-                "this one.",
-                thumbprint=thumbprint,
-            )
-        if certificate.has_private_key is False:
-            yield make_finding(
-                "missing_private_key",
-                f"{_label(certificate)} has no private key on this server and cannot serve TLS.",
-                "Import the certificate with its key (Import-ExchangeCertificate -FileData <PFX bytes> -Password), "
-                "or complete it on the server that generated the request; remove the key-less copy "
-                "with Remove-ExchangeCertificate if it is not needed.",
-                thumbprint=thumbprint,
-            )
-        if not facts.allows_server_auth:
-            yield make_finding(
-                "missing_server_auth_eku",
-                f"{_label(certificate)} has an Extended Key Usage without Server Authentication "
-                "(1.3.6.1.5.5.7.3.1); TLS clients reject it for IIS, SMTP, IMAP and POP.",
-                "Request a certificate from a template that includes Server Authentication (for AD CS: WebServer) "
-                "and do not enable this one for Exchange services.",
-                thumbprint=thumbprint,
-            )
-
-
-def _status_findings(ctx: _Context) -> Iterator[Finding]:
-    """untrusted: Exchange's Status says the chain or the certificate is not valid (HealthChecker)."""
-    for certificate in ctx.in_my():
-        status = certificate.status
-        severity = _STATUS_SEVERITY.get(status or "")
-        if severity is None or "exchange_default" in ctx.roles(certificate):
-            continue
-        facts = certificate.facts
-        if status == "DateInvalid" and (ctx.expired(certificate) or facts.is_not_yet_valid(ctx.now)):
-            continue  # the date findings already report it
-        yield make_finding(
-            "untrusted",
-            f"Exchange reports {_label(certificate)} as {status}.",
-            "Make sure the issuing CA's root and intermediate certificates are in the server's Trusted Root and "
-            "Intermediate stores and that the CRL/OCSP locations are reachable from the server; replace a revoked "
-            "or invalid certificate. Check with Get-ExchangeCertificate -Thumbprint "
-            f"{certificate.thumbprint} | Format-List Status.",
-            thumbprint=certificate.thumbprint,
-            severity=severity,  # type: ignore[arg-type]  # a key of _STATUS_SEVERITY
-        )
-
-
-def _shared_key_findings(ctx: _Context) -> Iterator[Finding]:
-    """shared_key_not_exportable: a CA-issued client-facing certificate whose key cannot be exported."""
-    for certificate in ctx.in_my():
-        if (certificate.private_key_exportable is not False or certificate.facts.is_self_signed
-                or ctx.expired(certificate) or not _SHARED_ROLES & ctx.roles(certificate)):
-            continue
-        yield make_finding(
-            "shared_key_not_exportable",
-            f"{_label(certificate)} holds {', '.join(sorted(_SHARED_ROLES & ctx.roles(certificate)))} but its "
-            "private key is not exportable: it cannot be copied to the other servers of the site or DAG, which "
-            "must serve the same certificate behind a load balancer.",
-            "At the next renewal request the certificate with an exportable key (New-ExchangeCertificate "
-            "-GenerateRequest -PrivateKeyExportable $true, or certificate_request), export it once with "
-            "Export-ExchangeCertificate and import it on every member with Import-ExchangeCertificate.",
-            thumbprint=certificate.thumbprint,
-        )
-
-
-def _cluster_findings(ctx: _Context) -> Iterator[Finding]:
-    """cluster_certificate_expired / _expiring for CLIUSR/PKU2U certificates."""
-    remediation = (
-        "Failover-cluster certificates are managed by Windows and their renewal is not publicly documented: do "
-        "not delete them. Check the cluster's health (Get-ClusterNode, Test-Cluster) and open a case with "
-        "Microsoft support before any regeneration; exchange.pki never modifies them by default."
-    )
-    for certificate in ctx.certificates.values():
-        if "cluster" not in ctx.roles(certificate):
-            continue
-        facts, days = certificate.facts, ctx.days(certificate)
-        if ctx.expired(certificate):
-            yield make_finding("cluster_certificate_expired",
-                               f"Cluster certificate {_label(certificate)} in store {certificate.store} expired on "
-                               f"{format_utc_datetime(facts.not_after)}.", remediation,
-                               thumbprint=certificate.thumbprint)
-        elif days < ctx.policy.cluster_warning_days:
-            yield make_finding("cluster_certificate_expiring",
-                               f"Cluster certificate {_label(certificate)} in store {certificate.store} expires in "
-                               f"{days} days ({format_utc_datetime(facts.not_after)}).", remediation,
-                               thumbprint=certificate.thumbprint)
-
-
-def _pending_request_findings(ctx: _Context) -> Iterator[Finding]:
-    """pending_request_stale: the placeholder's NotBefore is when the request was generated."""
-    for certificate in ctx.certificates.values():
-        if not certificate.is_pending_request:
-            continue
-        age = (ctx.now - certificate.facts.not_before) // DAY
-        if age > ctx.policy.pending_request_stale_days:
-            yield make_finding(
-                "pending_request_stale",
-                f"The request for {certificate.facts.subject} ({certificate.thumbprint}) has been pending for {age} "
-                "days.",
-                "Complete it on this server with Import-ExchangeCertificate -FileData <issued certificate> once the "
-                "CA has issued it, or remove the abandoned request with Remove-ExchangeCertificate -Thumbprint "
-                f"{certificate.thumbprint}.",
-                thumbprint=certificate.thumbprint,
-            )
-
-
-def _duplicate_findings(ctx: _Context) -> Iterator[Finding]:
-    """duplicate_certificates: same subject and same SAN set, grouped by hashing.
-
-    Expired certificates are left out (``expired`` already tells to remove them once unreferenced), and so
-    are the Auth certificates Get-AuthConfig names: current, next and previous share one subject by design.
-    """
-    groups: dict[tuple[Any, frozenset[str]], list[LocatedCertificate]] = collections.defaultdict(list)
-    for certificate in ctx.in_my():
-        if ctx.expired(certificate) or _AUTH_ROLES & ctx.roles(certificate):
-            continue
-        names = frozenset(name.lower() for name in certificate.facts.dns_names)
-        groups[(certificate.facts.subject_name, names)].append(certificate)
-    for group in groups.values():
-        if len(group) < 2:
-            continue
-        for certificate in group:
-            others = ", ".join(other.thumbprint for other in group if other is not certificate)
-            yield make_finding(
-                "duplicate_certificates",
-                f"{_label(certificate)} has the same subject and names as {others}.",
-                "Keep the newest valid certificate: move any services to it with Enable-ExchangeCertificate, then "
-                "remove the others with Remove-ExchangeCertificate once nothing references them.",
-                thumbprint=certificate.thumbprint,
-            )
-
-
-# --- rules: server configuration ------------------------------------------------------------------
-
-
-def _name_findings(ctx: _Context) -> Iterator[Finding]:
-    """name_mismatch: the client-facing certificate must cover every required name (RFC 6125)."""
-    if not ctx.policy.required_names:
-        return
-    for certificate in _client_facing(ctx):
-        missing = [name for name in ctx.policy.required_names if not certificate.facts.covers(name)]
-        if missing:
-            yield make_finding(
-                "name_mismatch",
-                f"{_label(certificate)} serves the Default Web Site but does not cover {', '.join(missing)} "
-                f"(its names: {', '.join(certificate.facts.dns_names) or 'none'}).",
-                "Request a certificate whose Subject Alternative Names include every name clients use "
-                "(New-ExchangeCertificate -GenerateRequest -DomainName ...), then bind it with "
-                "Enable-ExchangeCertificate -Services IIS.",
-                thumbprint=certificate.thumbprint,
-            )
-
-
-def _client_facing(ctx: _Context) -> list[LocatedCertificate]:
-    """Certificates bound to Default Web Site :443; without binding facts, those with the IIS service."""
-    if ctx.snapshot.has(OP_IIS_BINDINGS):
-        bound = {binding.certificate_hash for binding in ctx.snapshot.iis_bindings if binding_role(binding) == "iis"}
-        return [c for c in (ctx.local(thumbprint) for thumbprint in sorted(filter(None, bound))) if c is not None]
-    return [c for c in ctx.in_my() if "IIS" in c.services and "exchange_default" not in ctx.roles(c)]
-
-
-def _auth_findings(ctx: _Context) -> Iterator[Finding]:
-    """auth_missing, auth_expiring, auth_next_not_staged, auth_key_not_csp (MonitorExchangeAuthCertificate)."""
-    auth = ctx.snapshot.auth_config
-    if auth is None or not ctx.snapshot.has(OP_AUTH_CONFIG):
-        return
-    current = ctx.local(auth.current_certificate_thumbprint)
-    if current is None:
-        yield _auth_missing(auth.current_certificate_thumbprint)
-    else:
-        yield from _auth_window(ctx, current, auth)
-    for thumbprint in dict.fromkeys((auth.current_certificate_thumbprint, auth.next_certificate_thumbprint)):
-        certificate = ctx.local(thumbprint)
-        if certificate is not None and certificate.key_provider == "cng":
-            yield make_finding(
-                "auth_key_not_csp",
-                f"Auth certificate {_label(certificate)} has a CNG key; Exchange's OAuth signing requires a "
-                "CSP key.",
-                "Create the next Auth certificate with New-ExchangeCertificate (which makes a CSP key), stage and "
-                "publish it with Set-AuthConfig.",
-                thumbprint=certificate.thumbprint,
-            )
-
-
-def _auth_missing(thumbprint: str | None) -> Finding:
-    if thumbprint is None:
-        message = "No Auth certificate is configured (Get-AuthConfig CurrentCertificateThumbprint is empty)."
-    else:
-        message = f"The current Auth certificate {thumbprint} is not installed on this server."
-    return make_finding(
-        "auth_missing", message,
-        "Export the Auth certificate with its key from a server that has it (Export-ExchangeCertificate "
-        "-BinaryEncoded -Password) and import it here (Import-ExchangeCertificate -FileData ... -Password); if no "
-        "server has a valid one, create and publish a new one (Set-AuthConfig -PublishCertificate).",
-        thumbprint=thumbprint,
-    )
-
-
-def _auth_window(ctx: _Context, current: LocatedCertificate, auth: AuthConfig) -> Iterator[Finding]:
-    days = ctx.days(current)
-    if days >= ctx.policy.auth_warning_days:
-        return
-    if not ctx.expired(current):
-        yield make_finding(
-            "auth_expiring",
-            f"The current Auth certificate {_label(current)} expires in {days} days "
-            f"({format_utc_datetime(current.facts.not_after)}).",
-            "Make sure a next Auth certificate is staged at least 48 hours before the current one expires; "
-            "the AuthAdmin servicelet publishes it on its effective date (event 2014, source MSExchange AuthAdmin).",
-            thumbprint=current.thumbprint,
-        )
-    problem = _next_auth_problem(ctx, auth)
-    if problem is not None:
-        yield make_finding(
-            "auth_next_not_staged",
-            f"The current Auth certificate {_label(current)} has {days} days left and {problem}.",
-            _AUTH_ROTATE + " Hybrid organizations must rerun the Hybrid Configuration Wizard afterwards.",
-            thumbprint=current.thumbprint,
-        )
-
-
-def _next_auth_problem(ctx: _Context, auth: AuthConfig) -> str | None:
-    """Why the staged next Auth certificate does not count, or None when it does."""
-    thumbprint = auth.next_certificate_thumbprint
-    if thumbprint is None:
-        return "no next certificate is staged"
-    following = ctx.local(thumbprint)
-    if following is None:
-        return f"the next certificate {thumbprint} is not installed on this server"
-    days = ctx.days(following)
-    if days <= ctx.policy.auth_next_min_days:
-        return f"the next certificate {thumbprint} has only {days} days left"
-    return None
-
-
-def _transport_findings(ctx: _Context) -> Iterator[Finding]:
-    """no_internal_transport / internal_transport_expired (HealthChecker: critical)."""
-    service = ctx.snapshot.local_transport_service
-    if service is None or not ctx.snapshot.has(OP_TRANSPORT_SERVICES):
-        return
-    recreate = (
-        "Recreate it as Microsoft recommends: New-ExchangeCertificate -KeySize 2048 -PrivateKeyExportable $true "
-        "-FriendlyName $env:COMPUTERNAME -DomainName $env:COMPUTERNAME -IncludeServerFQDN -Services SMTP -Force."
-    )
-    thumbprint = service.internal_transport_certificate_thumbprint
-    certificate = ctx.local(thumbprint)
-    if certificate is None:
-        where = "none is configured" if thumbprint is None else f"{thumbprint} is not installed on this server"
-        yield make_finding("no_internal_transport",
-                           f"This server has no internal transport certificate ({where}); server-to-server SMTP "
-                           "cannot use TLS.", recreate, thumbprint=thumbprint)
-    elif ctx.expired(certificate):
-        yield make_finding("internal_transport_expired",
-                           f"The internal transport certificate {_label(certificate)} expired on "
-                           f"{format_utc_datetime(certificate.facts.not_after)}.", recreate,
-                           thumbprint=certificate.thumbprint)
-
-
-def _iis_findings(ctx: _Context) -> Iterator[Finding]:
-    """iis_binding_missing_cert, iis_binding_expired, back_end_binding_missing (HealthChecker)."""
-    if not ctx.snapshot.has(OP_IIS_BINDINGS):
-        return
-    for binding in ctx.snapshot.iis_bindings:
-        yield from _binding_findings(ctx, binding)
-    roles = ctx.snapshot.exchange_server.server_role if ctx.snapshot.exchange_server else ()
-    is_mailbox = not roles or any(role.casefold() == "mailbox" for role in roles)
-    if is_mailbox and not any(binding_role(binding) == "back_end" for binding in ctx.snapshot.iis_bindings):
-        yield make_finding(
-            "back_end_binding_missing",
-            "The Exchange Back End site has no https binding on *:444; front-end services cannot proxy to it.",
-            "Bind the Exchange Back End site on *:444 to the server's 'Microsoft Exchange' self-signed certificate "
-            "in IIS Manager (Bindings > https > port 444), then run iisreset.",
-        )
-
-
-def _binding_findings(ctx: _Context, binding: IisBinding) -> Iterator[Finding]:
-    name = binding_name(binding)
-    thumbprint = binding.certificate_hash
-    certificate = ctx.local(thumbprint)
-    bind = ("Bind a valid certificate: Enable-ExchangeCertificate -Thumbprint <T> -Services IIS for the Default Web "
-            "Site, or the binding's SSL certificate in IIS Manager for Exchange Back End (the server's 'Microsoft "
-            "Exchange' certificate); then run iisreset.")
-    if certificate is None:
-        what = "no certificate" if thumbprint is None else f"certificate {thumbprint}, which is not in the store"
-        yield make_finding("iis_binding_missing_cert", f"IIS binding {name} points at {what}.", bind,
-                           thumbprint=thumbprint)
-    elif ctx.expired(certificate):
-        yield make_finding("iis_binding_expired",
-                           f"IIS binding {name} serves {_label(certificate)}, which expired on "
-                           f"{format_utc_datetime(certificate.facts.not_after)}.", bind,
-                           thumbprint=certificate.thumbprint)
-
-
-def _connector_findings(ctx: _Context) -> Iterator[Finding]:
-    """connector_certificate_not_found for connectors this server uses (HealthChecker TlsCertificateName)."""
-    for connector in ctx.graph.connectors:
-        if not connector.applies_here or connector.matched_thumbprints:
-            continue
-        reason = connector.syntax_error or "no certificate in My has that issuer and subject"
-        yield make_finding(
-            "connector_certificate_not_found",
-            f"The {_connector_label(connector)} has TlsCertificateName {connector.tls_certificate_name!r}: {reason}.",
-            "Install the certificate it names, or point the connector at an installed one: "
-            f"{_connector_command(connector)} -TlsCertificateName \"<I>$($c.Issuer)<S>$($c.Subject)\" with "
-            "$c = Get-ExchangeCertificate -Thumbprint <T>.",
-        )
-
-
-def _connector_label(connector: ConnectorMatch) -> str:
-    return {"send": "Send connector", "receive": "Receive connector", "hybrid": "hybrid configuration"}[
-        connector.kind] + f" {connector.name!r}"
-
-
-def _connector_command(connector: ConnectorMatch) -> str:
-    if connector.kind == "hybrid":
-        return "rerun the Hybrid Configuration Wizard, or Set-HybridConfiguration"
-    cmdlet = "Set-SendConnector" if connector.kind == "send" else "Set-ReceiveConnector"
-    return f"{cmdlet} -Identity '{connector.name}'"
-
-
-_RULES: tuple[Callable[[_Context], Iterable[Finding]], ...] = (
-    _expiry_findings,
-    _key_findings,
-    _status_findings,
-    _name_findings,
-    _auth_findings,
-    _transport_findings,
-    _iis_findings,
-    _connector_findings,
-    _cluster_findings,
-    _pending_request_findings,
-    _duplicate_findings,
-    _shared_key_findings,
-)
-
-
-def evaluate(ctx: _Context) -> list[Finding]:
-    """Every finding of every rule the policy does not ignore, most severe first."""
-    findings = (finding for rule in _RULES for finding in rule(ctx) if not ctx.policy.is_ignored(finding.id))
-    return sorted(findings, key=Finding.sort_key)
-
-
-# --- the facts ------------------------------------------------------------------------------------
+from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import LocatedCertificate
+from ansible_collections.exchange.pki.plugins.plugin_utils._findings import Context, evaluate
+from ansible_collections.exchange.pki.plugins.plugin_utils._policy import SEVERITIES, SEVERITY_RANK, Finding, Policy
+from ansible_collections.exchange.pki.plugins.plugin_utils._references import build_references
+from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot, collect_certificates
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
+from ansible_collections.exchange.pki.plugins.plugin_utils._values import ExchangeVersion
+
+# The reads whose failure makes the connector facts unknown.
+_CONNECTOR_READS = ("send_connectors", "receive_connectors", "hybrid")
 
 
 def build_facts(snapshot: ServerSnapshot, *, policy: Policy, now: datetime.datetime) -> dict[str, Any]:
     """The docs/facts.md dictionary for one server. ``now`` is the controller time (timezone-aware)."""
     certificates = collect_certificates(snapshot)
     graph = build_references(snapshot, certificates)
-    ctx = _Context(snapshot, MappingProxyType(certificates), graph, policy, now)
+    ctx = Context(snapshot, MappingProxyType(certificates), graph, policy, now)
     findings = evaluate(ctx)
     return {
         "changed": False,
@@ -647,7 +43,7 @@ def build_facts(snapshot: ServerSnapshot, *, policy: Policy, now: datetime.datet
         "auth": _auth_facts(ctx),
         "iis_bindings": _iis_binding_facts(ctx),
         "connectors": [connector.as_dict() for connector in graph.connectors]
-        if all(snapshot.has(op) for op in _CONNECTOR_OPS) else None,
+        if all(snapshot.has(read_id) for read_id in _CONNECTOR_READS) else None,
         "internal_transport_thumbprint": _internal_transport(snapshot),
         "cluster": _cluster_facts(snapshot),
         "findings": [finding.as_dict() for finding in findings],
@@ -671,7 +67,7 @@ def _server_facts(snapshot: ServerSnapshot) -> dict[str, Any]:
     }
 
 
-def _certificate_facts(ctx: _Context, certificate: LocatedCertificate) -> dict[str, Any]:
+def _certificate_facts(ctx: Context, certificate: LocatedCertificate) -> dict[str, Any]:
     facts = certificate.facts
     return {
         "thumbprint": facts.thumbprint,
@@ -701,9 +97,9 @@ def _certificate_facts(ctx: _Context, certificate: LocatedCertificate) -> dict[s
     }
 
 
-def _auth_facts(ctx: _Context) -> dict[str, Any] | None:
+def _auth_facts(ctx: Context) -> dict[str, Any] | None:
     auth = ctx.snapshot.auth_config
-    if auth is None or not ctx.snapshot.has(OP_AUTH_CONFIG):
+    if auth is None or not ctx.snapshot.has("auth_config"):
         return None
     return {
         "current_thumbprint": auth.current_certificate_thumbprint,
@@ -715,8 +111,8 @@ def _auth_facts(ctx: _Context) -> dict[str, Any] | None:
     }
 
 
-def _iis_binding_facts(ctx: _Context) -> list[dict[str, Any]] | None:
-    if not ctx.snapshot.has(OP_IIS_BINDINGS):
+def _iis_binding_facts(ctx: Context) -> list[dict[str, Any]] | None:
+    if not ctx.snapshot.has("iis_bindings"):
         return None
     return [
         {
@@ -731,13 +127,13 @@ def _iis_binding_facts(ctx: _Context) -> list[dict[str, Any]] | None:
 
 
 def _internal_transport(snapshot: ServerSnapshot) -> str | None:
-    service = snapshot.local_transport_service if snapshot.has(OP_TRANSPORT_SERVICES) else None
+    service = snapshot.local_transport_service if snapshot.has("transport_services") else None
     return service.internal_transport_certificate_thumbprint if service else None
 
 
 def _cluster_facts(snapshot: ServerSnapshot) -> dict[str, Any] | None:
     cluster = snapshot.cluster
-    if cluster is None or not snapshot.has(OP_CLUSTER):
+    if cluster is None or not snapshot.has("cluster"):
         return None
     account = cluster.cliusr_account
     return {
@@ -751,7 +147,7 @@ def _cluster_facts(snapshot: ServerSnapshot) -> dict[str, Any] | None:
     }
 
 
-def _summary(ctx: _Context, findings: list[Finding]) -> dict[str, Any]:
+def _summary(ctx: Context, findings: list[Finding]) -> dict[str, Any]:
     counts = collections.Counter(finding.severity for finding in findings)
     dated = [c for c in ctx.certificates.values() if not c.is_pending_request]
     earliest = min(dated, key=lambda c: (c.facts.not_after, c.thumbprint), default=None)

@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
     DistinguishedName,
     LocatedCertificate,
+    is_cluster_certificate,
     name_orders,
     parse_distinguished_name,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import IisBinding
 
 if TYPE_CHECKING:
-    from ansible_collections.exchange.pki.plugins.plugin_utils._facts import ServerSnapshot
+    from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot
 
 ReferenceKind = Literal[
     "exchange_service", "iis_binding", "internal_transport", "auth_current", "auth_next", "auth_previous",
@@ -43,8 +44,12 @@ DEFAULT_WEB_SITE = "Default Web Site"
 BACK_END_SITE = "Exchange Back End"
 FRONT_END_PORT = 443
 BACK_END_PORT = 444
-# [MS-CSVP] GenerateClusterCertV2: Cluster_PKU2U certificates are named CLIUSR (cluster sets: CSUSR).
-CLUSTER_COMMON_NAMES = frozenset({"cliusr", "csusr"})
+
+# Role groupings: the one place that says which roles belong together (docs/facts.md lists every role).
+#: The roles of the Auth certificates Get-AuthConfig names; they share one subject by design.
+AUTH_ROLES = frozenset({"auth_current", "auth_next", "auth_previous"})
+#: Roles clients reach through a load balancer: every member of a site or DAG must serve the same certificate.
+CLIENT_FACING_ROLES = frozenset({"iis", "smtp"})
 
 # Roles from a reference kind; exchange_service and iis_binding roles depend on the name.
 _KIND_ROLES: Mapping[str, str] = MappingProxyType({
@@ -143,15 +148,6 @@ def parse_tls_certificate_name(text: str) -> tuple[DistinguishedName, Distinguis
         return parse_distinguished_name(match.group("issuer")), parse_distinguished_name(match.group("subject"))
     except ValueError as error:
         raise ValueError(f"invalid X.500 name: {error}") from None
-
-
-def is_cluster_certificate(certificate: LocatedCertificate) -> bool:
-    """A failover-cluster certificate: outside My/REQUEST, subject or issuer CN CLIUSR or CSUSR."""
-    if certificate.in_my_store or certificate.is_pending_request:
-        return False
-    facts = certificate.facts
-    return any(("CN", name) in rdn
-               for dn in (facts.subject_name, facts.issuer_name) for rdn in dn for name in CLUSTER_COMMON_NAMES)
 
 
 def binding_name(binding: IisBinding) -> str:

@@ -22,6 +22,7 @@ import yaml
 from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure
 
 from ansible_collections.exchange.pki.plugins.action import certificate_info
+from ansible_collections.exchange.pki.plugins.plugin_utils import _snapshot
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import DOUBLE_HOP_REMEDIES
 from ansible_collections.exchange.pki.plugins.plugin_utils._remote import MODULE_NAME, OPERATIONS, parse_batch_result
 from tests.lab.model import Fleet
@@ -120,10 +121,10 @@ def non_service_references(result: Mapping[str, Any]) -> dict[str, list[dict[str
 
 
 def test_the_batch_only_reads_and_every_id_is_unique():
-    batch = certificate_info.build_batch()
+    batch = _snapshot.build_batch()
     assert not batch.has_changes
     ids = [operation.id for operation in batch.operations]
-    assert len(ids) == len(set(ids)) == len(certificate_info.READS)
+    assert len(ids) == len(set(ids)) == len(_snapshot.READS)
     assert all(not OPERATIONS[operation.op].changes for operation in batch.operations)
 
 
@@ -132,7 +133,7 @@ def test_one_round_trip_per_task(ex1):
     (call,) = ex1.calls
     assert call["module_name"] == MODULE_NAME
     assert [operation["id"] for operation in call["module_args"]["operations"]] == [
-        read.id for read in certificate_info.READS
+        read.id for read in _snapshot.READS
     ]
 
 
@@ -185,9 +186,9 @@ def test_the_shared_certificate_is_referenced_by_iis_and_the_mail_services(ex1):
 
 def test_organisation_wide_reads_are_narrowed_to_the_managed_server(dag):
     # Get-ExchangeServer and Get-ReceiveConnector are read organisation-wide (the batch cannot name the server).
-    batch = certificate_info.build_batch()
+    batch = _snapshot.build_batch()
     answer = dag.run_module("ex2", MODULE_NAME, batch.module_args(), remote_user=ADMIN)
-    snapshot = certificate_info.build_snapshot(certificate_info.Readings.from_result(parse_batch_result(answer, batch)))
+    snapshot = _snapshot.build_snapshot(_snapshot.Readings.from_result(parse_batch_result(answer, batch)))
     assert snapshot.receive_connectors
     assert {connector.server for connector in snapshot.receive_connectors} == {"EX2"}
     assert snapshot.exchange_server is not None and snapshot.exchange_server.name == "EX2"
@@ -317,7 +318,7 @@ def test_a_failed_store_read_falls_back_to_exchange_s_list(ex1):
 
 
 def test_the_two_store_reads_have_distinct_names():
-    names = [read.name for read in certificate_info.READS]
+    names = [read.name for read in _snapshot.READS]
     assert len(names) == len(set(names))
     assert "host.certificates" in names
 

@@ -20,8 +20,9 @@ import pytest
 import yaml
 
 from ansible_collections.exchange.pki.plugins.plugin_utils import _values as values
-from ansible_collections.exchange.pki.plugins.plugin_utils._facts import ServerSnapshot, build_facts
+from ansible_collections.exchange.pki.plugins.plugin_utils._facts import build_facts
 from ansible_collections.exchange.pki.plugins.plugin_utils._policy import CATALOGUE, Policy
+from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     AuthConfig,
     ClusterFacts,

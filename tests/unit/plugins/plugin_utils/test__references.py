@@ -16,13 +16,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import LocatedCertificate, parse_certificate
-from ansible_collections.exchange.pki.plugins.plugin_utils._facts import ServerSnapshot
 from ansible_collections.exchange.pki.plugins.plugin_utils._references import (
     Reference,
     ReferenceGraph,
     build_references,
     parse_tls_certificate_name,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     AuthConfig,
     ExchangeCertificateRecord,
