@@ -29,8 +29,8 @@ from typing import Any
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
+from ansible_collections.exchange.pki.plugins.plugin_utils._policy import SEVERITY_RANK
 from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
-    SEVERITY_RANK,
     FleetReport,
     expiry_date,
     worst,
@@ -74,7 +74,7 @@ def select_findings(report: FleetReport, min_severity: str) -> list[AlertFinding
     selected = []
     for host in report.hosts:
         for finding in host.findings:
-            if SEVERITY_RANK[finding["severity"]] >= threshold:
+            if SEVERITY_RANK[finding["severity"]] <= threshold:  # 0 is the most severe
                 cert = host.certificate(finding.get("thumbprint"))
                 selected.append(AlertFinding(
                     server=host.host,
@@ -86,7 +86,7 @@ def select_findings(report: FleetReport, min_severity: str) -> list[AlertFinding
                     subject=cert.subject if cert else None,
                     not_after=cert.data.get("not_after") if cert else None,
                 ))
-    return sorted(selected, key=lambda item: -SEVERITY_RANK[item.severity])
+    return sorted(selected, key=lambda item: SEVERITY_RANK[item.severity])
 
 
 def alert_title(report: FleetReport, findings: Sequence[AlertFinding]) -> str:

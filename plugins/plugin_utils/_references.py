@@ -50,6 +50,16 @@ BACK_END_PORT = 444
 AUTH_ROLES = frozenset({"auth_current", "auth_next", "auth_previous"})
 #: Roles clients reach through a load balancer: every member of a site or DAG must serve the same certificate.
 CLIENT_FACING_ROLES = frozenset({"iis", "smtp"})
+#: Roles every member of a DAG should hold with the same certificate (one namespace, one Auth configuration).
+DAG_SHARED_ROLES = frozenset({"iis", "smtp", "imap", "pop", "connector", "hybrid", "auth_current", "auth_next"})
+#: Each server's own certificates by design (Exchange's self-signed certificate, which also holds the Back End
+#: binding and so shows IIS, and the internal transport certificate): never a difference between DAG members.
+PER_SERVER_ROLES = frozenset({"exchange_default", "internal_transport"})
+#: Every role of docs/facts.md, in the order reports list them.
+ROLE_ORDER = (
+    "iis", "smtp", "imap", "pop", "connector", "hybrid", "auth_current", "auth_next", "auth_previous",
+    "back_end", "internal_transport", "cluster", "exchange_default", "wmsvc", "pending_request",
+)
 
 # Roles from a reference kind; exchange_service and iis_binding roles depend on the name.
 _KIND_ROLES: Mapping[str, str] = MappingProxyType({

@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
+from ansible_collections.exchange.pki.plugins.plugin_utils._policy import SEVERITIES, SEVERITY_RANK
+from ansible_collections.exchange.pki.plugins.plugin_utils._references import (
+    DAG_SHARED_ROLES,
+    PER_SERVER_ROLES,
+    ROLE_ORDER,
+)
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime, parse_iso_datetime, utc_now
-
-SEVERITIES = ("critical", "warning", "info")
-"""Finding severities, most severe first."""
-
-SEVERITY_RANK = {severity: len(SEVERITIES) - index for index, severity in enumerate(SEVERITIES)}
 
 HOST_FACT_KEYS = (
     "server",
@@ -54,18 +55,6 @@ HOST_FACT_KEYS = (
     "summary",
 )
 """The fact keys published in the JSON report (``collected_at`` is published separately, as volatile)."""
-
-SHARED_ROLES = frozenset({"iis", "smtp", "imap", "pop", "connector", "hybrid", "auth_current", "auth_next"})
-"""Roles every member of a DAG should hold with the same certificate (one namespace, one Auth configuration)."""
-
-PER_SERVER_ROLES = frozenset({"exchange_default", "internal_transport"})
-"""Certificates that are each server's own by design (Exchange's self-signed certificate, which also holds the
-Back End binding and so shows IIS, and the internal transport certificate): never a DAG mismatch."""
-
-ROLE_ORDER = (
-    "iis", "smtp", "imap", "pop", "connector", "hybrid", "auth_current", "auth_next", "auth_previous",
-    "back_end", "internal_transport", "cluster", "exchange_default", "wmsvc", "pending_request",
-)
 
 DEFAULT_TITLE = "Exchange certificate report"
 DIRECTORY_MODE = 0o750
@@ -99,7 +88,7 @@ def report_time(text: str | None) -> datetime.datetime:
 def worst(severities: Iterable[str | None]) -> str | None:
     """The most severe of ``severities``; ``None`` when there is none."""
     ranked = [severity for severity in severities if severity]
-    return max(ranked, key=SEVERITY_RANK.__getitem__) if ranked else None
+    return min(ranked, key=SEVERITY_RANK.__getitem__) if ranked else None
 
 
 # --- the model ------------------------------------------------------------------------------------
@@ -217,7 +206,7 @@ class DagRow:
     role: str
     cells: tuple[tuple[CertificateView, ...], ...]
     odd: frozenset[int]
-    """Indexes of the members whose certificates differ from the majority (only for :data:`SHARED_ROLES`)."""
+    """Indexes of the members whose certificates differ from the majority (only for ``DAG_SHARED_ROLES``)."""
 
     @property
     def mismatch(self) -> bool:
@@ -361,7 +350,8 @@ def _dag_view(name: str, members: tuple[HostView, ...]) -> DagView:
     for role in sorted(present, key=lambda r: (ROLE_ORDER.index(r) if r in ROLE_ORDER else len(ROLE_ORDER), r)):
         cells = tuple(tuple(cert for cert in member.certificates if role in cert.roles) for member in members)
         shared = tuple(tuple(cert for cert in cell if not PER_SERVER_ROLES & set(cert.roles)) for cell in cells)
-        rows.append(DagRow(role=role, cells=cells, odd=_odd_members(shared) if role in SHARED_ROLES else frozenset()))
+        odd = _odd_members(shared) if role in DAG_SHARED_ROLES else frozenset()
+        rows.append(DagRow(role=role, cells=cells, odd=odd))
     member_names = {member.server_name.lower() for member in members}
     nodes = {
         node.get("name") for member in members for node in ((member.fact or {}).get("cluster") or {}).get("nodes") or ()

@@ -22,9 +22,8 @@ from collections.abc import Iterator, Sequence
 import jinja2
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import common_name
+from ansible_collections.exchange.pki.plugins.plugin_utils._policy import SEVERITIES, SEVERITY_RANK
 from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
-    SEVERITIES,
-    SEVERITY_RANK,
     CertificateView,
     FleetReport,
     collection_note,
@@ -142,7 +141,8 @@ def build_timeline(report: FleetReport, *, width: int = 1180, lane_height: int =
 
 
 def _severity_rank(severity: str | None) -> int:
-    return SEVERITY_RANK.get(severity or "", 0)
+    """Sort key of the certificate table: higher is more severe, 0 for a certificate without findings."""
+    return len(SEVERITIES) - SEVERITY_RANK.get(severity or "", len(SEVERITIES))
 
 
 def _cn(subject: str) -> str:
