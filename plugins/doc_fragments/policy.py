@@ -41,8 +41,11 @@ options:
         default: 256
       weak_signature_hashes:
         description:
-          - Signature hash algorithms (lower case, as C(signature_hash) reports them) that get the finding
-            C(weak_signature).
+          - Signature hash algorithms (as C(signature_hash) reports them) that get the finding C(weak_signature).
+          - The list replaces the default; each entry must be one of V(md2), V(md4), V(md5), V(sha1), V(sha224),
+            V(sha256), V(sha384), V(sha512), V(sha512-224), V(sha512-256), V(sha3-224), V(sha3-256), V(sha3-384),
+            V(sha3-512) (case-insensitive; V(sha-1) and V(sha-256) style spellings are accepted). An unknown name is
+            an error, so a typo never silently disables the check.
         type: list
         elements: str
         default: [md2, md4, md5, sha1]
@@ -97,6 +100,7 @@ options:
           - auth_missing
           - auth_expiring
           - auth_next_not_staged
+          - auth_next_missing
           - auth_key_not_csp
           - no_internal_transport
           - internal_transport_expired

@@ -34,13 +34,49 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import Serv
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import DAY, format_utc_datetime
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import AuthConfig, IisBinding
 
-_STATUS_SEVERITY = MappingProxyType({  # HealthChecker: Status rules
+_STATUS_SEVERITY = MappingProxyType({  # HealthChecker: Status rules (Unknown is treated like Untrusted)
+    "Unknown": "warning",
     "Untrusted": "warning",
     "RevocationCheckFailure": "warning",
     "Revoked": "critical",
     "Invalid": "critical",
     "DateInvalid": "critical",
 })
+
+
+@dataclasses.dataclass(frozen=True)
+class Exclusion:
+    """A kind of certificate the rules skip on purpose, and where that decision comes from (docs/findings.md)."""
+
+    id: str
+    description: str
+    source: str
+    matches: Callable[[LocatedCertificate], bool]
+
+
+def _names_rdn(certificate: LocatedCertificate, attribute: str, value: str) -> bool:
+    """Whether the subject or the issuer has the relative name ``attribute=value`` (case-insensitively)."""
+    wanted = (attribute, value.casefold())
+    facts = certificate.facts
+    return any(wanted in rdn for name in (facts.subject_name, facts.issuer_name) if name for rdn in name)
+
+
+#: The one list of certificates no rule looks at. Each stays in the facts; it just raises no finding.
+EXCLUSIONS: tuple[Exclusion, ...] = (
+    Exclusion(
+        "azure_fabric",
+        "The certificate Azure places on every virtual machine for its own fabric (issuer or subject "
+        "DC=Windows Azure CRP Certificate Generator); Azure renews it, Exchange never uses it.",
+        "HealthChecker, Get-ExchangeServerCertificateInformation.ps1 (skipped on purpose)",
+        lambda certificate: _names_rdn(certificate, "DC", "Windows Azure CRP Certificate Generator"),
+    ),
+)
+
+
+def excluded_by(certificate: LocatedCertificate) -> Exclusion | None:
+    """The exclusion that makes the rules skip ``certificate``, if any."""
+    return next((exclusion for exclusion in EXCLUSIONS if exclusion.matches(certificate)), None)
+
 
 # --- the evaluation context -----------------------------------------------------------------------
 
@@ -57,8 +93,9 @@ class Context:
         return self.graph.roles_of(certificate.thumbprint)
 
     def in_my(self) -> Iterator[LocatedCertificate]:
-        """Usable certificates: in My and not a pending request."""
-        return (c for c in self.certificates.values() if c.in_my_store and not c.is_pending_request)
+        """Usable certificates the rules look at: in My, not a pending request, not on :data:`EXCLUSIONS`."""
+        return (c for c in self.certificates.values()
+                if c.in_my_store and not c.is_pending_request and excluded_by(c) is None)
 
     def local(self, thumbprint: str | None) -> LocatedCertificate | None:
         """The certificate with this thumbprint if the server has it in My."""
@@ -90,9 +127,21 @@ _AUTH_ROTATE = (
     "Exchange server, stage it with Set-AuthConfig -NewCertificateThumbprint <T> -NewCertificateEffectiveDate "
     "(Get-Date).AddHours(49)."
 )
-_AUTH_EMERGENCY = _AUTH_ROTATE + (
-    " The current certificate has expired: make the new one effective now, run Set-AuthConfig -PublishCertificate, "
-    "restart MSExchangeServiceHost and recycle MSExchangeOWAAppPool and MSExchangeECPAppPool."
+#: Exchange's Auth certificate subject (New-ExchangeCertificate -SubjectName "cn=Microsoft Exchange Server Auth ...").
+AUTH_CERTIFICATE_COMMON_NAME = "microsoft exchange server auth certificate"
+_AUTH_LEAD = datetime.timedelta(hours=48)  # Set-AuthConfig: a next certificate is staged >= 48 h ahead
+_AUTH_RECYCLE = (
+    "restart MSExchangeServiceHost and recycle MSExchangeOWAAppPool and MSExchangeECPAppPool (or run iisreset); "
+    "hybrid organizations then rerun the Hybrid Configuration Wizard."
+)
+_AUTH_EMERGENCY = _AUTH_ROTATE.replace("(Get-Date).AddHours(49)", "(Get-Date)") + (
+    " The current certificate has expired, so only the emergency path applies (MonitorExchangeAuthCertificate: "
+    "replace, no staging): make the new one effective now, run Set-AuthConfig -PublishCertificate, "
+    "Set-AuthConfig -ClearPreviousCertificate, then " + _AUTH_RECYCLE
+)
+_AUTH_PUBLISH_NEXT = (
+    "The current certificate has expired but the configured next certificate {t} is valid: publish it now "
+    "(Set-AuthConfig -PublishCertificate, then Set-AuthConfig -ClearPreviousCertificate), then " + _AUTH_RECYCLE
 )
 
 
@@ -111,7 +160,7 @@ def _expiry_findings(ctx: Context) -> Iterator[Finding]:
                 thumbprint=thumbprint,
             )
         elif ctx.expired(certificate):
-            remediation = _AUTH_EMERGENCY if thumbprint == auth_current else _RENEW.format(t=thumbprint)
+            remediation = _auth_expired_remediation(ctx) if thumbprint == auth_current else _RENEW.format(t=thumbprint)
             yield make_finding("expired", f"{_label(certificate)} expired on {format_utc_datetime(facts.not_after)}.",
                                remediation, thumbprint=thumbprint)
         elif thumbprint == auth_current:
@@ -122,6 +171,15 @@ def _expiry_findings(ctx: Context) -> Iterator[Finding]:
                                f"{_label(certificate)} expires in {days} days "
                                f"({format_utc_datetime(facts.not_after)}).",
                                _RENEW.format(t=thumbprint), thumbprint=thumbprint)
+
+
+def _auth_expired_remediation(ctx: Context) -> str:
+    """What to do when the current Auth certificate has expired: publish a usable next one, else replace."""
+    auth = ctx.snapshot.auth_config
+    following = ctx.local(auth.next_certificate_thumbprint) if auth is not None else None
+    if following is not None and not ctx.expired(following) and not following.facts.is_not_yet_valid(ctx.now):
+        return _AUTH_PUBLISH_NEXT.format(t=following.thumbprint)
+    return _AUTH_EMERGENCY
 
 
 def _key_findings(ctx: Context) -> Iterator[Finding]:
@@ -137,7 +195,7 @@ def _key_findings(ctx: Context) -> Iterator[Finding]:
                 f"{_label(certificate)} has a {facts.key_size}-bit {facts.key_type.upper()} key; "
                 f"the policy requires at least {required} bits.",
                 "Replace it with a certificate whose key has at least the required size (New-ExchangeCertificate "
-                "-GenerateRequest -KeySize 2048 or more, or certificate_request with key_size), then move its "
+                "-GenerateRequest -KeySize 2048 or more), then move its "
                 "services and remove this one.",
                 thumbprint=thumbprint,
             )
@@ -203,7 +261,7 @@ def _shared_key_findings(ctx: Context) -> Iterator[Finding]:
             "private key is not exportable: it cannot be copied to the other servers of the site or DAG, which "
             "must serve the same certificate behind a load balancer.",
             "At the next renewal request the certificate with an exportable key (New-ExchangeCertificate "
-            "-GenerateRequest -PrivateKeyExportable $true, or certificate_request), export it once with "
+            "-GenerateRequest -PrivateKeyExportable $true), export it once with "
             "Export-ExchangeCertificate and import it on every member with Import-ExchangeCertificate.",
             thumbprint=certificate.thumbprint,
         )
@@ -255,6 +313,8 @@ def _duplicate_findings(ctx: Context) -> Iterator[Finding]:
 
     Expired certificates are left out (``expired`` already tells to remove them once unreferenced), and so
     are the Auth certificates Get-AuthConfig names: current, next and previous share one subject by design.
+    The remediation fits what the group is: stale Auth certificates and Exchange's self-signed defaults are
+    not moved between services like a CA-issued certificate.
     """
     groups: dict[tuple[Any, frozenset[str]], list[LocatedCertificate]] = collections.defaultdict(list)
     for certificate in ctx.in_my():
@@ -265,15 +325,35 @@ def _duplicate_findings(ctx: Context) -> Iterator[Finding]:
     for group in groups.values():
         if len(group) < 2:
             continue
+        remediation = _duplicate_remediation(ctx, group)
         for certificate in group:
             others = ", ".join(other.thumbprint for other in group if other is not certificate)
             yield make_finding(
                 "duplicate_certificates",
                 f"{_label(certificate)} has the same subject and names as {others}.",
-                "Keep the newest valid certificate: move any services to it with Enable-ExchangeCertificate, then "
-                "remove the others with Remove-ExchangeCertificate once nothing references them.",
+                remediation,
                 thumbprint=certificate.thumbprint,
             )
+
+
+def _duplicate_remediation(ctx: Context, group: list[LocatedCertificate]) -> str:
+    if all(certificate.facts.common_name == AUTH_CERTIFICATE_COMMON_NAME for certificate in group):
+        return (
+            "These are Auth certificates that Get-AuthConfig no longer names (not current, next or previous); the "
+            "SMTP service Exchange lists for them is nominal, so there is nothing to move. Check on every server "
+            "that Get-AuthConfig does not name them, then remove them with Remove-ExchangeCertificate -Thumbprint "
+            "<T>."
+        )
+    if any("exchange_default" in ctx.roles(certificate) for certificate in group):
+        return (
+            "These are Exchange's self-signed certificates for this server. Keep the one Get-TransportService names "
+            "as InternalTransportCertificateThumbprint and the one the Exchange Back End site binds on *:444; "
+            "remove the others with Remove-ExchangeCertificate once nothing references them (never with -Force)."
+        )
+    return (
+        "Keep the newest valid certificate: move any services to it with Enable-ExchangeCertificate, then "
+        "remove the others with Remove-ExchangeCertificate once nothing references them."
+    )
 
 
 # --- rules: server configuration ------------------------------------------------------------------
@@ -315,6 +395,8 @@ def _auth_findings(ctx: Context) -> Iterator[Finding]:
         yield _auth_missing(auth.current_certificate_thumbprint)
     else:
         yield from _auth_window(ctx, current, auth)
+    if auth.next_certificate_thumbprint is not None and ctx.local(auth.next_certificate_thumbprint) is None:
+        yield _auth_next_missing(ctx, auth)
     for thumbprint in dict.fromkeys((auth.current_certificate_thumbprint, auth.next_certificate_thumbprint)):
         certificate = ctx.local(thumbprint)
         if certificate is not None and certificate.key_provider == "cng":
@@ -342,19 +424,36 @@ def _auth_missing(thumbprint: str | None) -> Finding:
     )
 
 
+def _auth_next_missing(ctx: Context, auth: AuthConfig) -> Finding:
+    """MonitorExchangeAuthCertificate's NextAuthCertificateImportRequired: checked whenever a next one is set."""
+    thumbprint = auth.next_certificate_thumbprint
+    effective = auth.next_certificate_effective_date
+    soon = effective is not None and effective - ctx.now <= _AUTH_LEAD
+    when = f", effective {format_utc_datetime(effective)}" if effective is not None else ""
+    return make_finding(
+        "auth_next_missing",
+        f"The next Auth certificate {thumbprint}{when} is not installed on this server; once the AuthAdmin "
+        "servicelet publishes it, this server cannot sign or validate OAuth tokens.",
+        "Export it with its key from a server that has it (Export-ExchangeCertificate -Thumbprint "
+        f"{thumbprint} -BinaryEncoded -Password) and import it here (Import-ExchangeCertificate -FileData ... "
+        "-Password) before its effective date.",
+        thumbprint=thumbprint,
+        severity="critical" if soon else None,
+    )
+
+
 def _auth_window(ctx: Context, current: LocatedCertificate, auth: AuthConfig) -> Iterator[Finding]:
     days = ctx.days(current)
-    if days >= ctx.policy.auth_warning_days:
-        return
-    if not ctx.expired(current):
-        yield make_finding(
-            "auth_expiring",
-            f"The current Auth certificate {_label(current)} expires in {days} days "
-            f"({format_utc_datetime(current.facts.not_after)}).",
-            "Make sure a next Auth certificate is staged at least 48 hours before the current one expires; "
-            "the AuthAdmin servicelet publishes it on its effective date (event 2014, source MSExchange AuthAdmin).",
-            thumbprint=current.thumbprint,
-        )
+    if days >= ctx.policy.auth_warning_days or ctx.expired(current):
+        return  # an expired current certificate is the `expired` finding's, with the emergency path only
+    yield make_finding(
+        "auth_expiring",
+        f"The current Auth certificate {_label(current)} expires in {days} days "
+        f"({format_utc_datetime(current.facts.not_after)}).",
+        "Make sure a next Auth certificate is staged at least 48 hours before the current one expires; "
+        "the AuthAdmin servicelet publishes it on its effective date (event 2014, source MSExchange AuthAdmin).",
+        thumbprint=current.thumbprint,
+    )
     problem = _next_auth_problem(ctx, auth)
     if problem is not None:
         yield make_finding(
@@ -372,7 +471,7 @@ def _next_auth_problem(ctx: Context, auth: AuthConfig) -> str | None:
         return "no next certificate is staged"
     following = ctx.local(thumbprint)
     if following is None:
-        return f"the next certificate {thumbprint} is not installed on this server"
+        return None  # configured but not imported here: auth_next_missing (import, not configure)
     days = ctx.days(following)
     if days <= ctx.policy.auth_next_min_days:
         return f"the next certificate {thumbprint} has only {days} days left"

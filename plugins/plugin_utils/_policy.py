@@ -64,6 +64,8 @@ _SPECS = (
                 f"{_HC} (Auth certificate); {_MEAC}"),
     FindingSpec("auth_expiring", "warning", "Current Auth certificate is within the renewal window", _MEAC),
     FindingSpec("auth_next_not_staged", "critical", "No usable next Auth certificate is staged", _MEAC),
+    FindingSpec("auth_next_missing", "warning", "Configured next Auth certificate is missing on this server",
+                f"{_MEAC} (NextAuthCertificateImportRequired)"),
     FindingSpec("auth_key_not_csp", "warning", "Auth certificate key is not a CSP key",
                 "exchange-facts Auth (OAuth) certificate"),
     FindingSpec("no_internal_transport", "critical", "No internal transport certificate",
@@ -196,10 +198,30 @@ def _converted(name: str, value: Any) -> Any:
     if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
         raise PolicyError(f"policy.{name} must be a list of strings, got {value!r}")
     if name == "weak_signature_hashes":
-        return tuple(item.strip().lower() for item in value)
+        return tuple(_signature_hash_name(item) for item in value)
     if name == "required_names":
         return tuple(item.strip().rstrip(".").lower() for item in value)
     return tuple(value)
+
+
+#: The names ``signature_hash`` can report (cryptography's hash names, plus the legacy MD2/MD4).
+SIGNATURE_HASHES = frozenset({
+    "md2", "md4", "md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sha512-224", "sha512-256",
+    "sha3-224", "sha3-256", "sha3-384", "sha3-512",
+})
+
+
+def _signature_hash_name(text: str) -> str:
+    """The canonical name of a signature hash (``SHA-256`` -> ``sha256``); PolicyError for an unknown one."""
+    name = text.strip().lower()
+    if name not in SIGNATURE_HASHES and name.startswith("sha-"):
+        name = "sha" + name[4:]
+    if name not in SIGNATURE_HASHES:
+        raise PolicyError(
+            f"policy.weak_signature_hashes: {text!r} is not a signature hash name; expected one of "
+            f"{', '.join(sorted(SIGNATURE_HASHES))}"
+        )
+    return name
 
 
 def _argspec() -> dict[str, dict[str, Any]]:

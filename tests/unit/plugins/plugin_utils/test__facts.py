@@ -21,6 +21,7 @@ import yaml
 
 from ansible_collections.exchange.pki.plugins.plugin_utils import _values as values
 from ansible_collections.exchange.pki.plugins.plugin_utils._facts import build_facts
+from ansible_collections.exchange.pki.plugins.plugin_utils._findings import EXCLUSIONS
 from ansible_collections.exchange.pki.plugins.plugin_utils._policy import CATALOGUE, Policy
 from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
@@ -156,8 +157,10 @@ def _with(install: Install, **changes: Any) -> Install:
     return dataclasses.replace(install, **changes)
 
 
-def _auth_config(current: str | None, following: str | None = None) -> AuthConfig:
-    return AuthConfig(current, None, following, NOW + datetime.timedelta(days=2) if following else None, None, None)
+def _auth_config(current: str | None, following: str | None = None, *, effective_in: float = 3) -> AuthConfig:
+    """Get-AuthConfig naming ``current`` and a ``following`` certificate effective in ``effective_in`` days."""
+    effective = NOW + datetime.timedelta(days=effective_in) if following else None
+    return AuthConfig(current, None, following, effective, None, None)
 
 
 def _auth_in(days: int) -> Install:
@@ -168,11 +171,13 @@ def _next_auth(days: int) -> Install:
     return Install(issue(AUTH_SUBJECT, issuer="self", days=(-1, days), serial=days), exportable=True)
 
 
-def _auth_case(current_days: int, next_days: int | None = None, *, install_next: bool = True) -> ServerSnapshot:
+def _auth_case(current_days: int, next_days: int | None = None, *, install_next: bool = True,
+               effective_in: float = 3) -> ServerSnapshot:
     auth = _auth_in(current_days)
     following = _next_auth(next_days) if next_days is not None else None
     changes = {"auth": auth, "next": following if install_next else None}
-    return server(changes, auth_config=_auth_config(auth.thumbprint, following.thumbprint if following else None))
+    return server(changes, auth_config=_auth_config(auth.thumbprint, following.thumbprint if following else None,
+                                                    effective_in=effective_in))
 
 
 def _auth_window(days: int, *, staged: bool = False) -> set[tuple[str, str, str | None]]:
@@ -227,6 +232,8 @@ FIRES: dict[str, Case] = {
                           {("untrusted", "warning", MAIL.thumbprint)}),
     "untrusted_revoked": lambda: (server({"mail": _with(MAIL, status="Revoked")}), {},
                                   {("untrusted", "critical", MAIL.thumbprint)}),
+    "untrusted_unknown": lambda: (server({"mail": _with(MAIL, status="Unknown")}), {},  # HealthChecker: warning
+                                  {("untrusted", "warning", MAIL.thumbprint)}),
     "untrusted_date_invalid_in_validity": lambda: (server({"mail": _with(MAIL, status="DateInvalid")}), {},
                                                    {("untrusted", "critical", MAIL.thumbprint)}),
     "name_mismatch": lambda: (server(), {"required_names": ["mail.contoso.lab", "owa.contoso.lab"]},
@@ -240,10 +247,17 @@ FIRES: dict[str, Case] = {
     "auth_expiring": lambda: (_auth_case(45, 400), {}, _auth_window(45, staged=True)),
     "auth_next_not_staged": lambda: (_auth_case(45), {}, _auth_window(45)),
     "auth_next_too_short": lambda: (_auth_case(45, 120), {}, _auth_window(45)),
-    "auth_next_not_installed": lambda: (_auth_case(45, 400, install_next=False), {}, _auth_window(45)),
-    "auth_expired_without_next": lambda: (_auth_case(-1), {}, {
-        ("expired", "critical", _auth_in(-1).thumbprint),
-        ("auth_next_not_staged", "critical", _auth_in(-1).thumbprint)}),
+    # MEAC NextAuthCertificateImportRequired: whenever a next one is configured, whatever the current's dates.
+    "auth_next_missing": lambda: (_auth_case(1000, 400, install_next=False, effective_in=30), {},
+                                  {("auth_next_missing", "warning", _next_auth(400).thumbprint)}),
+    "auth_next_missing_effective_soon": lambda: (_auth_case(1000, 400, install_next=False, effective_in=1.5), {},
+                                                 {("auth_next_missing", "critical", _next_auth(400).thumbprint)}),
+    # Missing here is an import to do, not a next certificate to configure: no auth_next_not_staged beside it.
+    "auth_next_missing_in_window": lambda: (_auth_case(45, 400, install_next=False), {}, {
+        ("auth_expiring", "warning", _auth_in(45).thumbprint),
+        ("auth_next_missing", "warning", _next_auth(400).thumbprint)}),
+    # Expired: only the emergency path (MEAC ReplaceRequired, no ConfigureNext).
+    "auth_expired_without_next": lambda: (_auth_case(-1), {}, {("expired", "critical", _auth_in(-1).thumbprint)}),
     "auth_key_not_csp": lambda: (server({"auth": _with(AUTH, provider="cng")}), {},
                                  {("auth_key_not_csp", "warning", AUTH.thumbprint)}),
     "no_internal_transport": lambda: (server(transport_services=(TransportService("EX1", None, None),)), {},
@@ -308,6 +322,7 @@ CLOSE: dict[str, Case] = {
                              set()),
     "auth_expiring": lambda: (_auth_case(60), {}, set()),
     "auth_next_not_staged": lambda: (_auth_case(45, 121), {}, _auth_window(45, staged=True)),
+    "auth_next_missing": lambda: (_auth_case(1000, 400), {}, set()),
     "auth_key_not_csp": lambda: (server({"wmsvc": _with(baseline()["wmsvc"], provider="cng")}), {}, set()),
     "no_internal_transport": lambda: (server(transport_services=(TransportService("EX2", None, None),)), {}, set()),
     "no_internal_transport_unavailable": lambda: (
@@ -334,12 +349,20 @@ CLOSE: dict[str, Case] = {
         server({"a": _duplicate(1),
                 "b": Install(issue("CN=smtp.contoso.lab", dns=("smtp.contoso.lab", "smtp2.contoso.lab")))}),
         {}, set()),
+    "duplicate_certificates_azure_fabric": lambda: (server({"a": AZURE_FABRIC, "b": AZURE_FABRIC_2}), {}, set()),
     "duplicate_certificates_expired": lambda: (
         server({"a": _duplicate(1), "b": _duplicate(3, days=(-400, -1))}), {},
         {("expired", "critical", _duplicate(3, days=(-400, -1)).thumbprint)}),
     "shared_key_not_exportable": lambda: (  # neither IIS nor SMTP: nothing to distribute behind a load balancer
         server({"owa": _with(MAIL, issued=issue("CN=owa"), services=("IMAP",), exportable=False)}), {}, set()),
 }
+
+
+# The certificate Azure places on every VM: expired and duplicated there, and still skipped (HealthChecker).
+AZURE_FABRIC = Install(issue("DC=Windows Azure CRP Certificate Generator", issuer="self", days=(-400, -10),
+                             ekus=("client_auth",), key=("rsa", 1024), serial=1))
+AZURE_FABRIC_2 = Install(issue("DC=Windows Azure CRP Certificate Generator", issuer="self", days=(-400, -10),
+                               ekus=("client_auth",), key=("rsa", 1024), serial=2))
 
 
 def _cliusr(days: int) -> str:
@@ -593,3 +616,58 @@ def test_broken_scenario_findings_are_where_the_scenario_says() -> None:
     }
     severities = {(f["id"], f["severity"]) for server_facts in facts.values() for f in server_facts["findings"]}
     assert ("untrusted", "critical") in severities and ("untrusted", "warning") in severities
+
+
+def test_the_azure_fabric_certificate_is_listed_but_raises_nothing() -> None:
+    facts = facts_of(server({"azure": AZURE_FABRIC}))
+    assert AZURE_FABRIC.thumbprint in {certificate["thumbprint"] for certificate in facts["certificates"]}
+    assert facts["findings"] == []
+
+
+def test_every_exclusion_is_documented_with_its_source() -> None:
+    text = (FACTS_DOC.parent / "findings.md").read_text(encoding="utf-8")
+    section = text.split("## Certificates the rules skip", 1)[1].split("\n## ", 1)[0]
+    for exclusion in EXCLUSIONS:
+        assert f"`{exclusion.id}`" in section and exclusion.source.split(",")[0] in section
+
+
+def _remediation(snapshot: ServerSnapshot, finding_id: str) -> str:
+    return next(f["remediation"] for f in facts_of(snapshot)["findings"] if f["id"] == finding_id)
+
+
+def test_an_expired_auth_certificate_gets_the_emergency_path_only() -> None:
+    remediation = _remediation(_auth_case(-1), "expired")
+    assert "effective now" in remediation and "-PublishCertificate" in remediation
+    assert "AddHours(49)" not in remediation
+
+
+def test_an_expired_auth_certificate_with_a_valid_next_one_is_told_to_publish_it() -> None:
+    snapshot = _auth_case(-1, 400)
+    assert {f["id"] for f in facts_of(snapshot)["findings"]} == {"expired"}
+    remediation = _remediation(snapshot, "expired")
+    assert _next_auth(400).thumbprint in remediation and "-PublishCertificate" in remediation
+    assert "New-ExchangeCertificate" not in remediation
+
+
+def _stale_auth(serial: int) -> Install:
+    return Install(issue(AUTH_SUBJECT, issuer="self", days=(-700, 1000), serial=serial), services=("SMTP",),
+                   exportable=True)
+
+
+def test_duplicate_stale_auth_certificates_are_removed_not_moved() -> None:
+    snapshot = server({"old1": _stale_auth(11), "old2": _stale_auth(12)})
+    findings = [f for f in facts_of(snapshot)["findings"] if f["id"] == "duplicate_certificates"]
+    assert {f["thumbprint"] for f in findings} == {_stale_auth(11).thumbprint, _stale_auth(12).thumbprint}
+    for finding in findings:
+        assert "Get-AuthConfig no longer names" in finding["remediation"]
+        assert "Enable-ExchangeCertificate" not in finding["remediation"]
+
+
+def test_duplicate_self_signed_defaults_keep_the_internal_transport_certificate() -> None:
+    default = baseline()["default"]
+    twin = Install(issue("CN=EX1", dns=("EX1", "ex1.contoso.lab"), issuer="self", days=(-10, 1815), serial=77),
+                   services=("SMTP",))
+    remediation = _remediation(server({"twin": twin}), "duplicate_certificates")
+    assert "InternalTransportCertificateThumbprint" in remediation
+    assert "Enable-ExchangeCertificate" not in remediation
+    assert default.thumbprint != twin.thumbprint

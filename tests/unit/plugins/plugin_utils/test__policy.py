@@ -99,7 +99,7 @@ def test_policy_argspec_is_a_fresh_copy() -> None:
 
 ISSUE_CATALOGUE = (
     "expired expiring_critical expiring_warning not_yet_valid weak_key weak_signature missing_private_key untrusted "
-    "name_mismatch missing_server_auth_eku auth_missing auth_expiring auth_next_not_staged auth_key_not_csp "
+    "name_mismatch missing_server_auth_eku auth_missing auth_expiring auth_next_not_staged auth_next_missing auth_key_not_csp "
     "no_internal_transport internal_transport_expired iis_binding_missing_cert iis_binding_expired "
     "back_end_binding_missing connector_certificate_not_found cluster_certificate_expired "
     "cluster_certificate_expiring pending_request_stale duplicate_certificates shared_key_not_exportable"
@@ -153,3 +153,18 @@ def test_findings_sort_most_severe_first_then_catalogue_order() -> None:
                 make_finding("expired", "m", "r", thumbprint="Z"), make_finding("weak_key", "m", "r", thumbprint="A")]
     assert [(f.id, f.thumbprint) for f in sorted(findings, key=Finding.sort_key)] == [
         ("expired", "Z"), ("weak_key", "A"), ("weak_key", "B"), ("duplicate_certificates", None)]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [(["SHA1", " md5 "], ("sha1", "md5")), (["sha-1", "SHA-256"], ("sha1", "sha256")), (["sha3-256"], ("sha3-256",))],
+)
+def test_weak_signature_hashes_are_canonical_names(given: list[str], expected: tuple[str, ...]) -> None:
+    assert Policy.from_options({"weak_signature_hashes": given}).weak_signature_hashes == expected
+
+
+@pytest.mark.parametrize("bad", ["shaa1", "", "sha-", "sh\na1", "md5\x00", "rsa"])
+def test_an_unknown_weak_signature_hash_is_refused_by_name(bad: str) -> None:
+    # A typo must not silently replace the defaults with a list that matches nothing.
+    with pytest.raises(PolicyError, match=r"policy\.weak_signature_hashes: .*not a signature hash name"):
+        Policy.from_options({"weak_signature_hashes": ["sha1", bad]})
