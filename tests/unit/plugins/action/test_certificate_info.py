@@ -26,13 +26,13 @@ from ansible_collections.exchange.pki.plugins.plugin_utils import _snapshot
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import DOUBLE_HOP_REMEDIES
 from ansible_collections.exchange.pki.plugins.plugin_utils._remote import MODULE_NAME, OPERATIONS, parse_batch_result
 from tests.lab.model import Fleet
+from tests.unit.clock import NOW
 from tests.unit.plugins.action.action_harness import FakeTask
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[4]
 SCENARIOS = REPO_ROOT / "tests" / "lab" / "scenarios"
 MODULE_DOC = REPO_ROOT / "plugins" / "modules" / "certificate_info.py"
 FRAGMENTS = REPO_ROOT / "plugins" / "doc_fragments"
-NOW = datetime.datetime(2026, 11, 25, 8, 0, tzinfo=datetime.timezone.utc)
 ADMIN = "CONTOSO\\ansible"
 ADMIN_PASSWORD = "Ex-Lab-2026!"  # the dag scenario's exchange_admin account
 FACT_KEYS = {
@@ -79,8 +79,8 @@ def scenario(name: str, **server_overrides: Mapping[str, Any]) -> dict[str, Any]
 
 
 @pytest.fixture(autouse=True)
-def frozen_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(certificate_info, "utc_now", lambda: NOW)
+def _frozen(frozen_clock: datetime.datetime) -> None:
+    """The lab is built at NOW and the plugin reads the clock at NOW."""
 
 
 @pytest.fixture

@@ -40,8 +40,8 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
 )
 from tests.lab.model import Fleet
 from tests.lab.pki import AuthorityRegistry, CertificateSpec, IssuedCertificate, generate_key, make_certificate
+from tests.unit.clock import NOW
 
-NOW = datetime.datetime(2026, 11, 25, 8, 0, tzinfo=datetime.timezone.utc)
 FACTS_DOC = pathlib.Path(__file__).parents[4] / "docs" / "facts.md"
 AUTH_SUBJECT = "CN=Microsoft Exchange Server Auth Certificate"
 

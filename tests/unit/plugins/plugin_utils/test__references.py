@@ -33,8 +33,8 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     SendConnector,
     TransportService,
 )
+from tests.unit.clock import NOW
 
-NOW = datetime.datetime(2026, 11, 25, 8, 0, tzinfo=datetime.timezone.utc)
 ISSUER = "CN=Contoso Issuing CA, O=Contoso, C=US"
 RELAY = "CN=relay.contoso.lab, O=Contoso, C=US"
 
