@@ -27,4 +27,3 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> datetime.datetime:
         if getattr(module, "__name__", "").startswith(_PACKAGE) and getattr(module, "utc_now", None) is original:
             monkeypatch.setattr(module, "utc_now", lambda: NOW)
     return NOW
-
