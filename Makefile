@@ -122,10 +122,14 @@ build: venv ## ansible-galaxy collection build into dist/ and check the tarball'
 	$(BIN)/ansible-galaxy collection build --output-path $(DIST) .
 	$(BIN)/python tools/check_build.py $(DIST)/*.tar.gz
 
-ee: venv ## ansible-builder create on the execution environment definition
+EE_DEFINITION := ee/execution-environment.yml
+
+ee: build ## The built collection's dependencies as ansible-builder sees them; the execution environment's build context
+	$(BIN)/python tools/check_build.py --introspect --ee $(EE_DEFINITION) $(DIST)/*.tar.gz
 	context=$$(mktemp -d); trap 'rm -rf "$$context"' EXIT; \
-	$(BIN)/ansible-builder create --file meta/execution-environment.yml --context "$$context" >/dev/null && \
-	echo "ee: meta/execution-environment.yml is valid (build context written to a temporary directory)"
+	$(BIN)/ansible-builder create --file $(EE_DEFINITION) --context "$$context" >/dev/null; \
+	ls "$$context"/_build/collections/$(notdir $(wildcard $(DIST)/*.tar.gz)) >/dev/null; \
+	echo "ee: $(EE_DEFINITION) is valid and its build context holds the collection tarball"
 
 # ---- lab ---------------------------------------------------------------------------------------------
 

@@ -30,23 +30,13 @@ description:
 extends_documentation_fragment:
   - exchange.pki.exchange_session
   - exchange.pki.policy
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.flow
-attributes:
-  check_mode:
-    support: full
-    details:
-      - The module only reads; check mode runs the same reads and returns the same result.
-  diff_mode:
-    support: none
-  platform:
-    platforms: windows
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
+  - exchange.pki._attributes
+  - exchange.pki._attributes.action
+  - exchange.pki._attributes.read_only
+  - exchange.pki._attributes.exchange_host
+requirements:
+  - cryptography >= 42.0 on the controller (certificates are parsed there from their raw bytes).
+  - Exchange Server 2016, 2019 or Subscription Edition on the managed host, reached over WinRM.
 notes:
   - One task sends one batch of reading operations to the host (the remote executor
     M(exchange.pki.exchange_batch)) and evaluates the answer on the controller.

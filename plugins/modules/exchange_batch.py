@@ -67,7 +67,8 @@ options:
     default: {}
 extends_documentation_fragment:
   - exchange.pki.exchange_session
-  - ansible.builtin.action_common_attributes
+  - exchange.pki._attributes
+  - exchange.pki._attributes.exchange_host
 attributes:
   check_mode:
     support: full
@@ -75,10 +76,8 @@ attributes:
       - Changing operations are not run in check mode; they are reported as skipped with C(check_mode=true).
   diff_mode:
     support: none
-  platform:
-    platforms: windows
-notes:
-  - Requires Windows PowerShell 5.1 on an Exchange Server 2016, 2019 or Subscription Edition host.
+requirements:
+  - Windows PowerShell 5.1 on an Exchange Server 2016, 2019 or Subscription Edition host.
 seealso:
   - name: Exchange Server PowerShell (Exchange Management Shell)
     description: Connecting to Exchange servers with remote PowerShell.

@@ -122,15 +122,10 @@ options:
         type: bool
         default: true
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.flow
+  - exchange.pki._attributes
+  - exchange.pki._attributes.action
+  - exchange.pki._attributes.controller
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
     details:
@@ -138,7 +133,6 @@ attributes:
   diff_mode:
     support: none
   platform:
-    platforms: all
     details:
       - Runs on the controller; no managed host is contacted. Run it once (C(run_once)) for the whole fleet.
 notes:

@@ -62,15 +62,12 @@ options:
       - It positions "today" on the timeline; days remaining are the facts' own values, as collected.
     type: str
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.flow
+  - exchange.pki._attributes
+  - exchange.pki._attributes.action
+  - exchange.pki._attributes.controller
+requirements:
+  - jinja2 >= 3.0 on the controller (for the HTML page; ansible-core installs it).
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
     details:
@@ -79,7 +76,6 @@ attributes:
   diff_mode:
     support: none
   platform:
-    platforms: all
     details:
       - Runs on the controller; no host is contacted. Run it once (C(run_once)) for the whole fleet.
 notes:

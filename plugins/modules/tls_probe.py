@@ -84,25 +84,12 @@ options:
       - Defaults to the controller's fully qualified domain name.
     type: str
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.flow
-attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
-  check_mode:
-    support: full
-    details:
-      - The probe only reads, so it runs in check mode too.
-  diff_mode:
-    support: none
-  platform:
-    platforms: all
-    details:
-      - Runs on the controller; the managed host is not contacted.
+  - exchange.pki._attributes
+  - exchange.pki._attributes.action
+  - exchange.pki._attributes.read_only
+  - exchange.pki._attributes.controller
+requirements:
+  - cryptography >= 42.0 on the controller.
 notes:
   - The served chain is read with C(SSLSocket.get_unverified_chain()) on Python 3.13 and later, and with the
     same CPython method on the socket's internal object on Python 3.10 to 3.12. Where neither exists only the
