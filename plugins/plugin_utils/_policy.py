@@ -33,63 +33,104 @@ class PolicyError(ExchangePkiError, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class FindingSpec:
-    """One documented finding: its id, its usual severity, a one-line title and where the rule comes from."""
+    """One documented finding: its id, its usual severity, a one-line title and where the rule comes from.
+
+    ``url`` is the public page the rule comes from (Microsoft Learn, or the CSS-Exchange page of the
+    HealthChecker / MonitorExchangeAuthCertificate check); docs/findings.md links the same page.
+    """
 
     id: str
     severity: Severity
     title: str
     source: str
+    url: str | None = None
 
 
 _HC = "HealthChecker certificate rules"
 _MEAC = "MonitorExchangeAuthCertificate rules"
+_CSS = "https://microsoft.github.io/CSS-Exchange/"
+_HC_CERTIFICATES = _CSS + "Diagnostics/HealthChecker/CertificateCheck/"
+_HC_AUTH = _CSS + "Diagnostics/HealthChecker/AuthCertificateCheck/"
+_HC_TRANSPORT = _CSS + "Diagnostics/HealthChecker/InternalTransportCertificateCheck/"
+_HC_IIS = _CSS + "Diagnostics/HealthChecker/IISInformation/"
+_MEAC_URL = _CSS + "Admin/MonitorExchangeAuthCertificate/"
+_LEARN = "https://learn.microsoft.com/"
+_LEARN_CERTIFICATES = _LEARN + "exchange/architecture/client-access/certificates"
+_LEARN_OAUTH = _LEARN + "exchange/plan-and-deploy/integration-with-sharepoint-and-skype/maintain-oauth-certificate"
+_LEARN_CLIUSR = _LEARN + "archive/blogs/clusterguy/so-what-exactly-is-the-cliusr-account"
 _SPECS = (
-    FindingSpec("expired", "critical", "Certificate has expired", f"{_HC} (lifetime < 0)"),
+    FindingSpec("expired", "critical", "Certificate has expired", f"{_HC} (lifetime < 0)",
+                url=_HC_CERTIFICATES),
     FindingSpec("expiring_critical", "critical", "Certificate expires within the critical window",
-                f"{_HC} (lifetime < 30 days)"),
+                f"{_HC} (lifetime < 30 days)",
+                url=_HC_CERTIFICATES),
     FindingSpec("expiring_warning", "warning", "Certificate expires within the warning window",
-                f"{_HC} (lifetime 30-59 days)"),
-    FindingSpec("not_yet_valid", "warning", "Certificate is not valid yet", "RFC 5280 section 4.1.2.5"),
-    FindingSpec("weak_key", "critical", "Key is shorter than the policy minimum", f"{_HC} (RSA < 2048 critical)"),
-    FindingSpec("weak_signature", "warning", "Signed with a weak hash", f"{_HC} (SHA-1/MD5/MD4/MD2 warning)"),
+                f"{_HC} (lifetime 30-59 days)",
+                url=_HC_CERTIFICATES),
+    FindingSpec("not_yet_valid", "warning", "Certificate is not valid yet", "RFC 5280 section 4.1.2.5",
+                url=_LEARN_CERTIFICATES),
+    FindingSpec("weak_key", "critical", "Key is shorter than the policy minimum", f"{_HC} (RSA < 2048 critical)",
+                url=_HC_CERTIFICATES),
+    FindingSpec("weak_signature", "warning", "Signed with a weak hash", f"{_HC} (SHA-1/MD5/MD4/MD2 warning)",
+                url=_HC_CERTIFICATES),
     FindingSpec("missing_private_key", "warning", "Certificate in My has no private key",
-                "exchange-facts Get-ExchangeCertificate (HasPrivateKey)"),
+                "exchange-facts Get-ExchangeCertificate (HasPrivateKey)",
+                url=_LEARN + "exchange/architecture/client-access/import-certificates"),
     FindingSpec("untrusted", "warning", "Exchange reports the certificate as not valid",
-                f"{_HC} (Status)"),
+                f"{_HC} (Status)",
+                url=_HC_CERTIFICATES),
     FindingSpec("name_mismatch", "warning", "Client-facing certificate does not cover a required name",
-                "RFC 6125 section 6.4"),
+                "RFC 6125 section 6.4",
+                url=_LEARN_CERTIFICATES),
     FindingSpec("missing_server_auth_eku", "warning", "Certificate is not valid for TLS server authentication",
-                "RFC 5280 section 4.2.1.12"),
+                "RFC 5280 section 4.2.1.12",
+                url=_LEARN_CERTIFICATES),
     FindingSpec("auth_missing", "critical", "Current Auth certificate is missing on this server",
-                f"{_HC} (Auth certificate); {_MEAC}"),
-    FindingSpec("auth_expiring", "warning", "Current Auth certificate is within the renewal window", _MEAC),
-    FindingSpec("auth_next_not_staged", "critical", "No usable next Auth certificate is staged", _MEAC),
+                f"{_HC} (Auth certificate); {_MEAC}",
+                url=_HC_AUTH),
+    FindingSpec("auth_expiring", "warning", "Current Auth certificate is within the renewal window", _MEAC,
+                url=_MEAC_URL),
+    FindingSpec("auth_next_not_staged", "critical", "No usable next Auth certificate is staged", _MEAC,
+                url=_MEAC_URL),
     FindingSpec("auth_next_missing", "warning", "Configured next Auth certificate is missing on this server",
-                f"{_MEAC} (NextAuthCertificateImportRequired)"),
+                f"{_MEAC} (NextAuthCertificateImportRequired)",
+                url=_MEAC_URL),
     FindingSpec("auth_key_not_csp", "warning", "Auth certificate key is not a CSP key",
-                "exchange-facts Auth (OAuth) certificate"),
+                "exchange-facts Auth (OAuth) certificate",
+                url=_LEARN_OAUTH),
     FindingSpec("no_internal_transport", "critical", "No internal transport certificate",
-                f"{_HC} (internal transport)"),
+                f"{_HC} (internal transport)",
+                url=_HC_TRANSPORT),
     FindingSpec("internal_transport_expired", "critical", "Internal transport certificate has expired",
-                f"{_HC} (internal transport)"),
+                f"{_HC} (internal transport)",
+                url=_HC_TRANSPORT),
     FindingSpec("iis_binding_missing_cert", "critical", "IIS binding points at a missing certificate",
-                f"{_HC} (IIS bindings)"),
+                f"{_HC} (IIS bindings)",
+                url=_HC_IIS),
     FindingSpec("iis_binding_expired", "critical", "IIS binding serves an expired certificate",
-                f"{_HC} (IIS bindings)"),
+                f"{_HC} (IIS bindings)",
+                url=_HC_IIS),
     FindingSpec("back_end_binding_missing", "critical", "Exchange Back End has no *:444 binding",
-                f"{_HC} (IIS bindings)"),
+                f"{_HC} (IIS bindings)",
+                url=_HC_IIS),
     FindingSpec("connector_certificate_not_found", "critical", "Connector TlsCertificateName matches no certificate",
-                f"{_HC} (connector TlsCertificateName)"),
+                f"{_HC} (connector TlsCertificateName)",
+                url=_LEARN + "powershell/module/exchangepowershell/set-sendconnector"),
     FindingSpec("cluster_certificate_expired", "critical", "Failover-cluster certificate has expired",
-                "exchange-facts CLIUSR and the failover-cluster certificates"),
+                "exchange-facts CLIUSR and the failover-cluster certificates",
+                url=_LEARN_CLIUSR),
     FindingSpec("cluster_certificate_expiring", "warning", "Failover-cluster certificate expires soon",
-                "exchange-facts CLIUSR and the failover-cluster certificates"),
+                "exchange-facts CLIUSR and the failover-cluster certificates",
+                url=_LEARN_CLIUSR),
     FindingSpec("pending_request_stale", "info", "Certificate request pending for too long",
-                "exchange-facts New-ExchangeCertificate (pending requests)"),
+                "exchange-facts New-ExchangeCertificate (pending requests)",
+                url=_LEARN + "exchange/architecture/client-access/complete-pending-certificate-requests"),
     FindingSpec("duplicate_certificates", "info", "Several certificates with the same subject and names",
-                "exchange-facts Rolling changes"),
+                "exchange-facts Rolling changes",
+                url=_LEARN + "exchange/architecture/client-access/assign-certificates-to-services"),
     FindingSpec("shared_key_not_exportable", "warning", "Client-facing certificate cannot be distributed",
-                "exchange-facts Rolling changes; Export-ExchangeCertificate"),
+                "exchange-facts Rolling changes; Export-ExchangeCertificate",
+                url=_LEARN + "exchange/architecture/client-access/export-certificates"),
 )
 CATALOGUE: Mapping[str, FindingSpec] = MappingProxyType({spec.id: spec for spec in _SPECS})
 # Severity ranks for sorting and for "worst severity": 0 is the most severe.
