@@ -44,17 +44,18 @@ $spec = @{
 # the op name is the cmdlet name) or host (a local operation implemented below). Changes: the operation
 # changes state (skipped in check mode; when it fails, the rest of the batch is skipped). Required: the
 # parameters that must be present. Parameters: every accepted parameter and its wire type
-# (string, list, int, bool, switch, bytes, secret, datetime). The controller keeps a mirror of this table
+# (string, server, list, int, bool, switch, bytes, secret, datetime; server = a string or {"$local": "server"},
+# the local Exchange server resolved here). The controller keeps a mirror of this table
 # (plugins/plugin_utils/_remote.py) and a unit test parses this region to keep both equal.
 $OperationTable = @{
     'Get-ExchangeCertificate' = @{
         Kind = 'exchange'; Changes = $false; Required = @()
-        Parameters = @{ Server = 'string'; Thumbprint = 'string'; DomainName = 'list' }
+        Parameters = @{ Server = 'server'; Thumbprint = 'string'; DomainName = 'list' }
     }
     'New-ExchangeCertificate' = @{
         Kind = 'exchange'; Changes = $true; Required = @()
         Parameters = @{
-            Server = 'string'; GenerateRequest = 'switch'; BinaryEncoded = 'switch'; SubjectName = 'string'
+            Server = 'server'; GenerateRequest = 'switch'; BinaryEncoded = 'switch'; SubjectName = 'string'
             DomainName = 'list'; KeySize = 'int'; PrivateKeyExportable = 'bool'; FriendlyName = 'string'
             Services = 'list'; Force = 'switch'; IncludeServerFQDN = 'switch'; IncludeServerNetBIOSName = 'switch'
             IncludeAutoDiscover = 'switch'; Thumbprint = 'string'
@@ -63,24 +64,24 @@ $OperationTable = @{
     'Import-ExchangeCertificate' = @{
         Kind = 'exchange'; Changes = $true; Required = @('FileData')
         Parameters = @{
-            Server = 'string'; FileData = 'bytes'; Password = 'secret'; PrivateKeyExportable = 'bool'
+            Server = 'server'; FileData = 'bytes'; Password = 'secret'; PrivateKeyExportable = 'bool'
             FriendlyName = 'string'
         }
     }
     'Enable-ExchangeCertificate' = @{
         Kind = 'exchange'; Changes = $true; Required = @('Thumbprint', 'Services')
         Parameters = @{
-            Server = 'string'; Thumbprint = 'string'; Services = 'list'; DoNotRequireSsl = 'switch'
+            Server = 'server'; Thumbprint = 'string'; Services = 'list'; DoNotRequireSsl = 'switch'
             Force = 'switch'; NetworkServiceAllowed = 'switch'
         }
     }
     'Export-ExchangeCertificate' = @{
         Kind = 'exchange'; Changes = $false; Required = @('Thumbprint')
-        Parameters = @{ Server = 'string'; Thumbprint = 'string'; Password = 'secret' }
+        Parameters = @{ Server = 'server'; Thumbprint = 'string'; Password = 'secret' }
     }
     'Remove-ExchangeCertificate' = @{
         Kind = 'exchange'; Changes = $true; Required = @('Thumbprint')
-        Parameters = @{ Server = 'string'; Thumbprint = 'string' }
+        Parameters = @{ Server = 'server'; Thumbprint = 'string' }
     }
     'Get-AuthConfig' = @{
         Kind = 'exchange'; Changes = $false; Required = @()
@@ -95,7 +96,7 @@ $OperationTable = @{
     }
     'Get-TransportService' = @{
         Kind = 'exchange'; Changes = $false; Required = @()
-        Parameters = @{ Identity = 'string' }
+        Parameters = @{ Identity = 'server' }
     }
     'Get-SendConnector' = @{
         Kind = 'exchange'; Changes = $false; Required = @()
@@ -107,7 +108,7 @@ $OperationTable = @{
     }
     'Get-ReceiveConnector' = @{
         Kind = 'exchange'; Changes = $false; Required = @()
-        Parameters = @{ Identity = 'string'; Server = 'string' }
+        Parameters = @{ Identity = 'string'; Server = 'server' }
     }
     'Set-ReceiveConnector' = @{
         Kind = 'exchange'; Changes = $true; Required = @('Identity')
@@ -119,7 +120,7 @@ $OperationTable = @{
     }
     'Get-ExchangeServer' = @{
         Kind = 'exchange'; Changes = $false; Required = @()
-        Parameters = @{ Identity = 'string' }
+        Parameters = @{ Identity = 'server' }
     }
     'Get-DatabaseAvailabilityGroup' = @{
         Kind = 'exchange'; Changes = $false; Required = @()
@@ -131,7 +132,7 @@ $OperationTable = @{
     }
     'host.certificates' = @{
         Kind = 'host'; Changes = $false; Required = @()
-        Parameters = @{ stores = 'list'; subject_pattern = 'string' }
+        Parameters = @{ stores = 'list'; subject_pattern = 'string'; issuer_pattern = 'string' }
     }
     'host.iis_bindings' = @{
         Kind = 'host'; Changes = $false; Required = @()
@@ -240,6 +241,9 @@ $ExchangeResultShapes = @{
     'Get-DatabaseAvailabilityGroup' = 'DatabaseAvailabilityGroup[]'
 }
 
+# The converted value of {"$local": "server"}: replaced by the local Exchange server's name when the operation
+# runs (Resolve-LocalExchangeServer), compared by reference.
+$LocalServerMarker = New-Object -TypeName PSObject
 $IsoUtcFormat = "yyyy-MM-dd'T'HH:mm:ss.fff'Z'"
 $InvariantCulture = [System.Globalization.CultureInfo]::InvariantCulture
 # NT AUTHORITY\NETWORK SERVICE and the groups it is always a member of (Everyone, Authenticated Users,
@@ -251,13 +255,13 @@ $NetworkServiceSids = @('S-1-5-20', 'S-1-1-0', 'S-1-5-11', 'S-1-5-32-545')
 Function Get-TypedMarker {
     <#
     .SYNOPSIS
-    Returns the (name, value) of a typed value marker {"$bytes"|"$secret"|"$datetime": ...}, or $null.
+    Returns the (name, value) of a typed value marker {"$bytes"|"$secret"|"$datetime"|"$local": ...}, or $null.
     #>
     param ([AllowNull()][object]$Value)
 
     if ($Value -is [System.Collections.IDictionary] -and $Value.Count -eq 1) {
         foreach ($key in @($Value.Keys)) {
-            if ($key -in @('$bytes', '$secret', '$datetime')) {
+            if ($key -in @('$bytes', '$secret', '$datetime', '$local')) {
                 return , @($key, $Value[$key])
             }
         }
@@ -309,6 +313,15 @@ Function Convert-TypedArgument {
             }
         }
         return @{ Present = $true; Value = $converted }
+    }
+
+    if ($Type -eq 'server') {
+        if ($null -ne $marker) {
+            if ($marker[0] -ne '$local' -or $marker[1] -ne 'server') { throw "expects a string or {""`$local"": ""server""}" }
+            return @{ Present = $true; Value = $LocalServerMarker }
+        }
+        if ($null -ne $Value -and $Value -isnot [string]) { throw "expects a string or {""`$local"": ""server""}" }
+        return @{ Present = $true; Value = $Value }
     }
     if ($null -ne $marker) {
         throw "does not accept a typed value $($marker[0])"
@@ -698,6 +711,40 @@ Function Close-ExchangeSession {
     }
 }
 
+Function Resolve-LocalExchangeServer {
+    <#
+    .SYNOPSIS
+    The Name of the Exchange server this host is, resolved once per batch the way Exchange itself names it:
+    Get-ExchangeServer -Identity <computer name> (the NetBIOS name is the server's Name), else the one server
+    whose Fqdn is this host's DNS name. The inventory name plays no part: it is not always the server's name.
+    #>
+    param (
+        [Parameter(Mandatory)][System.Collections.IDictionary]$Context,
+        [Parameter(Mandatory)][Ansible.Basic.AnsibleModule]$Module
+    )
+
+    if ($Context.LocalServer) { return $Context.LocalServer }
+    $getServer = Get-ExchangeCommand -Context $Context -Module $Module -Name 'Get-ExchangeServer'
+    $found = $null
+    try {
+        $found = @(& $getServer -Identity $env:COMPUTERNAME -ErrorAction Stop) | Select-Object -First 1
+    }
+    catch {
+        $found = $null
+    }
+    if ($null -eq $found) {
+        $fqdn = Get-LocalFqdn
+        $found = @(& $getServer -ErrorAction Stop | Where-Object { [string](Get-PropertyValue -InputObject $_ -Name 'Fqdn') -eq $fqdn }) |
+            Select-Object -First 1
+    }
+    if ($null -eq $found) {
+        $message = "The local computer '$env:COMPUTERNAME' is not an Exchange server of this organization (no server has that name or its FQDN)."
+        throw [System.Management.Automation.ItemNotFoundException]$message
+    }
+    $Context.LocalServer = [string](Get-PropertyValue -InputObject $found -Name 'Name')
+    return $Context.LocalServer
+}
+
 Function Invoke-ExchangeOperation {
     <#
     .SYNOPSIS
@@ -713,6 +760,11 @@ Function Invoke-ExchangeOperation {
 
     $command = Get-ExchangeCommand -Context $Context -Module $Module -Name $Op
     $callParams = @{} + $Parameters
+    foreach ($name in @($callParams.Keys)) {
+        if ([object]::ReferenceEquals($callParams[$name], $LocalServerMarker)) {
+            $callParams[$name] = Resolve-LocalExchangeServer -Context $Context -Module $Module
+        }
+    }
     $callParams.ErrorAction = 'Stop'
     # Force answers Exchange's own prompts (e.g. "Overwrite the existing default SMTP certificate?",
     # exchange-facts: New/Enable-ExchangeCertificate); in this non-interactive host any other prompt
@@ -918,10 +970,28 @@ Function ConvertTo-CertificateRecord {
     return $record
 }
 
+Function Test-CertificateSelected {
+    <#
+    .SYNOPSIS
+    Whether host.certificates lists a certificate: every one without patterns, else those whose Subject
+    matches subject_pattern or whose Issuer matches issuer_pattern (case-insensitive regexes).
+    #>
+    param (
+        [Parameter(Mandatory)][System.Security.Cryptography.X509Certificates.X509Certificate2]$Certificate,
+        [AllowNull()][string]$SubjectPattern,
+        [AllowNull()][string]$IssuerPattern
+    )
+
+    if (-not $SubjectPattern -and -not $IssuerPattern) { return $true }
+    if ($SubjectPattern -and $Certificate.Subject -match $SubjectPattern) { return $true }
+    return [bool]($IssuerPattern -and $Certificate.Issuer -match $IssuerPattern)
+}
+
 Function Get-StoreCertificateList {
     param (
         [string[]]$Stores,
-        [AllowNull()][string]$SubjectPattern
+        [AllowNull()][string]$SubjectPattern,
+        [AllowNull()][string]$IssuerPattern
     )
 
     $records = [System.Collections.Generic.List[object]]@()
@@ -938,7 +1008,7 @@ Function Get-StoreCertificateList {
         }
         try {
             foreach ($certificate in $store.Certificates) {
-                if ($SubjectPattern -and $certificate.Subject -notmatch $SubjectPattern) { continue }
+                if (-not (Test-CertificateSelected -Certificate $certificate -SubjectPattern $SubjectPattern -IssuerPattern $IssuerPattern)) { continue }
                 $records.Add((ConvertTo-CertificateRecord -Store $storeName -Certificate $certificate))
             }
         }
@@ -1178,7 +1248,8 @@ Function Invoke-HostOperation {
     switch ($Op) {
         'host.info' { $value = Get-HostInfo }
         'host.certificates' {
-            $value = Get-StoreCertificateList -Stores $Parameters['stores'] -SubjectPattern $Parameters['subject_pattern']
+            $value = Get-StoreCertificateList -Stores $Parameters['stores'] -SubjectPattern $Parameters['subject_pattern'] `
+                -IssuerPattern $Parameters['issuer_pattern']
         }
         'host.iis_bindings' { $value = Get-IisBindingList }
         'host.set_iis_binding' {
@@ -1218,7 +1289,10 @@ foreach ($operation in $module.Params.operations) {
     $batch.Add(@{ Id = $operation.id; Op = $operation.op; Definition = $OperationTable[$operation.op]; Parameters = $parameters })
 }
 
-$session = @{ Attempted = $false; Opened = $false; Removed = $false; Uri = $null; Session = $null; ProxyModule = $null; OpenError = $null }
+$session = @{
+    Attempted = $false; Opened = $false; Removed = $false; Uri = $null; Session = $null; ProxyModule = $null; OpenError = $null
+    LocalServer = $null
+}
 $results = [System.Collections.Generic.List[object]]@()
 $stopped = $false
 try {

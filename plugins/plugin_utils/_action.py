@@ -11,10 +11,15 @@ ArgumentSpecValidator; the module's DOCUMENTATION mirrors it and a unit test kee
 implements :meth:`ExchangePkiAction.execute`. The skeleton translates what goes wrong at the edge:
 
 - invalid arguments and other user errors: ``AnsibleActionFail`` (a failed task naming the problem);
-- the host cannot be reached (HostUnreachable, AnsibleConnectionFailure): an ``unreachable`` task;
+  the Exchange session options are checked here too, before anything runs;
+- the host cannot be reached, rejects the connection's credentials or drops the connection (HostUnreachable,
+  AnsibleConnectionFailure): an ``unreachable`` task;
 - domain errors (:class:`ExchangePkiError`, e.g. access denied to the Exchange endpoint): a failed task
   whose ``msg`` is the error's own explanation, without a traceback;
 - anything else is a bug: a failed task with the traceback attached.
+
+Every failed or unreachable result carries ``failure_reason`` (one of _errors.FAILURE_REASONS): the error's
+own for domain errors and unreachable hosts, ``failed`` for user errors and bugs.
 """
 
 from __future__ import annotations
@@ -25,14 +30,17 @@ import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from ansible.errors import AnsibleAction, AnsibleConnectionFailure
+from ansible.errors import AnsibleAction, AnsibleActionFail, AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError, HostUnreachable
 from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
+    EXCHANGE_SESSION_ARGSPEC,
     Batch,
     BatchResult,
     ExchangeSessionOptions,
+    SessionOptionError,
+    is_dropped_connection,
     run_batch,
 )
 
@@ -70,26 +78,49 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         self._supports_check_mode = self.SUPPORTS_CHECK_MODE
         self._supports_async = False
-        result: dict[str, Any] = super().run(tmp, task_vars)
-        del tmp  # tmp no longer has any effect
-        args = self.validate_argument_spec(**self.ARGUMENT_SPEC.validator_kwargs())[1]  # or AnsibleActionFail
         try:
+            result: dict[str, Any] = super().run(tmp, task_vars)
+        except AnsibleActionFail as error:  # e.g. async refused
+            error._result.setdefault("failure_reason", "failed")  # noqa: SLF001 - core merges this dict
+            raise
+        del tmp  # tmp no longer has any effect
+        try:
+            args = self.validate_argument_spec(**self.ARGUMENT_SPEC.validator_kwargs())[1]  # or AnsibleActionFail
+            self.check_session_options(args)
             result.update(self.execute(args, task_vars or {}))
-        except (HostUnreachable, AnsibleConnectionFailure) as error:
-            result.update(unreachable=True, changed=False, msg=str(error))
+        except HostUnreachable as error:
+            result.update(unreachable=True, changed=False, msg=str(error), failure_reason=error.failure_reason)
+        except AnsibleConnectionFailure as error:
+            result.update(unreachable=True, changed=False, msg=str(error), failure_reason="unreachable")
         except ExchangePkiError as error:
-            result.update(failed=True, changed=False, msg=str(error))
-        except AnsibleAction:
+            result.update(failed=True, changed=False, msg=str(error), failure_reason=error.failure_reason)
+        except AnsibleAction as error:
+            if isinstance(error, AnsibleActionFail):
+                error._result.setdefault("failure_reason", "failed")  # noqa: SLF001 - core merges this dict
             raise  # AnsibleActionFail / AnsibleActionSkip: core turns them into the task result
         except Exception as error:  # noqa: BLE001 - a bug: report it with its traceback instead of crashing the play
+            if is_dropped_connection(error):  # a broken connection outside run_batch is no bug either
+                result.update(unreachable=True, changed=False, failure_reason="connection_dropped",
+                              msg=f"the connection to the host was dropped during the task ({type(error).__name__})")
+                return result
             result.update(
                 failed=True,
                 changed=False,
+                failure_reason="failed",
                 msg=f"Unexpected failure in {self._task.resolved_action or self._task.action}: "
                 f"{type(error).__name__}: {error}",
                 exception=traceback.format_exc(),
             )
         return result
+
+    def check_session_options(self, args: Mapping[str, Any]) -> None:
+        """Refuse invalid Exchange session options (when the plugin has them) before anything runs."""
+        if not EXCHANGE_SESSION_ARGSPEC.keys() <= self.ARGUMENT_SPEC.argument_spec.keys():
+            return
+        try:
+            ExchangeSessionOptions.from_task_args(args)
+        except SessionOptionError as error:
+            raise AnsibleActionFail(str(error)) from None
 
     @property
     def check_mode(self) -> bool:

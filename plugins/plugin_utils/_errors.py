@@ -9,16 +9,28 @@
 Everything raised inside the collection's controller code derives from ExchangePkiError; action plugins
 translate these at the edge (AnsibleActionFail, ``unreachable``). Messages never carry secrets: they are
 built from operation names, thumbprints and the remote error text only.
+
+Every error carries a ``failure_reason``, the one word a role can classify a failed or unreachable task by
+(the ``failure_reason`` of the task result, one of :data:`FAILURE_REASONS`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from typing import ClassVar
+
+#: The values of ``failure_reason`` (the ``not_collected`` reasons of the report's input, interfaces.md).
+FAILURE_REASONS = (
+    "unreachable", "authentication_refused", "access_denied", "connection_dropped", "exchange_unavailable", "failed",
+)
 
 
 class ExchangePkiError(Exception):
     """Base class of every error raised by exchange.pki's controller code."""
+
+    #: Why the task failed, for roles and reports (one of FAILURE_REASONS); subclasses narrow it.
+    failure_reason: ClassVar[str] = "failed"
 
 
 class BatchDefinitionError(ExchangePkiError, ValueError):
@@ -30,7 +42,19 @@ class RemoteProtocolError(ExchangePkiError):
 
 
 class HostUnreachable(ExchangePkiError):
-    """The connection to the Windows host failed; the task is reported ``unreachable``."""
+    """The connection to the Windows host failed; the task is reported ``unreachable``.
+
+    ``reason`` tells how: ``unreachable`` (no connection), ``authentication_refused`` (the connection's
+    credentials were rejected) or ``connection_dropped`` (the connection broke during the task).
+    """
+
+    failure_reason: str  # per instance (shadows the class default)
+
+    def __init__(self, message: str, reason: str = "unreachable") -> None:
+        if reason not in ("unreachable", "authentication_refused", "connection_dropped"):
+            raise ValueError(f"not a reason for an unreachable host: {reason!r}")
+        super().__init__(message)
+        self.failure_reason = reason
 
 
 class RemoteModuleError(ExchangePkiError):
@@ -84,21 +108,66 @@ DOUBLE_HOP_REMEDIES = (
 
 
 class ExchangeAccessDenied(RemoteOperationError):
-    """The Exchange management session was refused: almost always the WinRM double hop."""
+    """The Exchange management session was refused to the connection's own identity: the WinRM double hop.
+
+    The subclasses name the other ways Exchange refuses an account: :class:`ExchangeAuthenticationRefused`
+    (the explicit credential is wrong) and :class:`ExchangePermissionDenied` (no RBAC role for the cmdlet).
+    """
+
+    failure_reason = "access_denied"
+
+    def __init__(self, op: str, error: RemoteError, message: str | None = None) -> None:
+        if message is None:
+            remedies = "; ".join(DOUBLE_HOP_REMEDIES)
+            message = (
+                f"{op}: access to the Exchange management endpoint was denied ({error.message}). "
+                "A WinRM session cannot authenticate onward to http://<server>/PowerShell (double hop). "
+                f"Remedies: {remedies}. If the session already has a fresh logon, the account itself is refused: "
+                "it needs an Exchange RBAC role and remote PowerShell enabled (Set-User -RemotePowerShellEnabled)."
+            )
+        super().__init__(op, message, error)
+
+
+class ExchangeAuthenticationRefused(ExchangeAccessDenied):
+    """The Exchange endpoint rejected the explicit credential (exchange_username / exchange_password)."""
+
+    failure_reason = "authentication_refused"
 
     def __init__(self, op: str, error: RemoteError) -> None:
-        remedies = "; ".join(DOUBLE_HOP_REMEDIES)
         super().__init__(
             op,
-            f"{op}: access to the Exchange management endpoint was denied ({error.message}). "
-            "A WinRM session cannot authenticate onward to http://<server>/PowerShell (double hop). "
-            f"Remedies: {remedies}.",
             error,
+            f"{op}: the Exchange management endpoint refused the credential given with exchange_username and "
+            f"exchange_password ({error.message}). Check the user name (DOMAIN\\user or user@domain) and the "
+            "password, and that the account is enabled, not locked out and allowed remote PowerShell.",
+        )
+
+
+#: The RBAC role groups that grant what exchange.pki runs (Exchange's built-in role groups).
+READ_ROLE_GROUPS = "View-Only Organization Management or Organization Management"
+CHANGE_ROLE_GROUPS = (
+    "Organization Management (or Server Management, which holds the Exchange Server Certificates role, "
+    "for certificate changes)"
+)
+
+
+class ExchangePermissionDenied(ExchangeAccessDenied):
+    """The Exchange session opened but does not offer the cmdlet: the account has no RBAC role granting it."""
+
+    def __init__(self, op: str, error: RemoteError, *, changes: bool = False) -> None:
+        needed = CHANGE_ROLE_GROUPS if changes else READ_ROLE_GROUPS
+        super().__init__(
+            op,
+            error,
+            f"{op}: access denied: the Exchange session opened, but the account has no Exchange RBAC role that "
+            f"grants {op} ({error.message}). Add the account to {needed}.",
         )
 
 
 class ExchangeToolsMissing(RemoteOperationError):
     """The Exchange management endpoint or its cmdlets are not available on or from this host."""
+
+    failure_reason = "exchange_unavailable"
 
     def __init__(self, op: str, error: RemoteError) -> None:
         super().__init__(

@@ -19,6 +19,7 @@ import dataclasses
 import datetime
 import enum
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal
@@ -29,6 +30,8 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._errors import (
     BatchDefinitionError,
     CertificateNotFound,
     ExchangeAccessDenied,
+    ExchangeAuthenticationRefused,
+    ExchangePermissionDenied,
     ExchangePkiError,
     ExchangeToolsMissing,
     HostUnreachable,
@@ -50,6 +53,7 @@ class ParamType(enum.Enum):
     """Wire type of an operation parameter (the strings are the .ps1 allow-list's type names)."""
 
     STRING = "string"
+    SERVER = "server"  # a server name, or LOCAL_SERVER: the local Exchange server, resolved on the host
     LIST = "list"
     INT = "int"
     BOOL = "bool"
@@ -80,45 +84,46 @@ def _operation(op_name: str, kind: OperationKind, /, *, changes: bool = False, r
 
 
 _S, _L, _I, _B, _SW = ParamType.STRING, ParamType.LIST, ParamType.INT, ParamType.BOOL, ParamType.SWITCH
+_SRV = ParamType.SERVER
 
 OPERATIONS: Mapping[str, OperationSpec] = MappingProxyType({spec.name: spec for spec in (
-    _operation("Get-ExchangeCertificate", "exchange", Server=_S, Thumbprint=_S, DomainName=_L),
+    _operation("Get-ExchangeCertificate", "exchange", Server=_SRV, Thumbprint=_S, DomainName=_L),
     _operation(
         "New-ExchangeCertificate", "exchange", changes=True,
-        Server=_S, GenerateRequest=_SW, BinaryEncoded=_SW, SubjectName=_S, DomainName=_L, KeySize=_I,
+        Server=_SRV, GenerateRequest=_SW, BinaryEncoded=_SW, SubjectName=_S, DomainName=_L, KeySize=_I,
         PrivateKeyExportable=_B, FriendlyName=_S, Services=_L, Force=_SW, IncludeServerFQDN=_SW,
         IncludeServerNetBIOSName=_SW, IncludeAutoDiscover=_SW, Thumbprint=_S,
     ),
     _operation(
         "Import-ExchangeCertificate", "exchange", changes=True, required=("FileData",),
-        Server=_S, FileData=ParamType.BYTES, Password=ParamType.SECRET, PrivateKeyExportable=_B, FriendlyName=_S,
+        Server=_SRV, FileData=ParamType.BYTES, Password=ParamType.SECRET, PrivateKeyExportable=_B, FriendlyName=_S,
     ),
     _operation(
         "Enable-ExchangeCertificate", "exchange", changes=True, required=("Thumbprint", "Services"),
-        Server=_S, Thumbprint=_S, Services=_L, DoNotRequireSsl=_SW, Force=_SW, NetworkServiceAllowed=_SW,
+        Server=_SRV, Thumbprint=_S, Services=_L, DoNotRequireSsl=_SW, Force=_SW, NetworkServiceAllowed=_SW,
     ),
     _operation("Export-ExchangeCertificate", "exchange", required=("Thumbprint",),
-               Server=_S, Thumbprint=_S, Password=ParamType.SECRET),
+               Server=_SRV, Thumbprint=_S, Password=ParamType.SECRET),
     _operation("Remove-ExchangeCertificate", "exchange", changes=True, required=("Thumbprint",),
-               Server=_S, Thumbprint=_S),
+               Server=_SRV, Thumbprint=_S),
     _operation("Get-AuthConfig", "exchange"),
     _operation(
         "Set-AuthConfig", "exchange", changes=True,
         NewCertificateThumbprint=_S, NewCertificateEffectiveDate=ParamType.DATETIME, PublishCertificate=_SW,
         ClearPreviousCertificate=_SW, Force=_SW,
     ),
-    _operation("Get-TransportService", "exchange", Identity=_S),
+    _operation("Get-TransportService", "exchange", Identity=_SRV),
     _operation("Get-SendConnector", "exchange", Identity=_S),
     _operation("Set-SendConnector", "exchange", changes=True, required=("Identity",),
                Identity=_S, TlsCertificateName=_S),
-    _operation("Get-ReceiveConnector", "exchange", Identity=_S, Server=_S),
+    _operation("Get-ReceiveConnector", "exchange", Identity=_S, Server=_SRV),
     _operation("Set-ReceiveConnector", "exchange", changes=True, required=("Identity",),
                Identity=_S, TlsCertificateName=_S),
     _operation("Get-HybridConfiguration", "exchange"),
-    _operation("Get-ExchangeServer", "exchange", Identity=_S),
+    _operation("Get-ExchangeServer", "exchange", Identity=_SRV),
     _operation("Get-DatabaseAvailabilityGroup", "exchange", Identity=_S, Status=_SW),
     _operation("host.info", "host"),
-    _operation("host.certificates", "host", stores=_L, subject_pattern=_S),
+    _operation("host.certificates", "host", stores=_L, subject_pattern=_S, issuer_pattern=_S),
     _operation(
         "host.set_iis_binding", "host", changes=True, required=("site", "binding_information", "certificate_hash"),
         site=_S, binding_information=_S, certificate_hash=_S, certificate_store=_S,
@@ -137,6 +142,13 @@ OPERATIONS: Mapping[str, OperationSpec] = MappingProxyType({spec.name: spec for 
 # --- typed values ---------------------------------------------------------------------------------
 
 _MARKERS = {ParamType.BYTES: "$bytes", ParamType.SECRET: "$secret", ParamType.DATETIME: "$datetime"}
+_LOCAL = "$local"
+
+#: The value of a ``server`` parameter that names the Exchange server the executor runs on, resolved there
+#: (Get-ExchangeServer -Identity <computer name>, else by FQDN): the inventory name is not always the
+#: Exchange server's name, and reading only the local server's objects keeps the answer independent of the
+#: organisation's size.
+LOCAL_SERVER: Mapping[str, str] = MappingProxyType({_LOCAL: "server"})
 
 
 def as_bytes(data: bytes) -> dict[str, str]:
@@ -158,7 +170,7 @@ def as_datetime(moment: datetime.datetime) -> dict[str, str]:
 def _marker_of(value: Any) -> tuple[str, Any] | None:
     if isinstance(value, Mapping) and len(value) == 1:
         key, inner = next(iter(value.items()))
-        if key in _MARKERS.values():
+        if key in _MARKERS.values() or key == _LOCAL:
             return key, inner
     return None
 
@@ -186,9 +198,52 @@ def exchange_session_argspec() -> dict[str, dict[str, Any]]:
             for name, spec in EXCHANGE_SESSION_ARGSPEC.items()}
 
 
+class SessionOptionError(ExchangePkiError, ValueError):
+    """An Exchange session option is invalid; the message names the option and never shows the password."""
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MAX_USERNAME = 512
+_MAX_URI = 2048
+
+
+def _check_uri(uri: str) -> None:
+    if not uri.strip():
+        raise SessionOptionError(
+            "exchange_uri must not be empty (leave it out for http://<FQDN of the host>/PowerShell/)",
+        )
+    if _CONTROL.search(uri) or any(char.isspace() for char in uri):
+        raise SessionOptionError("exchange_uri must not contain whitespace or control characters (CR, LF, NUL, ...)")
+    if len(uri) > _MAX_URI:
+        raise SessionOptionError(f"exchange_uri is longer than {_MAX_URI} characters")
+    try:
+        parsed = urllib.parse.urlsplit(uri)
+        port = parsed.port  # raises ValueError when it is not a number in 0-65535
+    except ValueError:
+        raise SessionOptionError(f"exchange_uri is not a valid URL: {uri!r}") from None
+    if parsed.username is not None or parsed.password is not None:  # never echo a URI that carries a password
+        raise SessionOptionError("exchange_uri must not carry a user name or password: use exchange_username "
+                                 "and exchange_password")
+    if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
+        raise SessionOptionError(
+            "exchange_uri must be an http:// or https:// URL with a host, like https://ex1.contoso.com/PowerShell/; "
+            f"got {uri!r}",
+        )
+    if port == 0:
+        raise SessionOptionError(f"exchange_uri has port 0, outside 1-65535: {uri!r}")
+    if parsed.query or parsed.fragment:
+        raise SessionOptionError(f"exchange_uri must not have a query or fragment: {uri!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class ExchangeSessionOptions:
-    """How the executor opens the Exchange session; the default is the connection's own identity."""
+    """How the executor opens the Exchange session; the default is the connection's own identity.
+
+    An empty exchange_username together with an empty exchange_password means "not given" (the connection's
+    identity), so that ``"{{ user | default('') }}"`` works; one empty and the other not is an error, as is
+    a user name or password with control characters, and an exchange_uri that is not an http(s) URL with a host.
+    Basic authentication is refused over http:// (the password would cross the network in clear).
+    """
 
     uri: str | None = None
     username: str | None = None
@@ -197,17 +252,48 @@ class ExchangeSessionOptions:
 
     def __post_init__(self) -> None:
         if self.authentication not in EXCHANGE_AUTHENTICATION_CHOICES:
-            raise ValueError(f"exchange_authentication must be one of {', '.join(EXCHANGE_AUTHENTICATION_CHOICES)}")
+            raise SessionOptionError(
+                f"exchange_authentication must be one of {', '.join(EXCHANGE_AUTHENTICATION_CHOICES)}",
+            )
+        for name, value in (("exchange_uri", self.uri), ("exchange_username", self.username),
+                            ("exchange_password", self.password)):
+            if value is not None and not isinstance(value, str):
+                raise SessionOptionError(f"{name} must be a string")
         if (self.username is None) != (self.password is None):
-            raise ValueError("exchange_username and exchange_password must be given together")
+            raise SessionOptionError("exchange_username and exchange_password must be given together")
+        if self.username is not None and self.password is not None:
+            if not self.username.strip():
+                raise SessionOptionError("exchange_username is empty, exchange_password is not: give both or neither")
+            if not self.password:
+                raise SessionOptionError("exchange_password is empty, exchange_username is not: give both or neither")
+            if _CONTROL.search(self.username) or len(self.username) > _MAX_USERNAME:
+                raise SessionOptionError(
+                    f"exchange_username must not contain control characters (CR, LF, NUL, ...) or exceed "
+                    f"{_MAX_USERNAME} characters",
+                )
+            if "\x00" in self.password:
+                raise SessionOptionError("exchange_password must not contain a NUL character")
+        if self.uri is not None:
+            _check_uri(self.uri)
+        if self.authentication == "Basic" and (self.uri is None or not self.uri.lower().startswith("https://")):
+            raise SessionOptionError(
+                "exchange_authentication Basic sends the password in clear over http://: give an https:// "
+                "exchange_uri (Basic must also be enabled on the PowerShell virtual directory)",
+            )
 
     @classmethod
     def from_task_args(cls, args: Mapping[str, Any]) -> ExchangeSessionOptions:
-        """Build from validated task arguments that include :data:`EXCHANGE_SESSION_ARGSPEC`."""
+        """Build from validated task arguments that include :data:`EXCHANGE_SESSION_ARGSPEC`.
+
+        Raises :class:`SessionOptionError` naming the option. Both credential options empty is "not given".
+        """
+        username, password = args.get("exchange_username"), args.get("exchange_password")
+        if username == "" and password == "":  # noqa: PLC1901 - exactly the empty string, not any falsy value
+            username = password = None
         return cls(
             uri=args.get("exchange_uri"),
-            username=args.get("exchange_username"),
-            password=args.get("exchange_password"),
+            username=username,
+            password=password,
             authentication=args.get("exchange_authentication") or "Kerberos",
         )
 
@@ -300,6 +386,14 @@ class Batch:
             if param_type is ParamType.SECRET and marker[1] not in self._secrets:
                 raise BatchDefinitionError(f"{op}: parameter {name!r} refers to a secret not registered in this batch")
             return dict(value)
+        if param_type is ParamType.SERVER:
+            if marker is not None:
+                if marker != (_LOCAL, "server"):
+                    raise fail("a server name or LOCAL_SERVER")
+                return dict(LOCAL_SERVER)
+            if value is not None and not isinstance(value, str):
+                raise fail("a server name or LOCAL_SERVER")
+            return value
         if marker is not None:
             raise fail(f"a plain {param_type.value}")
         if param_type in (ParamType.BOOL, ParamType.SWITCH):
@@ -346,13 +440,15 @@ class OperationResult:
     value: Any = None
     error: RemoteError | None = None
     check_mode: bool = False
+    #: Whether the batch's Exchange session used an explicit credential (how an access denial is named).
+    explicit_credential: bool = False
 
     def exception(self) -> ExchangePkiError | None:
         """The domain error of a failed or skipped operation; None when it succeeded."""
         if self.status == "skipped":
             return OperationSkipped(self.op, check_mode=self.check_mode)
         if self.error is not None:
-            return classify_error(self.op, self.error)
+            return classify_error(self.op, self.error, explicit_credential=self.explicit_credential)
         return None
 
 
@@ -393,15 +489,32 @@ _TOOLS_MISSING = re.compile(
     r"cannot resolve|WinRM cannot complete|The term '?[^']*'? is not recognized",
     re.IGNORECASE,
 )
+# Session-open failures that mean the credential itself was rejected (ERROR_LOGON_FAILURE, SEC_E_LOGON_DENIED).
+_LOGON_FAILURE = re.compile(
+    r"^LogonFailure,|user name or password is incorrect|\blogon failure\b|0x8009030C|SEC_E_LOGON_DENIED",
+    re.IGNORECASE,
+)
 
 
-def classify_error(op: str, error: RemoteError) -> ExchangePkiError:
-    """Map an operation's error record to the domain error the controller acts on."""
+def classify_error(op: str, error: RemoteError, *, explicit_credential: bool = False) -> ExchangePkiError:
+    """Map an operation's error record to the domain error the controller acts on.
+
+    For an Exchange cmdlet: a rejected credential is :class:`ExchangeAuthenticationRefused`; "Access is
+    denied" when opening the session is the double hop (:class:`ExchangeAccessDenied`), or a refused
+    credential when an explicit one was given; a cmdlet the opened session does not offer
+    (CommandNotFoundException) is missing RBAC rights (:class:`ExchangePermissionDenied`); an endpoint that
+    cannot be reached is :class:`ExchangeToolsMissing`.
+    """
     fqid = error.fully_qualified_error_id or ""
-    if OPERATIONS.get(op) is not None and OPERATIONS[op].kind == "exchange":
+    spec = OPERATIONS.get(op)
+    if spec is not None and spec.kind == "exchange":
         session_failed = "PSSessionOpenFailed" in fqid
+        if session_failed and (_LOGON_FAILURE.search(fqid) or _LOGON_FAILURE.search(error.message)):
+            return ExchangeAuthenticationRefused(op, error)
         if fqid.startswith("AccessDenied,") or (session_failed and "Access is denied" in error.message):
-            return ExchangeAccessDenied(op, error)
+            return ExchangeAuthenticationRefused(op, error) if explicit_credential else ExchangeAccessDenied(op, error)
+        if fqid.split(",", 1)[0] == "CommandNotFoundException":
+            return ExchangePermissionDenied(op, error, changes=spec.changes)
         if _TOOLS_MISSING.search(error.message):
             return ExchangeToolsMissing(op, error)
         not_found = CertificateNotFound.from_error(op, error)
@@ -422,7 +535,7 @@ def _parse_error(value: Any, where: str) -> RemoteError:
     return RemoteError(message=value["message"], **fields)
 
 
-def _parse_operation_result(value: Any, sent: Operation, index: int) -> OperationResult:
+def _parse_operation_result(value: Any, sent: Operation, index: int, explicit_credential: bool) -> OperationResult:
     where = f"results[{index}]"
     if not isinstance(value, Mapping):
         raise RemoteProtocolError(f"{where}: expected an object")
@@ -437,7 +550,7 @@ def _parse_operation_result(value: Any, sent: Operation, index: int) -> Operatio
     error = _parse_error(value.get("error"), where) if status == "failed" else None
     return OperationResult(
         id=sent.id, op=sent.op, status=status, changed=changed, value=value.get("value"),
-        error=error, check_mode=value.get("check_mode") is True,
+        error=error, check_mode=value.get("check_mode") is True, explicit_credential=explicit_credential,
     )
 
 
@@ -452,12 +565,16 @@ def _parse_session(value: Any) -> ExchangeSessionInfo | None:
     return ExchangeSessionInfo(uri=uri, opened=value.get("opened") is True, removed=value.get("removed") is True)
 
 
-def parse_batch_result(result: Mapping[str, Any], batch: Batch) -> BatchResult:
-    """Check a module result against the batch that was sent and return its typed form."""
+def parse_batch_result(result: Mapping[str, Any], batch: Batch, *, explicit_credential: bool = False) -> BatchResult:
+    """Check a module result against the batch that was sent and return its typed form.
+
+    ``explicit_credential``: the session options carried exchange_username (an access denial then means
+    the credential was refused, not the double hop).
+    """
     results = result.get("results")
     if not isinstance(results, list) or len(results) != len(batch):
         raise RemoteProtocolError(f"results: expected a list of {len(batch)} operation result(s)")
-    parsed = tuple(_parse_operation_result(item, sent, index)
+    parsed = tuple(_parse_operation_result(item, sent, index, explicit_credential)
                    for index, (item, sent) in enumerate(zip(results, batch.operations, strict=True)))
     return BatchResult(
         results=parsed,
@@ -470,9 +587,11 @@ def run_batch(action_plugin: Any, batch: Batch, task_vars: Mapping[str, Any], *,
               session: ExchangeSessionOptions | None = None, check_mode: bool) -> BatchResult:
     """Send the batch in one round trip and return its result.
 
-    Raises HostUnreachable when the connection fails, RemoteModuleError when the executor rejects the
-    batch, RemoteProtocolError when the answer does not follow the protocol. Operation failures do not
-    raise here: the caller reads them per operation (``require`` / ``exception``).
+    Raises HostUnreachable when the connection fails (``failure_reason`` unreachable, authentication_refused
+    when the connection's credentials were rejected, connection_dropped when it broke during the task),
+    RemoteModuleError when the executor rejects the batch, RemoteProtocolError when the answer does not
+    follow the protocol. Operation failures do not raise here: the caller reads them per operation
+    (``require`` / ``exception``).
     """
     if check_mode and batch.has_changes:
         raise BatchDefinitionError("a batch with changing operations must not be sent in check mode")
@@ -481,9 +600,57 @@ def run_batch(action_plugin: Any, batch: Batch, task_vars: Mapping[str, Any], *,
             module_name=MODULE_NAME, module_args=batch.module_args(session), task_vars=task_vars,
         )
     except AnsibleConnectionFailure as exc:
-        raise HostUnreachable(f"the host could not be reached: {exc}") from exc
+        raise HostUnreachable(f"the host could not be reached: {exc}", _unreachable_reason(str(exc))) from exc
+    except Exception as exc:
+        if not is_dropped_connection(exc):
+            raise
+        raise HostUnreachable(
+            f"the connection to the host was dropped during the task ({type(exc).__name__}: {exc})",
+            "connection_dropped",
+        ) from exc
     if result.get("unreachable"):
-        raise HostUnreachable(str(result.get("msg") or "the host could not be reached"))
+        message = str(result.get("msg") or "the host could not be reached")
+        raise HostUnreachable(message, _unreachable_reason(message))
     if result.get("failed"):
         raise RemoteModuleError(f"{MODULE_NAME} failed: {result.get('msg') or 'no message'}")
-    return parse_batch_result(result, batch)
+    explicit = session is not None and session.username is not None
+    return parse_batch_result(result, batch, explicit_credential=explicit)
+
+
+# How a connection plugin says the connection's own credentials were rejected (winrm: "the specified
+# credentials were rejected by the server", HTTP 401; ssh/psrp: authentication failed).
+_CREDENTIALS_REJECTED = re.compile(
+    r"credentials were rejected|\b401\b|unauthori[sz]ed|authentication failed|logon failure", re.IGNORECASE,
+)
+
+
+def _unreachable_reason(message: str) -> str:
+    return "authentication_refused" if _CREDENTIALS_REJECTED.search(message) else "unreachable"
+
+
+# Exceptions a connection plugin lets through when the connection breaks mid-task: requests' and urllib3's
+# connection errors (requests' derive from OSError), http.client's, and pywinrm's transport errors. Matched
+# by module and name so this file needs none of those libraries.
+_DROP_MODULES = ("requests.", "urllib3.", "http.client", "winrm.", "ssl", "socket")
+_DROP_NAMES = frozenset({
+    "ConnectionError", "ChunkedEncodingError", "ProtocolError", "RemoteDisconnected", "IncompleteRead",
+    "ReadTimeoutError", "NewConnectionError", "WinRMTransportError", "SSLError", "ConnectionResetError",
+    "ConnectionAbortedError", "BrokenPipeError",
+})
+
+
+def is_dropped_connection(error: BaseException) -> bool:
+    """Whether an exception escaping ``_execute_module`` (or its cause) is a connection that broke."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError):  # builtins: reset, aborted, refused, broken pipe
+            return True
+        kind = type(current)
+        for klass in kind.__mro__:
+            module = klass.__module__ or ""
+            if klass.__name__ in _DROP_NAMES and module.startswith(_DROP_MODULES):
+                return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -201,5 +201,5 @@ def test_exchange_password_never_reaches_the_output(dag_lab: Lab, tmp_path: Path
     credential = {"inventory_exchange_username": "CONTOSO\\ansible", "inventory_exchange_password": EXCHANGE_PASSWORD}
     run = run_inventory_playbook(dag_lab, tmp_path, credential, "-vvv")
     assert run.returncode == 2, run.output
-    assert "Access is denied" in run.output  # the module's own message, repeated by the role's rescue
+    assert "user name or password is incorrect" in run.output  # the module's own message, repeated by the rescue
     assert EXCHANGE_PASSWORD not in run.output

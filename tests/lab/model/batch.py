@@ -72,12 +72,12 @@ def _host(handler: Handler, changes: bool = False, **params: str) -> Operation:
 
 OPERATIONS: dict[str, Operation] = {
     "Get-ExchangeCertificate": _cmdlet(
-        cmdlets.get_exchange_certificate, Server="str", Thumbprint="str", DomainName="list"
+        cmdlets.get_exchange_certificate, Server="server", Thumbprint="str", DomainName="list"
     ),
     "New-ExchangeCertificate": _cmdlet(
         cmdlets.new_exchange_certificate,
         True,
-        Server="str",
+        Server="server",
         GenerateRequest="bool",
         BinaryEncoded="bool",
         SubjectName="str",
@@ -95,7 +95,7 @@ OPERATIONS: dict[str, Operation] = {
     "Import-ExchangeCertificate": _cmdlet(
         cmdlets.import_exchange_certificate,
         True,
-        Server="str",
+        Server="server",
         FileData="bytes",
         Password="secret",
         PrivateKeyExportable="bool",
@@ -104,7 +104,7 @@ OPERATIONS: dict[str, Operation] = {
     "Enable-ExchangeCertificate": _cmdlet(
         cmdlets.enable_exchange_certificate,
         True,
-        Server="str",
+        Server="server",
         Thumbprint="str",
         Services="list",
         DoNotRequireSsl="bool",
@@ -112,9 +112,9 @@ OPERATIONS: dict[str, Operation] = {
         NetworkServiceAllowed="bool",
     ),
     "Export-ExchangeCertificate": _cmdlet(
-        cmdlets.export_exchange_certificate, Server="str", Thumbprint="str", Password="secret"
+        cmdlets.export_exchange_certificate, Server="server", Thumbprint="str", Password="secret"
     ),
-    "Remove-ExchangeCertificate": _cmdlet(cmdlets.remove_exchange_certificate, True, Server="str", Thumbprint="str"),
+    "Remove-ExchangeCertificate": _cmdlet(cmdlets.remove_exchange_certificate, True, Server="server", Thumbprint="str"),
     "Get-AuthConfig": _cmdlet(cmdlets.get_auth_config),
     "Set-AuthConfig": _cmdlet(
         cmdlets.set_auth_config,
@@ -125,16 +125,16 @@ OPERATIONS: dict[str, Operation] = {
         ClearPreviousCertificate="bool",
         Force="bool",
     ),  # fmt: skip
-    "Get-TransportService": _cmdlet(cmdlets.get_transport_service, Identity="str"),
+    "Get-TransportService": _cmdlet(cmdlets.get_transport_service, Identity="server"),
     "Get-SendConnector": _cmdlet(cmdlets.get_send_connector, Identity="str"),
     "Set-SendConnector": _cmdlet(cmdlets.set_send_connector, True, Identity="str", TlsCertificateName="str"),
-    "Get-ReceiveConnector": _cmdlet(cmdlets.get_receive_connector, Identity="str", Server="str"),
+    "Get-ReceiveConnector": _cmdlet(cmdlets.get_receive_connector, Identity="str", Server="server"),
     "Set-ReceiveConnector": _cmdlet(cmdlets.set_receive_connector, True, Identity="str", TlsCertificateName="str"),
     "Get-HybridConfiguration": _cmdlet(cmdlets.get_hybrid_configuration),
-    "Get-ExchangeServer": _cmdlet(cmdlets.get_exchange_server, Identity="str"),
+    "Get-ExchangeServer": _cmdlet(cmdlets.get_exchange_server, Identity="server"),
     "Get-DatabaseAvailabilityGroup": _cmdlet(cmdlets.get_database_availability_group, Identity="str", Status="bool"),
     "host.info": _host(hostops.info),
-    "host.certificates": _host(hostops.certificates, stores="list", subject_pattern="str"),
+    "host.certificates": _host(hostops.certificates, stores="list", subject_pattern="str", issuer_pattern="str"),
     "host.iis_bindings": _host(hostops.iis_bindings),
     "host.set_iis_binding": _host(
         hostops.set_iis_binding,
@@ -159,13 +159,26 @@ class ArgumentError(Exception):
     """The module fails as a whole (docs/remote-protocol.md: argument errors only)."""
 
 
+class LocalServer:
+    """The decoded ``{"$local": "server"}``: the Exchange server the executor runs on, resolved when the
+    operation runs (:func:`resolve_local_server`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<the local Exchange server>"
+
+
+LOCAL_SERVER = LocalServer()
+
+
 # --------------------------------------------------------------------------------------------
 # Argument validation and typed values
 # --------------------------------------------------------------------------------------------
 def _decode(value: Any, secrets: dict[str, str], where: str) -> Any:
     """Replace typed values ($bytes, $secret, $datetime) anywhere inside ``value``."""
     if isinstance(value, dict):
-        if len(value) == 1 and next(iter(value)) in ("$bytes", "$secret", "$datetime"):
+        if len(value) == 1 and next(iter(value)) in ("$bytes", "$secret", "$datetime", "$local"):
             kind, raw = next(iter(value.items()))
             return _typed(kind, raw, secrets, where)
         return {key: _decode(item, secrets, f"{where}.{key}") for key, item in value.items()}
@@ -177,6 +190,10 @@ def _decode(value: Any, secrets: dict[str, str], where: str) -> Any:
 def _typed(kind: str, raw: Any, secrets: dict[str, str], where: str) -> Any:
     if not isinstance(raw, str):
         raise ArgumentError(f"{where}: {kind} needs a string value")
+    if kind == "$local":
+        if raw != "server":
+            raise ArgumentError(f"{where}: $local only names the local 'server', got '{raw}'")
+        return LOCAL_SERVER
     if kind == "$bytes":
         try:
             return base64.b64decode(raw, validate=True)
@@ -212,6 +229,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 
 _KINDS: dict[str, Callable[[Any], bool]] = {
     "str": lambda value: isinstance(value, str),
+    "server": lambda value: isinstance(value, (str, LocalServer)),
     "bool": lambda value: isinstance(value, bool),
     "int": lambda value: isinstance(value, int) and not isinstance(value, bool),
     "list": lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value),
@@ -290,6 +308,15 @@ def access_denied(server: Server) -> ErrorRecord:
     )  # fmt: skip
 
 
+def logon_failure(server: Server) -> ErrorRecord:
+    """An explicit credential the domain rejects (ERROR_LOGON_FAILURE from New-PSSession)."""
+    return ErrorRecord(
+        f"Connecting to remote server {server.fqdn} failed with the following error message : The user name or "
+        "password is incorrect. For more information, see the about_Remote_Troubleshooting Help topic.",
+        "OpenError", "LogonFailure,PSSessionOpenFailed", "PSRemotingTransportException", server.fqdn,
+    )  # fmt: skip
+
+
 def endpoint_missing(server: Server) -> ErrorRecord:
     return ErrorRecord(
         f"Connecting to remote server {server.fqdn} failed with the following error message : "
@@ -318,8 +345,9 @@ def open_session(
     """Who the Exchange session runs as, or why it cannot open.
 
     ``double_hop``: the connection's network logon cannot authenticate onward unless become (runas) or an
-    explicit credential is used; ``no_exchange``: the /PowerShell endpoint is absent. A run_module call
-    without ``remote_user`` acts as the scenario's first exchange_admin account.
+    explicit credential is used; ``no_exchange``: the /PowerShell endpoint is absent. An explicit credential
+    the domain does not know (unknown user, wrong password) is a logon failure. A run_module call without
+    ``remote_user`` acts as the scenario's first exchange_admin account.
     """
     if server.exchange_session == "no_exchange":
         return None, endpoint_missing(server)
@@ -327,7 +355,7 @@ def open_session(
     if username:
         account = org.account(username)
         if account is None or account.password != (args.get("exchange_password") or ""):
-            return None, access_denied(server)
+            return None, logon_failure(server)
         return account, None
     if server.exchange_session == "double_hop" and not become:
         return None, access_denied(server)
@@ -335,6 +363,31 @@ def open_session(
         return next(account for account in org.accounts if account.exchange_admin), None
     account = org.account(remote_user)
     return (account, None) if account is not None else (None, access_denied(server))
+
+
+def resolve_local_server(context: Context, name: str) -> str:
+    """The Name of the Exchange server the executor runs on, as the executor resolves it: Get-ExchangeServer
+    -Identity <computer name>, else the server whose Fqdn is the host's DNS name."""
+    org, host = context.org, context.server
+    server = org.server(host.exchange_name) or next(
+        (candidate for candidate in org.servers.values() if candidate.fqdn.casefold() == host.fqdn.casefold()), None
+    )
+    if server is None:
+        raise OperationError(
+            ErrorRecord(
+                f"The local computer '{host.exchange_name}' is not an Exchange server of this organization "
+                "(no server has that name or its FQDN).",
+                "ObjectNotFound", "System.Management.Automation.ItemNotFoundException", "ItemNotFoundException", name,
+            )  # fmt: skip
+        )
+    return server.exchange_name
+
+
+def _resolve_arguments(context: Context, name: str, op_args: dict[str, Any]) -> dict[str, Any]:
+    if not any(value is LOCAL_SERVER for value in op_args.values()):
+        return op_args
+    local = resolve_local_server(context, name)
+    return {param: local if value is LOCAL_SERVER else value for param, value in op_args.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,7 +444,8 @@ class BatchRun:
                     error = command_not_found(name)
                 if error is None:
                     try:
-                        result.update(status="ok", value=operation.handler(context, op_args), changed=operation.changes)
+                        value = operation.handler(context, _resolve_arguments(context, name, op_args))
+                        result.update(status="ok", value=value, changed=operation.changes)
                     except OperationError as failure:
                         error = failure.record
                 if error is not None:

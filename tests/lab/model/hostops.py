@@ -48,7 +48,11 @@ def info(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def certificates(ctx: Context, args: dict[str, Any]) -> list[dict[str, Any]]:
-    """Cert:\\LocalMachine\\<store>, ``*`` for every store; ``subject_pattern`` is a case-insensitive regex."""
+    """Cert:\\LocalMachine\\<store>, ``*`` for every store.
+
+    ``subject_pattern`` / ``issuer_pattern`` are case-insensitive regexes: with either, a certificate is listed
+    when its Subject matches the one or its Issuer matches the other.
+    """
     server = ctx.server
     names = list(args.get("stores") or [MY])
     if "*" in names:
@@ -60,23 +64,33 @@ def certificates(ctx: Context, args: dict[str, Any]) -> list[dict[str, Any]]:
                 "ObjectNotFound", "PathNotFound,Microsoft.PowerShell.Commands.GetChildItemCommand",
                 "ItemNotFoundException", name,
             )  # fmt: skip
-    pattern = None
-    if args.get("subject_pattern"):
-        try:
-            pattern = re.compile(args["subject_pattern"], re.IGNORECASE)
-        except re.error as error:
-            raise _error(
-                f"Invalid regular expression pattern: {args['subject_pattern']} ({error})",
-                "InvalidArgument",
-                "InvalidRegularExpression",
-                "ArgumentException",
-            ) from None
+    subject, issuer = _pattern(args.get("subject_pattern")), _pattern(args.get("issuer_pattern"))
+
+    def selected(material: Material) -> bool:
+        if subject is None and issuer is None:
+            return True
+        return bool((subject and subject.search(material.subject)) or (issuer and issuer.search(material.issuer)))
+
     return [
         views.store_certificate(stored)
         for name in names
         for stored in server.stores[name].values()
-        if pattern is None or pattern.search(stored.material.subject)
+        if selected(stored.material)
     ]
+
+
+def _pattern(text: str | None) -> re.Pattern[str] | None:
+    if not text:
+        return None
+    try:
+        return re.compile(text, re.IGNORECASE)
+    except re.error as error:
+        raise _error(
+            f"Invalid regular expression pattern: {text} ({error})",
+            "InvalidArgument",
+            "InvalidRegularExpression",
+            "ArgumentException",
+        ) from None
 
 
 def iis_bindings(ctx: Context, args: dict[str, Any]) -> list[dict[str, Any]]:

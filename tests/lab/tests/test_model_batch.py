@@ -126,9 +126,14 @@ def test_double_hop_matrix(become: bool, options: dict, opened: bool) -> None:
     assert result["results"][1]["status"] == "ok"  # host operations still run
     if not opened:
         failure = result["results"][0]["error"]
-        assert failure["fully_qualified_error_id"] == "AccessDenied,PSSessionOpenFailed"
+        if options:  # a wrong explicit credential is a logon failure, not the double hop
+            assert failure["fully_qualified_error_id"] == "LogonFailure,PSSessionOpenFailed"
+            assert "user name or password is incorrect" in failure["message"]
+        else:
+            assert failure["fully_qualified_error_id"] == "AccessDenied,PSSessionOpenFailed"
+            assert "Access is denied" in failure["message"]
         assert failure["category"] == "OpenError"
-        assert "Access is denied" in failure["message"] and "wrong" not in repr(result)
+        assert "wrong" not in repr(result)
 
 
 def test_missing_exchange_endpoint() -> None:

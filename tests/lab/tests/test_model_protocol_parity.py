@@ -14,7 +14,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils import _remote
 from tests.lab.model.batch import OPERATIONS, REQUIRED
 
 # Wire types of the controller's table -> the lab's kinds (switches are booleans on the wire).
-_KIND_OF = {"string": "str", "list": "list", "int": "int", "bool": "bool", "switch": "bool",
+_KIND_OF = {"string": "str", "server": "server", "list": "list", "int": "int", "bool": "bool", "switch": "bool",
             "bytes": "bytes", "secret": "secret", "datetime": "datetime"}
 
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -13,8 +14,13 @@ from ansible.errors import AnsibleActionFail, AnsibleActionSkip, AnsibleConnecti
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ExchangePkiAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import (
+    FAILURE_REASONS,
     ExchangeAccessDenied,
+    ExchangeAuthenticationRefused,
+    ExchangePermissionDenied,
+    ExchangeToolsMissing,
     HostUnreachable,
+    OperationFailed,
     RemoteError,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
@@ -127,7 +133,7 @@ def test_domain_errors_fail_with_their_message_and_no_traceback():
         "Get-ExchangeCertificate", RemoteError("Access is denied.", "OpenError", "AccessDenied,PSSessionOpenFailed"),
     )
     result = make_plugin(raising(error), {"name": "ex1"}).run(task_vars={})
-    assert result == {"failed": True, "changed": False, "msg": str(error)}
+    assert result == {"failed": True, "changed": False, "msg": str(error), "failure_reason": "access_denied"}
     assert "exchange_username" in result["msg"]
 
 
@@ -213,3 +219,134 @@ def test_run_batch_turns_a_module_level_unreachable_answer_into_an_unreachable_t
     result = plugin.run(task_vars={})
     assert result["unreachable"] is True
     assert "HTTP 401" in result["msg"]
+
+
+# --- failure_reason, dropped connections and the session options (issue 6) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (HostUnreachable("timed out"), "unreachable"),
+        (HostUnreachable("ntlm: the specified credentials were rejected", "authentication_refused"),
+         "authentication_refused"),
+        (HostUnreachable("dropped", "connection_dropped"), "connection_dropped"),
+        (AnsibleConnectionFailure("timed out"), "unreachable"),
+    ],
+)
+def test_unreachable_results_carry_the_failure_reason(error, reason):
+    result = make_plugin(raising(error), {"name": "ex1"}).run(task_vars={})
+    assert result["unreachable"] is True
+    assert result["failure_reason"] == reason
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (ExchangeAuthenticationRefused("Get-AuthConfig", RemoteError("The user name or password is incorrect.",
+                                                                      "OpenError", "LogonFailure,PSSessionOpenFailed")),
+         "authentication_refused"),
+        (ExchangePermissionDenied("Get-AuthConfig", RemoteError("not recognized", "ObjectNotFound",
+                                                                "CommandNotFoundException")), "access_denied"),
+        (ExchangeToolsMissing("Get-AuthConfig", RemoteError("WinRM cannot complete the operation")),
+         "exchange_unavailable"),
+        (OperationFailed("host.iis_reset", RemoteError("boom")), "failed"),
+    ],
+)
+def test_failed_results_carry_the_failure_reason(error, reason):
+    result = make_plugin(raising(error), {"name": "ex1"}).run(task_vars={})
+    assert result["failed"] is True
+    assert result["failure_reason"] == reason
+    assert result["failure_reason"] in FAILURE_REASONS
+
+
+def test_user_errors_and_bugs_carry_failure_reason_failed():
+    with pytest.raises(AnsibleActionFail) as raised:
+        make_plugin(raising(AssertionError("never")), {"name": "ex1", "count": "many"}).run(task_vars={})
+    assert raised.value.result_contribution["failure_reason"] == "failed"
+    result = make_plugin(behaving(lambda plugin, args: {}["missing"]), {"name": "ex1"}).run(task_vars={})
+    assert result["failure_reason"] == "failed"
+
+
+class _DroppedByRequests(OSError):
+    """Stands in for requests.exceptions.ConnectionError (an OSError from the requests package)."""
+
+
+_DroppedByRequests.__module__ = "requests.exceptions"
+_DroppedByRequests.__name__ = "ConnectionError"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [_DroppedByRequests("Connection aborted.", "RemoteDisconnected('Remote end closed connection')"),
+     ConnectionResetError(104, "Connection reset by peer")],
+    ids=["requests", "builtin"],
+)
+def test_a_dropped_connection_is_an_unreachable_task_not_a_bug(error):
+    batch = Batch()
+    batch.add("host.info", id="info")
+    plugin = make_plugin(behaving(_batch_sender(batch)), {"name": "ex1"})
+
+    def execute_module(**_kwargs: Any) -> dict:
+        raise error
+
+    plugin._execute_module = execute_module
+    result = plugin.run(task_vars={})
+    assert result["unreachable"] is True
+    assert result["failure_reason"] == "connection_dropped"
+    assert "exception" not in result
+    assert "Unexpected failure" not in result["msg"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"exchange_username": "", "exchange_password": SECRET}, "exchange_username is empty"),
+        ({"exchange_username": "CONTOSO\\exadmin", "exchange_password": ""}, "exchange_password is empty"),
+        ({"exchange_username": "CONTOSO\\ex\r\nadmin", "exchange_password": SECRET}, "exchange_username"),
+        ({"exchange_username": "CONTOSO\\exadmin", "exchange_password": "a\x00b"}, "exchange_password"),
+        ({"exchange_uri": "ftp://ex1.contoso.lab/PowerShell/"}, "exchange_uri must be an http"),
+        ({"exchange_uri": "ex1.contoso.lab"}, "exchange_uri must be an http"),
+        ({"exchange_uri": "http:///PowerShell/"}, "exchange_uri must be an http"),
+        ({"exchange_uri": ""}, "exchange_uri must not be empty"),
+        ({"exchange_uri": "http://ex1.contoso.lab/PowerShell/\r\nX-Evil: 1"}, "exchange_uri must not contain"),
+        ({"exchange_uri": "http://ex1.contoso.lab\x00/"}, "exchange_uri must not contain"),
+        ({"exchange_uri": "http://ex1.contoso.lab:99999/PowerShell/"}, "exchange_uri is not a valid URL"),
+        ({"exchange_uri": "http://ex1.contoso.lab:0/PowerShell/"}, "port 0"),
+        ({"exchange_uri": "http://ex1.contoso.lab/PowerShell/?x=1"}, "query"),
+        ({"exchange_uri": "https://u:" + SECRET + "@ex1.contoso.lab/PowerShell/"}, "must not carry a user name"),
+        ({"exchange_uri": "http://" + "a" * 3000}, "longer than"),
+        ({"exchange_authentication": "Basic"}, "Basic sends the password in clear"),
+        ({"exchange_authentication": "Basic", "exchange_uri": "http://ex1.contoso.lab/PowerShell/"}, "Basic"),
+    ],
+)
+def test_hostile_session_options_fail_naming_the_option_before_anything_runs(options, message):
+    plugin = make_plugin(raising(AssertionError("execute must not run")), {"name": "ex1", **options})
+    with pytest.raises(AnsibleActionFail, match=re.escape(message)) as raised:
+        plugin.run(task_vars={})
+    assert SECRET not in str(raised.value)
+    assert raised.value.result_contribution["failure_reason"] == "failed"
+
+
+def test_both_credential_options_empty_mean_not_given():
+    batch = Batch()
+    batch.add("Get-AuthConfig", id="auth")
+    calls: list[dict[str, Any]] = []
+
+    def execute_module(module_name: str, module_args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict:
+        calls.append(module_args)
+        return {"changed": False, "results": [{"id": "auth", "op": "Get-AuthConfig", "status": "ok", "value": {}}]}
+
+    plugin = make_plugin(behaving(_batch_sender(batch)),
+                         {"name": "ex1", "exchange_username": "", "exchange_password": ""})
+    plugin._execute_module = execute_module
+    assert plugin.run(task_vars={}) == {"statuses": ["ok"]}
+    assert "exchange_username" not in calls[0] and "exchange_password" not in calls[0]
+
+
+def test_valid_session_options_pass():
+    plugin = make_plugin(behaving(lambda plugin, args: {"ok": True}), {
+        "name": "ex1", "exchange_uri": "https://ex1.contoso.lab:443/PowerShell/", "exchange_authentication": "Basic",
+        "exchange_username": "exadmin@contoso.lab", "exchange_password": SECRET,
+    })
+    assert plugin.run(task_vars={}) == {"ok": True}

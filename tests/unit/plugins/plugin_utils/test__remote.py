@@ -20,6 +20,8 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._errors import (
     BatchDefinitionError,
     CertificateNotFound,
     ExchangeAccessDenied,
+    ExchangeAuthenticationRefused,
+    ExchangePermissionDenied,
     ExchangePkiError,
     ExchangeToolsMissing,
     HostUnreachable,
@@ -31,6 +33,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._errors import (
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
     EXCHANGE_SESSION_ARGSPEC,
+    LOCAL_SERVER,
     OPERATIONS,
     Batch,
     ExchangeSessionOptions,
@@ -170,7 +173,7 @@ def test_add_generates_ids_and_keeps_order() -> None:
         ("Get-Mailbox", {}, "unknown operation 'Get-Mailbox'"),
         ("Get-ExchangeCertificate", {"Identity": "EX1\\AB"}, "unknown parameter 'Identity'"),
         ("Remove-ExchangeCertificate", {"Server": "EX1"}, "missing required parameter(s) Thumbprint"),
-        ("Get-ExchangeCertificate", {"Server": 1}, "'Server' expects a string, got int"),
+        ("Get-ExchangeCertificate", {"Server": 1}, "'Server' expects a server name or LOCAL_SERVER, got int"),
         ("Get-ExchangeCertificate", {"DomainName": "mail.contoso.com"}, "expects a list of strings"),
         ("Get-ExchangeCertificate", {"DomainName": ["a", 1]}, "expects a list of strings"),
         ("New-ExchangeCertificate", {"KeySize": "2048"}, "'KeySize' expects an integer"),
@@ -524,7 +527,19 @@ def _error(message: str, fqid: str | None = None) -> RemoteError:
                 "The term 'Get-ExchangeCertificate' is not recognized as the name of a cmdlet",
                 "CommandNotFoundException",
             ),
-            ExchangeToolsMissing,
+            ExchangePermissionDenied,
+        ),
+        (
+            "Get-ExchangeCertificate",
+            _error("The Exchange session does not offer the cmdlet 'Get-ExchangeCertificate' (missing from the "
+                   "endpoint or not granted by RBAC).", "CommandNotFoundException"),
+            ExchangePermissionDenied,
+        ),
+        (
+            "Get-AuthConfig",
+            _error("Connecting to remote server ex1 failed with the following error message : The user name or "
+                   "password is incorrect.", "LogonFailure,PSSessionOpenFailed"),
+            ExchangeAuthenticationRefused,
         ),
         (
             "Export-ExchangeCertificate",
@@ -574,3 +589,118 @@ def test_param_type_names_are_the_ps1_type_names() -> None:
     text = PS1.read_text(encoding="utf-8")
     for param_type in ParamType:
         assert f"'{param_type.value}'" in text
+
+
+# --- issue 6: the local server, the errors named by their cause ------------------------------------------
+
+
+def test_local_server_travels_as_its_marker_for_server_parameters_only() -> None:
+    batch = Batch()
+    batch.add("Get-ExchangeServer", {"Identity": LOCAL_SERVER}, id="server")
+    batch.add("Get-ReceiveConnector", {"Server": LOCAL_SERVER}, id="receive")
+    batch.add("Get-TransportService", {"Identity": LOCAL_SERVER}, id="transport")
+    batch.add("Get-ExchangeServer", {"Identity": "EX1"}, id="named")
+    wire = batch.module_args()["operations"]
+    assert [operation["args"] for operation in wire] == [
+        {"Identity": {"$local": "server"}}, {"Server": {"$local": "server"}}, {"Identity": {"$local": "server"}},
+        {"Identity": "EX1"},
+    ]
+    for op, args in (("Get-SendConnector", {"Identity": LOCAL_SERVER}),
+                     ("Get-ReceiveConnector", {"Identity": LOCAL_SERVER}),
+                     ("Get-ExchangeServer", {"Identity": {"$local": "dag"}}),
+                     ("Get-ExchangeServer", {"Identity": 3})):
+        with pytest.raises(BatchDefinitionError):
+            Batch().add(op, args)
+
+
+def test_the_protocol_documents_the_local_server_and_the_issuer_pattern() -> None:
+    protocol = (REPO_ROOT / "docs" / "remote-protocol.md").read_text(encoding="utf-8")
+    assert '{"$local": "server"}' in protocol
+    assert "issuer_pattern" in protocol
+    assert OPERATIONS["host.certificates"].parameters["issuer_pattern"] is ParamType.STRING
+    servers = {(spec.name, name) for spec in OPERATIONS.values() for name, kind in spec.parameters.items()
+               if kind is ParamType.SERVER}
+    assert {("Get-ExchangeServer", "Identity"), ("Get-ReceiveConnector", "Server"),
+            ("Get-TransportService", "Identity"), ("Get-ExchangeCertificate", "Server")} <= servers
+
+
+def test_access_denied_with_an_explicit_credential_is_the_credential_not_the_double_hop() -> None:
+    denied = _error("Connecting to remote server ex1 failed: Access is denied.", "AccessDenied,PSSessionOpenFailed")
+    assert type(classify_error("Get-AuthConfig", denied)) is ExchangeAccessDenied
+    refused = classify_error("Get-AuthConfig", denied, explicit_credential=True)
+    assert type(refused) is ExchangeAuthenticationRefused
+    assert refused.failure_reason == "authentication_refused"
+    assert "double hop" not in str(refused) and "exchange_username" in str(refused)
+
+
+def test_each_refusal_names_its_cause_and_reason() -> None:
+    logon = classify_error("Get-AuthConfig", _error("The user name or password is incorrect.",
+                                                    "LogonFailure,PSSessionOpenFailed"))
+    assert logon.failure_reason == "authentication_refused" and "double hop" not in str(logon)
+    rbac = classify_error("Get-ExchangeCertificate", _error("The term 'Get-ExchangeCertificate' is not recognized",
+                                                            "CommandNotFoundException"))
+    assert rbac.failure_reason == "access_denied"
+    assert "RBAC" in str(rbac) and "View-Only Organization Management" in str(rbac)
+    assert "is an Exchange server" not in str(rbac)
+    change = classify_error("Enable-ExchangeCertificate", _error("not recognized", "CommandNotFoundException"))
+    assert "Organization Management" in str(change) and "Server Management" in str(change)
+    hop = classify_error("Get-AuthConfig", _error("Access is denied.", "AccessDenied,PSSessionOpenFailed"))
+    assert hop.failure_reason == "access_denied" and "double hop" in str(hop)
+    tools = classify_error("Get-AuthConfig", _error("WinRM cannot complete the operation.",
+                                                    "WinRMOperationTimeout,PSSessionStateBroken"))
+    assert tools.failure_reason == "exchange_unavailable"
+
+
+def test_explicit_credential_reaches_the_classification_through_run_batch() -> None:
+    batch = Batch()
+    batch.add("Get-AuthConfig", id="auth")
+    answer = {"changed": False, "exchange_session": {"uri": "http://ex1/PowerShell/", "opened": False},
+              "results": [{"id": "auth", "op": "Get-AuthConfig", "status": "failed", "changed": False,
+                           "error": {"message": "Access is denied.",
+                                     "fully_qualified_error_id": "AccessDenied,PSSessionOpenFailed"}}]}
+    with_credential = run_batch(FakeActionPlugin(answer), batch, {}, check_mode=False,
+                                session=ExchangeSessionOptions(username="CONTOSO\\x", password=SECRET))
+    with pytest.raises(ExchangeAuthenticationRefused):
+        with_credential.require("auth")
+    without = run_batch(FakeActionPlugin(answer), batch, {}, check_mode=False, session=ExchangeSessionOptions())
+    with pytest.raises(ExchangeAccessDenied) as raised:
+        without.require("auth")
+    assert type(raised.value) is ExchangeAccessDenied
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [("ntlm: the specified credentials were rejected by the server", "authentication_refused"),
+     ("kerberos: HTTP 401 Unauthorized", "authentication_refused"),
+     ("Max retries exceeded with url: /wsman (Caused by ConnectTimeoutError)", "unreachable")],
+)
+def test_unreachable_reasons(message: str, reason: str) -> None:
+    batch = Batch()
+    batch.add("host.info")
+    for plugin in (FakeActionPlugin(raises=AnsibleConnectionFailure(message)),
+                   FakeActionPlugin({"unreachable": True, "msg": message})):
+        with pytest.raises(HostUnreachable) as raised:
+            run_batch(plugin, batch, {}, check_mode=False)
+        assert raised.value.failure_reason == reason
+
+
+def test_a_dropped_connection_raises_host_unreachable_and_other_bugs_pass_through() -> None:
+    batch = Batch()
+    batch.add("host.info")
+    broken = ConnectionResetError(104, "Connection reset by peer")
+    with pytest.raises(HostUnreachable) as raised:
+        run_batch(FakeActionPlugin(raises=broken), batch, {}, check_mode=False)
+    assert raised.value.failure_reason == "connection_dropped"
+    with pytest.raises(KeyError):
+        run_batch(FakeActionPlugin(raises=KeyError("bug")), batch, {}, check_mode=False)
+    wrapped = RuntimeError("outer")
+    wrapped.__cause__ = broken
+    assert _remote.is_dropped_connection(wrapped)
+    assert not _remote.is_dropped_connection(ValueError("x"))
+
+
+def test_ps1_resolves_the_local_server_and_selects_by_issuer() -> None:
+    text = PS1.read_text(encoding="utf-8")
+    assert "Get-ExchangeServer -Identity <computer name>" in text or "$env:COMPUTERNAME -ErrorAction Stop" in text
+    assert "Resolve-LocalExchangeServer" in text and "'$local'" in text
+    assert "$Certificate.Issuer -match $IssuerPattern" in text

@@ -1,0 +1,162 @@
+# Copyright: Contributors to the exchange.pki project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The per-server reads of docs/remote-protocol.md: ``{"$local": "server"}``, host.certificates' issuer_pattern,
+and the session refusals each named by its own error record."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.lab.model import Fleet
+from tests.lab.model.batch import resolve_local_server
+from tests.lab.model.certificates import PKU2U, Material, StoredCertificate
+from tests.lab.model.cmdlets import Context
+from tests.lab.model.errors import OperationError
+from tests.lab.tests.model_fixtures import MODULE, NOW, batch, fleet_with, op, scenario
+
+LOCAL = {"$local": "server"}
+
+
+@pytest.fixture(scope="module")
+def dag() -> Fleet:
+    return Fleet.from_scenario("dag", now=NOW)
+
+
+def _ok(result: dict, index: int = 0) -> object:
+    outcome = result["results"][index]
+    assert outcome["status"] == "ok", outcome
+    return outcome["value"]
+
+
+def test_local_server_reads_only_the_connected_servers_objects(dag: Fleet) -> None:
+    names = dag.server_names()
+    assert len(names) > 1
+    for name in names:
+        result = batch(dag, name, op("s", "Get-ExchangeServer", Identity=LOCAL),
+                       op("r", "Get-ReceiveConnector", Server=LOCAL), op("t", "Get-TransportService", Identity=LOCAL))
+        (server,) = _ok(result, 0)
+        assert server["Name"] == name.upper()
+        receive = _ok(result, 1)
+        assert receive and {connector["Server"] for connector in receive} == {name.upper()}
+        (transport,) = _ok(result, 2)
+        assert transport["Name"] == name.upper()
+
+
+def test_the_org_wide_form_is_still_served(dag: Fleet) -> None:
+    name = dag.server_names()[0]
+    result = batch(dag, name, op("s", "Get-ExchangeServer"), op("r", "Get-ReceiveConnector"))
+    assert len(_ok(result, 0)) == len(dag.server_names())
+    assert {connector["Server"] for connector in _ok(result, 1)} == {n.upper() for n in dag.server_names()}
+
+
+def test_the_local_answer_does_not_grow_with_the_organisation() -> None:
+    def answer_size(servers: int) -> tuple[int, int]:
+        data = scenario("single")
+        base = data["servers"][0]
+        data["servers"] = [{**base, "name": f"ex{index}"} for index in range(1, servers + 1)]
+        fleet = Fleet.from_scenario(data, now=NOW)
+        local = batch(fleet, "ex1", op("s", "Get-ExchangeServer", Identity=LOCAL),
+                      op("r", "Get-ReceiveConnector", Server=LOCAL), op("t", "Get-TransportService", Identity=LOCAL))
+        org_wide = batch(fleet, "ex1", op("s", "Get-ExchangeServer"), op("r", "Get-ReceiveConnector"),
+                         op("t", "Get-TransportService"))
+        return len(json.dumps(local)), len(json.dumps(org_wide))
+
+    local_2, org_2 = answer_size(2)
+    local_12, org_12 = answer_size(12)
+    assert local_12 == local_2
+    assert org_12 > 4 * org_2
+
+
+def test_local_marker_values_other_than_server_are_argument_errors(dag: Fleet) -> None:
+    name = dag.server_names()[0]
+    for args in ({"Identity": {"$local": "dag"}}, {"Identity": {"$local": 1}}):
+        result = dag.run_module(name, MODULE, {"operations": [op("s", "Get-ExchangeServer", **args)]})
+        assert result["failed"] is True and "$local" in result["msg"]
+    result = dag.run_module(name, MODULE, {"operations": [op("c", "Get-AuthConfig", **{})]})
+    assert "failed" not in result
+    # only server parameters take it
+    result = dag.run_module(name, MODULE, {"operations": [op("c", "Get-SendConnector", Identity=LOCAL)]})
+    assert result["failed"] is True and "Identity" in result["msg"]
+
+
+def test_a_host_that_is_no_exchange_server_of_the_organisation_cannot_resolve_the_local_server() -> None:
+    fleet = Fleet.from_scenario("single", now=NOW)
+    org = fleet._org  # noqa: SLF001 - a host outside the organisation
+    stranger = copy.copy(org.servers["ex1"])
+    stranger.name, stranger.exchange_name, stranger.fqdn = "ws42", "WS42", "ws42.contoso.lab"
+    with pytest.raises(OperationError, match="not an Exchange server of this organization"):
+        resolve_local_server(Context(org, stranger), "Get-ExchangeServer")
+    assert resolve_local_server(Context(org, org.servers["ex1"]), "Get-ExchangeServer") == "EX1"
+
+
+# --- host.certificates: subject OR issuer -------------------------------------------------------------
+
+CLUSTER = r"^CN=(CLIUSR|CSUSR)(,|$)"
+
+
+def _issued_by_cliusr(subject: str) -> Material:
+    """A PKU2U certificate issued by CN=CLIUSR with another subject (the node certificate of a cluster)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CLIUSR")]))
+        .public_key(key.public_key())
+        .serial_number(4242)
+        .not_valid_before(NOW - timedelta(days=10))
+        .not_valid_after(NOW + timedelta(days=300))
+        .sign(key, hashes.SHA256())
+    )
+    return Material(certificate, key)
+
+
+def test_cluster_certificates_are_selected_by_subject_or_issuer() -> None:
+    fleet = Fleet.from_scenario("dag", now=NOW)
+    name = next(n for n in fleet.server_names() if fleet._org.servers[n].dag)  # noqa: SLF001
+    material = _issued_by_cliusr(f"{name.upper()}-PKU2U")
+    fleet._org.servers[name].add(StoredCertificate(material, PKU2U, True, friendly_name="PKU2U"))  # noqa: SLF001
+
+    by_subject = _ok(batch(fleet, name, op("c", "host.certificates", stores=["*"], subject_pattern=CLUSTER)))
+    either = _ok(batch(fleet, name, op("c", "host.certificates", stores=["*"], subject_pattern=CLUSTER,
+                                       issuer_pattern=CLUSTER)))
+    assert material.thumbprint not in {cert["Thumbprint"] for cert in by_subject}
+    assert material.thumbprint in {cert["Thumbprint"] for cert in either}
+    assert {cert["Thumbprint"] for cert in by_subject} < {cert["Thumbprint"] for cert in either}
+    only_issuer = _ok(batch(fleet, name, op("c", "host.certificates", stores=["*"], issuer_pattern=CLUSTER)))
+    assert material.thumbprint in {cert["Thumbprint"] for cert in only_issuer}
+
+
+def test_a_bad_issuer_pattern_fails_the_read() -> None:
+    fleet = Fleet.from_scenario("single", now=NOW)
+    outcome = batch(fleet, "ex1", op("c", "host.certificates", issuer_pattern="("))["results"][0]
+    assert outcome["status"] == "failed" and "Invalid regular expression" in outcome["error"]["message"]
+
+
+# --- session refusals, each with its own record ----------------------------------------------------------
+
+def test_a_wrong_explicit_password_is_a_logon_failure_not_access_denied() -> None:
+    fleet = fleet_with("single", "ex1")
+    args = {"operations": [op("a", "Get-AuthConfig")], "exchange_username": "CONTOSO\\ansible",
+            "exchange_password": "wrong"}
+    error = fleet.run_module("ex1", MODULE, args, remote_user="CONTOSO\\ansible")["results"][0]["error"]
+    assert error["fully_qualified_error_id"] == "LogonFailure,PSSessionOpenFailed"
+    assert "user name or password is incorrect" in error["message"]
+
+
+def test_an_account_without_exchange_roles_opens_the_session_but_gets_no_cmdlet() -> None:
+    fleet = Fleet.from_scenario("single", now=NOW)
+    args = {"operations": [op("a", "Get-ExchangeCertificate"), op("i", "host.info")],
+            "exchange_username": "CONTOSO\\helpdesk", "exchange_password": "Help-Desk-2026!"}
+    result = fleet.run_module("ex1", MODULE, args, remote_user="CONTOSO\\ansible")
+    assert result["exchange_session"]["opened"] is True
+    error = result["results"][0]["error"]
+    assert error["fully_qualified_error_id"] == "CommandNotFoundException"
+    assert result["results"][1]["status"] == "ok"
