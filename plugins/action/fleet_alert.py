@@ -30,9 +30,9 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
     SEVERITIES,
     FleetReport,
     build_report,
-    markdown_text,
     report_time,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._report_formats import markdown_text
 
 EMAIL_OPTIONS = {
     "smtp_host": {"type": "str", "required": True},

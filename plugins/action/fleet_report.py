@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,10 @@ from typing import Any
 from ansible.errors import AnsibleActionFail
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ControllerAction
-from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
-    DEFAULT_TITLE,
+from ansible_collections.exchange.pki.plugins.plugin_utils._report import DEFAULT_TITLE, build_report, report_time
+from ansible_collections.exchange.pki.plugins.plugin_utils._report_formats import (
     FORMATS,
-    build_report,
     markdown_text,
-    report_time,
     write_reports,
 )
 
@@ -32,17 +31,36 @@ ARGUMENT_SPEC = ArgumentSpec(
     },
 )
 
+TITLE_MAX_CHARS = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def checked_options(args: Mapping[str, Any]) -> tuple[Path, list[str], str]:
+    """``dest``, ``formats`` (duplicates dropped) and ``title``, or AnsibleActionFail naming the option."""
+    dest = args["dest"]
+    if not dest or not str(dest).strip():
+        raise AnsibleActionFail("dest must be a directory path, got an empty string")
+    if _CONTROL.search(str(dest)):
+        raise AnsibleActionFail(f"dest {dest!r} contains a control character (NUL, CR, LF, ...)")
+    formats = list(dict.fromkeys(args["formats"]))
+    if not formats:
+        raise AnsibleActionFail(f"formats must name at least one of {', '.join(FORMATS)}, got []")
+    title = args["title"]
+    if not title.strip() or _CONTROL.search(title) or len(title) > TITLE_MAX_CHARS:
+        raise AnsibleActionFail(
+            f"title must be one line of 1 to {TITLE_MAX_CHARS} characters without control characters, got {title!r}"
+        )
+    return Path(dest), formats, title
+
 
 class ActionModule(ControllerAction):
     ARGUMENT_SPEC = ARGUMENT_SPEC
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
-        report = build_report(args["facts"], title=args["title"], now=report_time(args["now"]))
-        dest = Path(args["dest"])
+        dest, formats, title = checked_options(args)
+        report = build_report(args["facts"], title=title, now=report_time(args["now"]))  # validates every fact
         try:
-            created, outcomes = write_reports(
-                report, dest, list(dict.fromkeys(args["formats"])), check_mode=self.check_mode,
-            )
+            created, outcomes = write_reports(report, dest, formats, check_mode=self.check_mode)
         except OSError as error:
             raise AnsibleActionFail(f"dest {dest}: cannot write the report ({error.strerror or error})") from None
         return {
@@ -51,5 +69,6 @@ class ActionModule(ControllerAction):
             "files": {outcome.format: str(outcome.path) for outcome in outcomes},
             "changed_files": [str(outcome.path) for outcome in outcomes if outcome.changed],
             "summary": report.summary.as_dict(),
+            "action_plan": [item.as_dict() for item in report.action_plan],
             "markdown": markdown_text(report),
         }

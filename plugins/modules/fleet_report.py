@@ -10,16 +10,31 @@ version_added: 0.1.0
 description:
   - Reads every host's C(exchange_pki) fact (what M(exchange.pki.certificate_info) returns, see the
     collection's C(docs/facts.md)) and writes the fleet's certificate report to O(dest) on the controller.
+  - Every format leads with the B(action plan), the distinct problems worst first, each with the servers it
+    affects and the one thing to do first (the finding's remediation) and the page its rule comes from
+    (Microsoft Learn or CSS-Exchange). The same certificate on several servers is one problem; a problem of the
+    organisation's Auth certificate is one organisation-wide problem. Failover-cluster certificates, whose
+    remediation says not to modify them, come after the problems of the same severity that can be acted on and
+    say C(Inform, do not modify).
+  - A server without facts shows why (unreachable, authentication refused, access denied, connection dropped,
+    Exchange unavailable, failed); a read that failed on a collected server (C(unavailable) in its fact) marks
+    the facts it reads as unknown and counts as a warning, and so does a TLS probe (C(probes)) that failed.
   - C(exchange_pki_report.html) is one self-contained page (inline style, script and SVG; no external asset)
     with summary cards, an expiry timeline chart (one marker per certificate, colored by severity), the
     findings grouped by severity and then by server, each database availability group's members side by side
     with the certificates that differ from the other members highlighted, a server table and a sortable,
     filterable certificate table. Every value is HTML-escaped.
-  - C(exchange_pki_report.csv) has one row per server and certificate with its key facts, severity and finding
-    ids (lists joined with C(;)); a server without facts gets one row with C(collected=false). Text cells
-    that a spreadsheet would evaluate as a formula (starting with C(=), C(+), C(-), C(@)) get a leading C(').
-  - C(exchange_pki_report.json) is the whole model (format C(exchange.pki.report/v1)) with one top-level key
-    and one host per line.
+  - >-
+    C(exchange_pki_report.csv) has a C(record) column: first one C(action) row per problem of the action plan,
+    then one C(certificate) row per server and certificate with its key facts, severity, finding ids and their
+    source pages (C(finding_urls)), the server's failed reads and probes; a server without facts gets one
+    C(server) row with C(collected=false) and the reason. Lists are joined with C(;). Text cells that a
+    spreadsheet would evaluate as a formula (starting with C(=), C(+), C(-), C(@)) get a leading C(').
+  - >-
+    C(exchange_pki_report.json) is the whole model (format C(exchange.pki.report/v1)) with one top-level key,
+    one action and one host per line: C(action_plan), C(summary), C(dags) and C(hosts) (each finding with its
+    C(url), the host's C(unavailable) reads, C(unknown_facts), C(probes) and C(problems); a host without facts
+    has C(not_collected) with its C(reason) and C(message)).
   - C(exchange_pki_report.md) is a short Markdown summary fit for a job log or a mail (also returned as
     RV(markdown)).
   - C(exchange_pki_report.prom) is a Prometheus textfile (for node_exporter's textfile collector) in the
@@ -30,8 +45,15 @@ options:
   facts:
     description:
       - The fleet's facts, a dictionary of inventory host name to that host's C(exchange_pki) fact.
-      - A host whose value is V(null) or not a fact (no C(certificates) list), for example because it was
-        unreachable, is reported as not collected.
+      - >-
+        A host whose value is V(null), a failure record C({"not_collected": {"reason": R, "message": M}}) (what
+        the inventory role records; R is one of V(unreachable), V(authentication_refused), V(access_denied),
+        V(connection_dropped), V(exchange_unavailable), V(failed)), a failed task result (its C(failure_reason)
+        and C(msg)) or another value without a C(certificates) list is reported as not collected, with the
+        reason when there is one. A value Ansible censored (C(no_log)) reads "reason hidden by no_log".
+      - Every fact is checked before anything is written; a malformed one (a certificate without a
+        thumbprint, a C(days_remaining) that is not an integer, ...) fails the task naming the host and the
+        field.
       - "Typically
         C({{ dict(ansible_play_hosts_all | zip(ansible_play_hosts_all | map('extract', hostvars, 'exchange_pki')
         | map('default', none))) }}); the C(exchange.pki.report) role builds it."
@@ -39,20 +61,23 @@ options:
     required: true
   dest:
     description:
-      - Directory on the controller to write the files to. It is created with mode C(0750) when missing.
-      - Files are written with mode C(0640), atomically (a temporary file renamed over the old one).
+      - Directory on the controller to write the files to. It is created with mode C(0750) when missing. It must
+        not be empty.
+      - Files are written with mode C(0640). Every format is first rendered to a temporary file in O(dest); they
+        are renamed into place only when all of them rendered, so a failure leaves the previous files as they
+        were (all formats or none).
     type: path
     required: true
   formats:
     description:
-      - The files to write.
+      - The files to write; at least one.
     type: list
     elements: str
     choices: [html, csv, json, markdown, prometheus]
     default: [html, csv, json, markdown, prometheus]
   title:
     description:
-      - Title of the report, also the first line of the Markdown summary.
+      - Title of the report, also the first line of the Markdown summary. One line of at most 200 characters.
     type: str
     default: Exchange certificate report
   now:
@@ -79,18 +104,22 @@ attributes:
     details:
       - Runs on the controller; no host is contacted. Run it once (C(run_once)) for the whole fleet.
 notes:
-  - Idempotence. The generation time (and the hosts' collection times) appear in the content, but a file is
-    only rewritten when anything else in it changed, so re-running over the same facts reports
-    RV(changed=false). Facts collected again are new content only when something in them changed, for example
-    a certificate, a finding or a day less remaining.
+  - Idempotence. Every file says when it was generated (the time of this run, or O(now)) and when each host's
+    facts were collected; those lines do not count as a change. Re-running over the same facts rewrites the
+    files with the new generation time and reports RV(changed=false); a file that would be byte-identical is
+    left alone. Facts collected again are new content only when something in them changed, for example a
+    certificate, a finding or a day less remaining.
   - Pending requests (role C(pending_request)) appear in the tables but not on the timeline, in the earliest
     expiry nor in the Prometheus expiry metrics, since their placeholder certificate expires nothing.
   - >-
-    Prometheus metrics, all gauges: C(exchange_pki_certificate_expiration_timestamp_seconds) and
-    C(exchange_pki_certificate_days_remaining) labelled C(server) (inventory host), C(thumbprint), C(subject),
-    C(role) (the certificate's roles joined with commas, empty when none) and C(store);
-    C(exchange_pki_findings) labelled C(server) and C(severity); C(exchange_pki_server_collected) (1 or 0) and
-    C(exchange_pki_server_collected_timestamp_seconds) labelled C(server); and
+    Prometheus metrics, all gauges: C(exchange_pki_action_plan_problems) labelled C(severity) (first);
+    C(exchange_pki_certificate_expiration_timestamp_seconds) and C(exchange_pki_certificate_days_remaining)
+    labelled C(server) (inventory host), C(thumbprint), C(subject), C(store) and C(role), one series per role of
+    the certificate (C(role="") when it has none; aggregate with C(min by (server, thumbprint)) for one value per
+    certificate); C(exchange_pki_findings) labelled C(server) and C(severity); C(exchange_pki_server_collected)
+    (1 or 0) labelled C(server); C(exchange_pki_server_not_collected_info) labelled C(server) and C(reason);
+    C(exchange_pki_server_read_failed) labelled C(server) and C(read); C(exchange_pki_probe_success) labelled
+    C(server) and C(probe); C(exchange_pki_server_collected_timestamp_seconds) labelled C(server); and
     C(exchange_pki_report_generated_timestamp_seconds).
 seealso:
   - module: exchange.pki.certificate_info
@@ -183,6 +212,23 @@ summary:
       type: list
       elements: str
       sample: [ex5]
+    not_collected:
+      description: For each host without a fact, the C(reason) (null when unknown) and C(message) of its failure.
+      type: dict
+      sample: {ex5: {reason: unreachable, message: "ex5.contoso.lab:5986: connection timed out"}}
+    hosts_incomplete:
+      description: Collected hosts with at least one read that failed (their C(unavailable) facts are unknown).
+      type: list
+      elements: str
+      sample: [ex3]
+    probes_failed:
+      description: TLS probes that failed or found a problem, all hosts together.
+      type: int
+      sample: 0
+    actions:
+      description: Problems of the action plan by severity.
+      type: dict
+      sample: {critical: 3, warning: 1, info: 0}
     certificates:
       description: Certificates of all collected hosts.
       type: int
@@ -192,7 +238,9 @@ summary:
       type: dict
       sample: {critical: 4, warning: 7, info: 0}
     worst_severity:
-      description: The most severe finding's severity, V(null) when there is none.
+      description:
+        - The worst severity of the findings and the host problems (a host without facts is critical, a failed
+          read or probe a warning); V(null) when there is none.
       type: str
       sample: critical
     earliest_expiry:
@@ -211,6 +259,49 @@ summary:
       description: Its subject.
       type: str
       sample: CN=CLIUSR
+action_plan:
+  description: The distinct problems of the fleet, worst first (the report's action plan).
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    severity:
+      description: The worst severity of the grouped findings.
+      type: str
+      sample: critical
+    finding_id:
+      description: The finding's catalogue id, or V(not_collected), V(unavailable_read), V(probe_failed).
+      type: str
+      sample: expiring_critical
+    title:
+      description: What the problem is, in one line.
+      type: str
+      sample: "Certificate expires within the critical window: mail.contoso.lab (20 days left)"
+    scope:
+      description: V(certificate), V(organization) (the Auth configuration) or V(server).
+      type: str
+      sample: certificate
+    thumbprint:
+      description: The certificate's thumbprint, null when the problem is not about one certificate.
+      type: str
+      sample: 615EC568C5A5B52C8D4C8A1D5F5A2C0B33D1E9AF
+    subject:
+      description: The certificate's subject, null when unknown.
+      type: str
+      sample: CN=mail.contoso.lab
+    servers:
+      description: The inventory hosts affected, sorted.
+      type: list
+      elements: str
+      sample: [ex1, ex2, ex3, ex4]
+    action:
+      description: The one thing to do first (the finding's remediation).
+      type: str
+      sample: "Renew it: create a request with ..."
+    url:
+      description: The Microsoft Learn or CSS-Exchange page the rule comes from, null for host problems.
+      type: str
+      sample: https://microsoft.github.io/CSS-Exchange/Diagnostics/HealthChecker/CertificateCheck/
 markdown:
   description: The Markdown summary (the content of C(exchange_pki_report.md)), whether or not it was written.
   returned: success

@@ -4,44 +4,39 @@
 # FOR INTERNAL COLLECTION USE ONLY
 # Only exchange.pki's own plugins may import this file; its API may change without notice in any release.
 
-"""The fleet report: a model built from every host's ``exchange_pki`` fact and its file formats.
+"""The fleet report's model, built from every host's ``exchange_pki`` fact; the formats live in _report_formats.
 
-:func:`build_report` turns the facts (docs/facts.md shape, one per inventory host, ``None`` when a host was
-not collected) into a :class:`FleetReport`. Each format of :data:`FORMATS` renders that model as an
-iterable of text chunks, so large fleets stream to disk; :func:`write_reports` writes them atomically and
-only when their content changed.
-
-Content comparison ignores *volatile lines*: the lines that carry the report's generation time and the
-hosts' collection times (each format declares their prefixes). Everything else is a pure function of the
-facts, so re-running over unchanged facts leaves every file untouched.
+:func:`build_report` validates the facts (docs/facts.md shape, one per inventory host; ``None`` or a failure
+record when a host was not collected) and turns them into a :class:`FleetReport`: the hosts with their
+certificates, findings, failed reads and probe results, the fleet's summary, the DAGs side by side and the
+**action plan**, the distinct problems worst first (one certificate on four servers is one problem, one Auth
+certificate is one organisation-wide problem), each with the servers it affects and the one thing to do.
 
 Only allow-listed fact keys reach the output (:data:`HOST_FACT_KEYS`); the facts carry no secrets, and an
-unexpected key in a fact is dropped rather than published.
+unexpected key in a fact is dropped rather than published. Failure messages are published as text only (no
+nested value), with control characters removed; a value Ansible censored (``no_log``) is never shown.
 """
 
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
 import datetime
-import hashlib
-import io
-import json
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
+import functools
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import common_name
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
-from ansible_collections.exchange.pki.plugins.plugin_utils._policy import SEVERITIES, SEVERITY_RANK
+from ansible_collections.exchange.pki.plugins.plugin_utils._policy import CATALOGUE, SEVERITIES, SEVERITY_RANK
 from ansible_collections.exchange.pki.plugins.plugin_utils._references import (
+    AUTH_ROLES,
     DAG_SHARED_ROLES,
     PER_SERVER_ROLES,
     ROLE_ORDER,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime, parse_iso_datetime, utc_now
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import parse_iso_datetime, utc_now
 
 HOST_FACT_KEYS = (
     "server",
@@ -54,20 +49,76 @@ HOST_FACT_KEYS = (
     "findings",
     "summary",
 )
-"""The fact keys published in the JSON report (``collected_at`` is published separately, as volatile)."""
+"""The fact keys published in the JSON report (``collected_at`` is published separately, as volatile;
+``unavailable`` and ``probes`` are published as checked by the model)."""
 
 DEFAULT_TITLE = "Exchange certificate report"
-DIRECTORY_MODE = 0o750
-FILE_MODE = 0o640
-MARKDOWN_MAX_ROWS = 50
-"""Critical/warning rows in the Markdown summary; the rest is counted, so a job log or a mail stays short."""
+
+NOT_COLLECTED_REASONS: Mapping[str, str] = {
+    "unreachable": "unreachable",
+    "authentication_refused": "authentication refused",
+    "access_denied": "access denied",
+    "connection_dropped": "connection dropped",
+    "exchange_unavailable": "Exchange unavailable",
+    "failed": "failed",
+}
+"""The ``reason`` values of a failure record (docs/facts.md) and how reports say them."""
+
+CENSORED_TEXT = "reason hidden by no_log"
+MESSAGE_MAX_CHARS = 500
+"""Failure, read and probe messages are cut to this length (a message is a hint, not a log)."""
+
+NOT_COLLECTED_ACTIONS: Mapping[str | None, str] = {
+    "unreachable": "Check that the server is up and that WinRM (5985/5986) is reachable from the controller, "
+                   "then run the inventory again.",
+    "authentication_refused": "Check the account and password (or Kerberos ticket) the inventory uses for this "
+                              "server, then run the inventory again.",
+    "access_denied": "Give the inventory account an Exchange RBAC role that can read the configuration (View-Only "
+                     "Organization Management) and local administrator rights, then run the inventory again.",
+    "connection_dropped": "The WinRM connection dropped during the read: check the server's WinRM limits "
+                          "(MaxEnvelopeSizekb, MaxTimeoutms) and the network, then run the inventory again.",
+    "exchange_unavailable": "Exchange did not answer on the server: check the Exchange services and the PowerShell "
+                            "virtual directory, then run the inventory again.",
+    "failed": "Read the failure message, fix its cause, then run the inventory again.",
+    None: "Find out why no facts were collected (the inventory's output for this host), then run it again.",
+}
+
+UNAVAILABLE_EFFECTS: Mapping[str, str] = {
+    "host.info": "the server's name and Windows facts",
+    "Get-ExchangeServer": "the server's Exchange version, site and DAG",
+    "Get-ExchangeCertificate": "the Exchange services and status of the certificates",
+    "host.certificates": "the certificates in the stores",
+    "host.iis_bindings": "the IIS bindings (roles iis and back_end)",
+    "Get-AuthConfig": "the Auth certificate configuration (roles auth_*, the Auth findings)",
+    "Get-TransportService": "the internal transport certificate",
+    "Get-SendConnector": "the send connectors' certificates",
+    "Get-ReceiveConnector": "the receive connectors' certificates",
+    "Get-HybridConfiguration": "the hybrid configuration's certificate",
+    "Get-DatabaseAvailabilityGroup": "the DAG membership",
+    "host.cluster": "the failover cluster and its certificates",
+}
+"""What is unknown when a read failed (docs/facts.md ``unavailable``): its facts are null, its rules silent."""
+
+ORGANIZATION_FINDINGS = frozenset({"auth_missing", "auth_expiring", "auth_next_not_staged", "auth_next_missing",
+                                   "auth_key_not_csp"})
+"""Findings about the organisation's one Auth configuration: one problem however many servers report it."""
+
+INFORM_ONLY_FINDINGS = frozenset({"cluster_certificate_expired", "cluster_certificate_expiring"})
+"""Findings whose own remediation says not to modify the certificate (Windows manages cluster certificates)."""
+
+INFORM_PREFIX = "Inform, do not modify: "
+
+_DAYS_IN_TITLE = frozenset({"expired", "expiring_critical", "expiring_warning", "auth_expiring",
+                            "cluster_certificate_expired", "cluster_certificate_expiring",
+                            "internal_transport_expired", "iis_binding_expired"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 class ReportInputError(ExchangePkiError, ValueError):
     """A host's fact does not have the documented shape."""
 
 
-# --- time -----------------------------------------------------------------------------------------
+# --- time and text --------------------------------------------------------------------------------
 
 
 def parse_time(value: str | None) -> datetime.datetime | None:
@@ -89,6 +140,33 @@ def worst(severities: Iterable[str | None]) -> str | None:
     """The most severe of ``severities``; ``None`` when there is none."""
     ranked = [severity for severity in severities if severity]
     return min(ranked, key=SEVERITY_RANK.__getitem__) if ranked else None
+
+
+def is_censored(value: Any) -> bool:
+    """Whether ``value`` is what Ansible leaves of a ``no_log`` result: ``{"censored": "..."}``."""
+    return isinstance(value, Mapping) and set(value) == {"censored"}
+
+
+def clean_text(value: Any) -> str | None:
+    """A message fit for every format: text only, control characters as one space, at most 500 characters.
+
+    A censored value (``no_log``) becomes :data:`CENSORED_TEXT`; a nested value is never published.
+    """
+    if value is None:
+        return None
+    if is_censored(value):
+        return CENSORED_TEXT
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        return None
+    text = " ".join(_CONTROL.sub(" ", str(value)).split())
+    return text if len(text) <= MESSAGE_MAX_CHARS else text[:MESSAGE_MAX_CHARS - 1] + "…"
+
+
+@functools.lru_cache(maxsize=8192)
+def subject_cn(subject: str | None) -> str:
+    """The first CN of a subject or issuer (the whole name when it has none, ``-`` when empty); cached, since a
+    fleet repeats the same few issuers on every row."""
+    return common_name(subject or "") or subject or "-"
 
 
 # --- the model ------------------------------------------------------------------------------------
@@ -129,15 +207,38 @@ class CertificateView:
     def severity_or_ok(self) -> str:
         return self.severity or "ok"
 
+    @property
+    def finding_urls(self) -> tuple[str, ...]:
+        """The source pages of this certificate's findings (catalogue order of ids, no duplicates)."""
+        return tuple(dict.fromkeys(url for url in map(finding_url, self.finding_ids) if url))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HostProblem:
+    """Something the report cannot vouch for on one host: no facts, a read that failed, a probe that failed."""
+
+    kind: str  # "not_collected" | "unavailable_read" | "probe_failed"
+    severity: str
+    name: str | None  # the reason, the read (operation) or the probe's name
+    text: str
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class HostView:
-    """One inventory host: its fact (``None`` when not collected), certificates and findings."""
+    """One inventory host: its fact (``None`` when not collected), certificates, findings, failed reads, probes."""
 
     host: str
     fact: Mapping[str, Any] | None
     certificates: tuple[CertificateView, ...]
     findings: tuple[Mapping[str, Any], ...]
+    not_collected_reason: str | None = None
+    """The failure record's reason (:data:`NOT_COLLECTED_REASONS`), ``None`` when unknown or collected."""
+    not_collected_message: str | None = None
+    """The failure record's message (never a secret; :data:`CENSORED_TEXT` when Ansible censored it)."""
+    unavailable: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Read (operation) -> error message, for the reads that failed: their facts are unknown, not absent."""
+    probes: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    """Probe name -> the tls_probe result the inventory role recorded."""
 
     @property
     def collected(self) -> bool:
@@ -160,8 +261,41 @@ class HostView:
         return (self.fact or {}).get("collected_at")
 
     @property
+    def not_collected_text(self) -> str | None:
+        """Why the host has no facts, as reports say it; ``None`` when it was collected."""
+        if self.collected:
+            return None
+        if self.not_collected_message == CENSORED_TEXT and self.not_collected_reason is None:
+            return f"not collected ({CENSORED_TEXT})"
+        label = NOT_COLLECTED_REASONS.get(self.not_collected_reason or "", "reason unknown")
+        return f"{label}: {self.not_collected_message}" if self.not_collected_message else label
+
+    @property
+    def unknown_facts(self) -> tuple[str, ...]:
+        """What the failed reads leave unknown (docs/facts.md: null, never guessed)."""
+        return tuple(UNAVAILABLE_EFFECTS.get(read, f"the facts {read} reads") for read in self.unavailable)
+
+    @property
+    def problems(self) -> tuple[HostProblem, ...]:
+        problems = []
+        if not self.collected:
+            problems.append(HostProblem("not_collected", "critical", self.not_collected_reason,
+                                        self.not_collected_text or "reason unknown"))
+        for read, message in self.unavailable.items():
+            effect = UNAVAILABLE_EFFECTS.get(read, f"the facts {read} reads")
+            problems.append(HostProblem("unavailable_read", "warning", read,
+                                        f"{read} failed ({message}): {effect} unknown"))
+        for name, result in self.probes.items():
+            problem = probe_problem(result)
+            if problem:
+                problems.append(HostProblem("probe_failed", "warning", name, f"probe {name}: {problem}"))
+        return tuple(problems)
+
+    @property
     def worst_severity(self) -> str | None:
-        return worst(finding["severity"] for finding in self.findings)
+        """The worst of the host's findings and problems (a failed read or probe counts as a warning)."""
+        return worst([*(finding["severity"] for finding in self.findings),
+                      *(problem.severity for problem in self.problems)])
 
     def finding_counts(self) -> dict[str, int]:
         counts = collections.Counter(finding["severity"] for finding in self.findings)
@@ -169,6 +303,33 @@ class HostView:
 
     def certificate(self, thumbprint: str | None) -> CertificateView | None:
         return next((cert for cert in self.certificates if thumbprint and cert.thumbprint == thumbprint), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionItem:
+    """One distinct problem of the fleet, with the servers it affects and the one thing to do first."""
+
+    severity: str
+    """The worst severity of the grouped findings."""
+    finding_id: str
+    """The catalogue id, or ``not_collected`` / ``unavailable_read`` / ``probe_failed`` for host problems."""
+    title: str
+    scope: str
+    """``certificate`` (one certificate, wherever it is), ``organization`` (the Auth configuration) or ``server``."""
+    thumbprint: str | None
+    subject: str | None
+    servers: tuple[str, ...]
+    """Inventory host names affected, sorted."""
+    action: str
+    url: str | None
+    """The Microsoft Learn / CSS-Exchange page the rule comes from."""
+
+    @property
+    def inform_only(self) -> bool:
+        return self.action.startswith(INFORM_PREFIX)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "servers": list(self.servers)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +343,10 @@ class FleetSummary:
     findings: Mapping[str, int]
     worst_severity: str | None
     earliest_expiry: CertificateView | None
+    not_collected: Mapping[str, Mapping[str, str | None]] = dataclasses.field(default_factory=dict)
+    hosts_incomplete: tuple[str, ...] = ()
+    probes_failed: int = 0
+    actions: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         earliest = self.earliest_expiry
@@ -189,8 +354,12 @@ class FleetSummary:
             "hosts": self.hosts,
             "hosts_collected": self.hosts_collected,
             "hosts_missing": list(self.hosts_missing),
+            "not_collected": {host: dict(record) for host, record in self.not_collected.items()},
+            "hosts_incomplete": list(self.hosts_incomplete),
+            "probes_failed": self.probes_failed,
             "certificates": self.certificates,
             "findings": dict(self.findings),
+            "actions": dict(self.actions),
             "worst_severity": self.worst_severity,
             "earliest_expiry": earliest.data.get("not_after") if earliest else None,
             "earliest_expiry_host": earliest.host if earliest else None,
@@ -235,6 +404,8 @@ class FleetReport:
     generated_at: datetime.datetime
     hosts: tuple[HostView, ...]
     summary: FleetSummary
+    action_plan: tuple[ActionItem, ...] = ()
+    """The distinct problems, worst first (see :func:`build_action_plan`)."""
 
     def certificates(self) -> Iterator[CertificateView]:
         for host in self.hosts:
@@ -258,31 +429,107 @@ class FleetReport:
                 groups.append((severity, per_host))
         return groups
 
-    def dags(self) -> list[DagView]:
+    @functools.cached_property
+    def _dags(self) -> tuple[DagView, ...]:
         members: dict[str, list[HostView]] = collections.defaultdict(list)
         for host in self.hosts:
             if host.dag:
                 members[host.dag].append(host)
-        return [_dag_view(name, tuple(sorted(hosts, key=lambda h: h.server_name.lower())))
-                for name, hosts in sorted(members.items())]
+        return tuple(_dag_view(name, tuple(sorted(hosts, key=lambda h: h.server_name.lower())))
+                     for name, hosts in sorted(members.items()))
+
+    def dags(self) -> list[DagView]:
+        return list(self._dags)
+
+
+def finding_url(finding_id: str) -> str | None:
+    """The page a catalogued finding's rule comes from (``None`` for an id the catalogue does not know)."""
+    spec = CATALOGUE.get(finding_id)
+    return spec.url if spec else None
+
+
+def probe_problem(result: Any) -> str | None:
+    """What went wrong with one tls_probe result, ``None`` when it passed (or was skipped)."""
+    if not isinstance(result, Mapping):
+        return "no probe result"
+    if result.get("skipped"):
+        return None
+    if result.get("failed") or result.get("unreachable"):
+        stage = clean_text(result.get("stage"))
+        message = clean_text(result.get("msg")) or "failed"
+        return f"failed at {stage}: {message}" if stage else f"failed: {message}"
+    problems = []
+    if result.get("name_matches") is False:
+        missing = result.get("unmatched_names")
+        names = ", ".join(str(name) for name in missing) if isinstance(missing, list) else ""
+        problems.append(f"the certificate does not cover {clean_text(names)}" if names else
+                        "the certificate does not cover the expected names")
+    if result.get("expected_thumbprint_matches") is False:
+        problems.append(f"serves {clean_text(result.get('thumbprint')) or 'another certificate'}, "
+                        "not the expected certificate")
+    if result.get("chain_valid") is False:
+        problems.append(f"the chain does not verify ({clean_text(result.get('chain_error')) or 'no reason given'})")
+    days = result.get("days_remaining")
+    if isinstance(days, int) and not isinstance(days, bool) and days < 0:
+        problems.append("the served certificate has expired")
+    return "; ".join(problems) or None
+
+
+# --- building and checking the model --------------------------------------------------------------
 
 
 def build_report(
     facts: Mapping[str, Any], *, title: str, now: datetime.datetime,
 ) -> FleetReport:
-    """Build the report model. ``facts`` maps inventory host -> its ``exchange_pki`` fact (or ``None``)."""
+    """Build the report model. ``facts`` maps inventory host -> its ``exchange_pki`` fact, ``None`` or a failure
+    record. Raises :class:`ReportInputError` naming the host and the field when a fact is malformed."""
+    if not isinstance(facts, Mapping):
+        raise ReportInputError(f"facts must be a dictionary of host name to fact, got {type(facts).__name__}")
+    for host in facts:
+        if not isinstance(host, str) or not host.strip():
+            raise ReportInputError(f"facts: host name {host!r} is not a non-empty string")
     hosts = tuple(_host_view(host, facts[host]) for host in sorted(facts, key=str.lower))
-    return FleetReport(title=title, generated_at=now, hosts=hosts, summary=_summary(hosts))
+    plan = build_action_plan(hosts)
+    return FleetReport(title=title, generated_at=now, hosts=hosts, summary=_summary(hosts, plan), action_plan=plan)
 
 
 def _is_collected(fact: Any) -> bool:
     """A usable fact is a mapping with a ``certificates`` list; anything else (``None``, a failed result) is not."""
-    return isinstance(fact, Mapping) and isinstance(fact.get("certificates"), list)
+    return isinstance(fact, Mapping) and not is_censored(fact) and isinstance(fact.get("certificates"), list)
+
+
+def _failure(host: str, fact: Any) -> tuple[str | None, str | None]:
+    """(reason, message) of a host that was not collected."""
+    if is_censored(fact):
+        return None, CENSORED_TEXT
+    if not isinstance(fact, Mapping):
+        return None, None
+    record = fact.get("not_collected")
+    if record is None and (fact.get("failed") or fact.get("unreachable")):
+        record = {"reason": fact.get("failure_reason") or ("unreachable" if fact.get("unreachable") else "failed"),
+                  "message": fact.get("msg")}
+    if record is None:
+        return None, None
+    if is_censored(record):
+        return None, CENSORED_TEXT
+    if not isinstance(record, Mapping):
+        raise ReportInputError(f"host {host}: not_collected must be a mapping with reason and message")
+    reason = record.get("reason")
+    if is_censored(reason):
+        reason = None
+    elif reason is not None and reason not in NOT_COLLECTED_REASONS:
+        raise ReportInputError(
+            f"host {host}: not_collected.reason {clean_text(reason)!r} is not one of {', '.join(NOT_COLLECTED_REASONS)}"
+        )
+    return reason, clean_text(record.get("message"))
 
 
 def _host_view(host: str, fact: Any) -> HostView:
     if not _is_collected(fact):
-        return HostView(host=host, fact=None, certificates=(), findings=())
+        reason, message = _failure(host, fact)
+        return HostView(host=host, fact=None, certificates=(), findings=(),
+                        not_collected_reason=reason, not_collected_message=message)
+    _check_fact(host, fact)
     findings = tuple(_checked_finding(host, index, finding) for index, finding in enumerate(fact.get("findings") or ()))
     by_thumbprint: dict[str, list[Mapping[str, Any]]] = collections.defaultdict(list)
     for finding in findings:
@@ -290,40 +537,114 @@ def _host_view(host: str, fact: Any) -> HostView:
             by_thumbprint[finding["thumbprint"]].append(finding)
     certificates = []
     for index, cert in enumerate(fact["certificates"]):
-        if not isinstance(cert, Mapping):
-            raise ReportInputError(f"host {host}: certificates[{index}] is not a mapping")
-        about = by_thumbprint.get(cert.get("thumbprint") or "", ())
+        not_after = _checked_certificate(host, index, cert)
+        about = by_thumbprint.get(cert["thumbprint"], ())
         certificates.append(CertificateView(
             host=host,
             data=cert,
             severity=worst(finding["severity"] for finding in about),
             finding_ids=tuple(sorted({finding["id"] for finding in about})),
-            not_after=_parsed(host, cert, "not_after"),
+            not_after=not_after,
         ))
-    return HostView(host=host, fact=fact, certificates=tuple(certificates), findings=findings)
+    unavailable = fact.get("unavailable") or {}
+    probes = fact.get("probes") or {}
+    return HostView(
+        host=host, fact=fact, certificates=tuple(certificates), findings=findings,
+        unavailable={str(read): clean_text(message) or "failed" for read, message in sorted(unavailable.items())},
+        probes={str(name): result for name, result in sorted(probes.items(), key=lambda item: str(item[0]))},
+    )
+
+
+_OPTIONAL_TYPES: Mapping[str, tuple[type, ...]] = {
+    "server": (Mapping,), "unavailable": (Mapping,), "probes": (Mapping,), "findings": (list, tuple),
+    "collected_at": (str,), "auth": (Mapping,), "cluster": (Mapping,), "summary": (Mapping,),
+    "iis_bindings": (list, tuple), "connectors": (list, tuple), "internal_transport_thumbprint": (str,),
+}
+_CERT_TEXT = ("subject", "issuer", "serial_number", "store", "friendly_name", "status", "key_type", "key_provider",
+              "signature_hash")
+_CERT_INTEGERS = ("days_remaining", "lifetime_days", "key_size")
+_CERT_TEXT_LISTS = ("roles", "services", "dns_names", "ekus")
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _shown(value: Any) -> str:
+    """A bad value as an error message shows it: a scalar quoted (clean), anything else by its type."""
+    if isinstance(value, str):
+        return repr(clean_text(value))
+    if isinstance(value, (bool, int, float)):
+        return repr(str(value))
+    return f"(a {_type_name(value)})"
+
+
+def _check_fact(host: str, fact: Mapping[str, Any]) -> None:
+    for key, types in _OPTIONAL_TYPES.items():
+        value = fact.get(key)
+        if value is not None and not isinstance(value, types):
+            raise ReportInputError(f"host {host}: {key} is a {_type_name(value)}, not a "
+                                   f"{'list' if list in types else 'string' if str in types else 'mapping'}")
+    try:
+        parse_time(fact.get("collected_at"))
+    except ValueError:
+        raise ReportInputError(
+            f"host {host}: collected_at {clean_text(fact.get('collected_at'))!r} is not an ISO-8601 time"
+        ) from None
+    server = fact.get("server") or {}
+    for key in ("name", "dag", "site"):
+        if server.get(key) is not None and not isinstance(server[key], str):
+            raise ReportInputError(f"host {host}: server.{key} is a {_type_name(server[key])}, not a string")
+
+
+def _checked_certificate(host: str, index: int, cert: Any) -> datetime.datetime | None:
+    """Check one certificate entry; returns its parsed ``not_after``."""
+    where = f"host {host}: certificates[{index}]"
+    if not isinstance(cert, Mapping):
+        raise ReportInputError(f"{where} is not a mapping")
+    thumbprint = cert.get("thumbprint")
+    if not isinstance(thumbprint, str) or not thumbprint.strip():
+        raise ReportInputError(f"{where}: thumbprint is missing or not a string")
+    where = f"{where} ({clean_text(thumbprint)})"
+    for key in _CERT_TEXT:
+        if cert.get(key) is not None and not isinstance(cert[key], str):
+            raise ReportInputError(f"{where}: {key} is a {_type_name(cert[key])}, not a string")
+    for key in _CERT_INTEGERS:
+        value = cert.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ReportInputError(f"{where}: {key} {_shown(value)} is not an integer")
+    for key in _CERT_TEXT_LISTS:
+        value = cert.get(key)
+        if value is not None and (not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value)):
+            raise ReportInputError(f"{where}: {key} is not a list of strings")
+    try:
+        parse_time(cert.get("not_before"))
+    except (TypeError, ValueError):
+        raise ReportInputError(f"{where}: not_before {clean_text(cert.get('not_before'))!r} is not an ISO-8601 time") \
+            from None
+    try:
+        return parse_time(cert.get("not_after"))
+    except (TypeError, ValueError):
+        raise ReportInputError(f"{where}: not_after {clean_text(cert.get('not_after'))!r} is not an ISO-8601 time") \
+            from None
 
 
 def _checked_finding(host: str, index: int, finding: Any) -> Mapping[str, Any]:
-    if not isinstance(finding, Mapping) or not finding.get("id"):
+    if not isinstance(finding, Mapping) or not isinstance(finding.get("id"), str) or not finding["id"]:
         raise ReportInputError(f"host {host}: findings[{index}] is not a finding with an id")
     if finding.get("severity") not in SEVERITY_RANK:
         raise ReportInputError(
-            f"host {host}: finding {finding['id']} has severity {finding.get('severity')!r}, "
+            f"host {host}: finding {clean_text(finding['id'])} has severity {clean_text(finding.get('severity'))!r}, "
             f"expected one of {', '.join(SEVERITIES)}"
         )
+    for key in ("thumbprint", "message", "remediation"):
+        if finding.get(key) is not None and not isinstance(finding[key], str):
+            raise ReportInputError(f"host {host}: findings[{index}].{key} is a {_type_name(finding[key])}, "
+                                   "not a string")
     return finding
 
 
-def _parsed(host: str, cert: Mapping[str, Any], key: str) -> datetime.datetime | None:
-    try:
-        return parse_time(cert.get(key))
-    except (TypeError, ValueError):
-        raise ReportInputError(
-            f"host {host}: certificate {cert.get('thumbprint')}: {key} {cert.get(key)!r} is not an ISO-8601 time"
-        ) from None
-
-
-def _summary(hosts: Sequence[HostView]) -> FleetSummary:
+def _summary(hosts: Sequence[HostView], plan: Sequence[ActionItem]) -> FleetSummary:
     counts: collections.Counter[str] = collections.Counter()
     certificates = 0
     earliest: CertificateView | None = None
@@ -333,21 +654,135 @@ def _summary(hosts: Sequence[HostView]) -> FleetSummary:
         for cert in host.certificates:
             if cert.not_after and not cert.is_request and (earliest is None or cert.not_after < earliest.not_after):
                 earliest = cert
+    problems = [problem for host in hosts for problem in host.problems]
+    action_counts = collections.Counter(item.severity for item in plan)
     return FleetSummary(
         hosts=len(hosts),
         hosts_collected=sum(host.collected for host in hosts),
         hosts_missing=tuple(host.host for host in hosts if not host.collected),
         certificates=certificates,
         findings={severity: counts[severity] for severity in SEVERITIES},
-        worst_severity=worst(counts),
+        worst_severity=worst([*counts, *(problem.severity for problem in problems)]),
         earliest_expiry=earliest,
+        not_collected={host.host: {"reason": host.not_collected_reason, "message": host.not_collected_message}
+                       for host in hosts if not host.collected},
+        hosts_incomplete=tuple(host.host for host in hosts if host.unavailable),
+        probes_failed=sum(problem.kind == "probe_failed" for problem in problems),
+        actions={severity: action_counts[severity] for severity in SEVERITIES},
     )
+
+
+# --- the action plan ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Group:
+    severity: str
+    first_host: HostView
+    first: Mapping[str, Any]
+    servers: set[str]
+    cert: CertificateView | None
+    roles: set[str]
+
+
+def build_action_plan(hosts: Sequence[HostView]) -> tuple[ActionItem, ...]:
+    """The distinct problems of the fleet, worst first.
+
+    A finding about a certificate is grouped by (finding id, thumbprint): the same certificate on four servers
+    is one certificate to renew. Auth findings are one organisation-wide problem. Findings about a server's
+    configuration and host problems (no facts, a failed read, a failed probe) are grouped by id and reason,
+    read or probe, listing the servers. Order: severity; then what can be acted on before what only needs to
+    be reported (cluster certificates, whose remediation says not to touch them); then the most servers.
+    """
+    groups: dict[tuple[str, str], _Group] = {}
+    items: list[ActionItem] = []
+    host_groups: dict[tuple[str, str], list[tuple[HostView, HostProblem]]] = collections.defaultdict(list)
+    for host in hosts:
+        for finding in host.findings:
+            key = (finding["id"], finding.get("thumbprint") or "")
+            cert = host.certificate(finding.get("thumbprint"))
+            group = groups.get(key)
+            if group is None:
+                groups[key] = _Group(finding["severity"], host, finding, {host.host}, cert,
+                                     set(cert.roles) if cert else set())
+                continue
+            group.severity = worst((group.severity, finding["severity"])) or group.severity
+            group.servers.add(host.host)
+            if cert is not None:
+                group.roles.update(cert.roles)
+                if group.cert is None:
+                    group.cert = cert
+        for problem in host.problems:
+            host_groups[problem.kind, problem.name or ""].append((host, problem))
+    for (finding_id, thumbprint), group in groups.items():
+        items.append(_finding_item(finding_id, thumbprint or None, group))
+    for (kind, name), found in host_groups.items():
+        items.append(_host_problem_item(kind, name or None, found))
+    catalogue_order = {finding_id: index for index, finding_id in enumerate(CATALOGUE)}
+    items.sort(key=lambda item: (
+        SEVERITY_RANK[item.severity], item.inform_only, -len(item.servers),
+        catalogue_order.get(item.finding_id, len(catalogue_order)), item.title, item.thumbprint or "",
+    ))
+    return tuple(items)
+
+
+def _finding_item(finding_id: str, thumbprint: str | None, group: _Group) -> ActionItem:
+    spec = CATALOGUE.get(finding_id)
+    cert = group.cert
+    subject = cert.subject if cert else None
+    if finding_id in ORGANIZATION_FINDINGS or group.roles & AUTH_ROLES:
+        scope = "organization"
+    else:
+        scope = "certificate" if thumbprint else "server"
+    title = spec.title if spec else finding_id
+    if subject:
+        title += f": {subject_cn(subject)}"
+    days = cert.days_remaining if cert else None
+    if days is not None and finding_id in _DAYS_IN_TITLE:
+        title += f" (expired {-days} days ago)" if days < 0 else f" ({days} days left)"
+    action = clean_text(group.first.get("remediation")) or "See the finding's source page."
+    if finding_id in INFORM_ONLY_FINDINGS or "cluster" in group.roles:
+        action = INFORM_PREFIX + action
+    return ActionItem(
+        severity=group.severity, finding_id=finding_id, title=title, scope=scope, thumbprint=thumbprint,
+        subject=subject, servers=tuple(sorted(group.servers, key=str.lower)), action=action,
+        url=spec.url if spec else None,
+    )
+
+
+def _host_problem_item(kind: str, name: str | None, found: Sequence[tuple[HostView, HostProblem]]) -> ActionItem:
+    host, problem = found[0]
+    servers = tuple(sorted({h.host for h, _p in found}, key=str.lower))
+    if kind == "not_collected":
+        label = NOT_COLLECTED_REASONS.get(name or "", "reason unknown")
+        if name is None and all(h.not_collected_message == CENSORED_TEXT for h, _p in found):
+            label = CENSORED_TEXT
+        title = f"No facts: {label}"
+        action = NOT_COLLECTED_ACTIONS.get(name, NOT_COLLECTED_ACTIONS[None])
+    elif kind == "unavailable_read":
+        effect = UNAVAILABLE_EFFECTS.get(name or "", f"the facts {name} reads")
+        title = f"{name} could not be read: {effect} unknown"
+        action = (f"Find out why {name} failed ({host.unavailable.get(name or '', 'failed')}) and run the inventory "
+                  "again; until then these facts are unknown, not absent, and their rules stay silent.")
+    else:
+        title = f"TLS probe {name} did not pass"
+        action = (f"Check the certificate the endpoint serves ({problem.text}) against the one Exchange binds, "
+                  "then probe again.")
+    return ActionItem(severity=worst(p.severity for _h, p in found) or "warning", finding_id=kind, title=title,
+                      scope="server", thumbprint=None, subject=None, servers=servers, action=action, url=None)
+
+
+# --- DAGs -----------------------------------------------------------------------------------------
+
+
+def _role_key(role: str) -> tuple[int, str]:
+    return (ROLE_ORDER.index(role) if role in ROLE_ORDER else len(ROLE_ORDER), role)
 
 
 def _dag_view(name: str, members: tuple[HostView, ...]) -> DagView:
     present = {role for member in members for cert in member.certificates for role in cert.roles}
     rows = []
-    for role in sorted(present, key=lambda r: (ROLE_ORDER.index(r) if r in ROLE_ORDER else len(ROLE_ORDER), r)):
+    for role in sorted(present, key=_role_key):
         cells = tuple(tuple(cert for cert in member.certificates if role in cert.roles) for member in members)
         shared = tuple(tuple(cert for cert in cell if not PER_SERVER_ROLES & set(cert.roles)) for cell in cells)
         odd = _odd_members(shared) if role in DAG_SHARED_ROLES else frozenset()
@@ -355,7 +790,7 @@ def _dag_view(name: str, members: tuple[HostView, ...]) -> DagView:
     member_names = {member.server_name.lower() for member in members}
     nodes = {
         node.get("name") for member in members for node in ((member.fact or {}).get("cluster") or {}).get("nodes") or ()
-        if isinstance(node, Mapping) and node.get("name")
+        if isinstance(node, Mapping) and isinstance(node.get("name"), str) and node.get("name")
     }
     missing = tuple(sorted(node for node in nodes if node.lower() not in member_names))
     return DagView(name=name, members=members, rows=tuple(rows), nodes_not_reported=missing)
@@ -385,349 +820,3 @@ def collection_note(report: FleetReport) -> str:
         return "no facts collected"
     first, last = window
     return f"facts collected {first}" if first == last else f"facts collected {first} to {last}"
-
-
-# --- CSV ------------------------------------------------------------------------------------------
-
-CSV_COLUMNS = (
-    "server", "server_name", "collected", "dag", "site", "thumbprint", "subject", "issuer", "serial_number",
-    "not_before", "not_after", "days_remaining", "store", "roles", "services", "dns_names", "key_type", "key_size",
-    "signature_hash", "has_private_key", "private_key_exportable", "key_provider", "status", "friendly_name",
-    "severity", "finding_ids",
-)
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_cell(value: Any) -> Any:
-    """Lists join with ``;``; text that a spreadsheet would run as a formula gets a leading apostrophe."""
-    if isinstance(value, (list, tuple)):
-        value = ";".join(str(item) for item in value)
-    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
-        return "'" + value
-    return "" if value is None else value
-
-
-def _csv_row(host: HostView, cert: CertificateView | None) -> list[Any]:
-    data = cert.data if cert else {}
-    known = {
-        "server": host.host,
-        "server_name": host.server.get("name"),
-        "collected": host.collected,
-        "dag": host.dag,
-        "site": host.server.get("site"),
-        "severity": cert.severity if cert else None,
-        "finding_ids": cert.finding_ids if cert else (),
-    }
-    return [_csv_cell(known[column] if column in known else data.get(column)) for column in CSV_COLUMNS]
-
-
-def render_csv(report: FleetReport) -> Iterator[str]:
-    """One row per (server, certificate); a host that was not collected gets one row with ``collected`` false."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-
-    def line(row: Sequence[Any]) -> str:
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerow(row)
-        return buffer.getvalue()
-
-    yield line(CSV_COLUMNS)
-    for host in report.hosts:
-        if not host.collected:
-            yield line(_csv_row(host, None))
-        for cert in host.certificates:
-            yield line(_csv_row(host, cert))
-
-
-# --- JSON -----------------------------------------------------------------------------------------
-
-JSON_FORMAT_ID = "exchange.pki.report/v1"
-
-
-def _json_host(host: HostView) -> dict[str, Any]:
-    entry: dict[str, Any] = {"host": host.host, "collected": host.collected, "worst_severity": host.worst_severity}
-    if host.fact is None:
-        return entry
-    entry.update((key, host.fact[key]) for key in HOST_FACT_KEYS if key in host.fact and key != "certificates")
-    entry["certificates"] = [
-        {**cert.data, "severity": cert.severity, "finding_ids": list(cert.finding_ids)} for cert in host.certificates
-    ]
-    return entry
-
-
-def _json_dag(dag: DagView) -> dict[str, Any]:
-    return {
-        "name": dag.name,
-        "members": [member.host for member in dag.members],
-        "mismatched_roles": dag.mismatched_roles,
-        "nodes_not_reported": list(dag.nodes_not_reported),
-    }
-
-
-def render_json(report: FleetReport) -> Iterator[str]:
-    """The whole model, one top-level key per line and one host per line (streams; diffs stay readable)."""
-    dump = json.dumps
-    yield "{\n"
-    yield f'"format": {dump(JSON_FORMAT_ID)},\n'
-    yield f'"title": {dump(report.title)},\n'
-    yield f'"generated_at": {dump(format_utc_datetime(report.generated_at))},\n'
-    collected_at = {host.host: host.collected_at for host in report.hosts if host.collected}
-    yield f'"collected_at": {dump(collected_at, sort_keys=True)},\n'
-    yield f'"summary": {dump(report.summary.as_dict(), sort_keys=True)},\n'
-    yield f'"dags": {dump([_json_dag(dag) for dag in report.dags()], sort_keys=True)},\n'
-    yield '"hosts": ['
-    for index, host in enumerate(report.hosts):
-        yield ("\n" if index == 0 else ",\n") + dump(_json_host(host), sort_keys=True)
-    yield "\n]\n}\n"
-
-
-# --- Markdown -------------------------------------------------------------------------------------
-
-
-def _md_cell(value: Any) -> str:
-    text = " ".join(str(value if value is not None else "-").split())
-    return text.replace("\\", "\\\\").replace("|", "\\|")
-
-
-def _md_certificate(host: HostView, finding: Mapping[str, Any]) -> str:
-    cert = host.certificate(finding.get("thumbprint"))
-    if cert is None:
-        return short_thumbprint(finding.get("thumbprint") or "")
-    return f"{cert.subject} ({short_thumbprint(cert.thumbprint)}, expires {expiry_date(cert)})"
-
-
-def render_markdown(report: FleetReport) -> Iterator[str]:
-    """A short fleet summary plus a table of the critical and warning findings (capped)."""
-    summary = report.summary
-    yield f"# {_md_cell(report.title)}\n\n"
-    yield f"_Generated {format_utc_datetime(report.generated_at)} by exchange.pki; {collection_note(report)}._\n\n"
-    yield (
-        f"- **Servers:** {summary.hosts} ({summary.hosts_collected} collected, "
-        f"{len(summary.hosts_missing)} not collected)\n"
-    )
-    yield f"- **Certificates:** {summary.certificates}\n"
-    counts = ", ".join(f"{summary.findings[severity]} {severity}" for severity in SEVERITIES)
-    yield f"- **Findings:** {counts} (worst: {summary.worst_severity or 'none'})\n"
-    if summary.earliest_expiry:
-        cert = summary.earliest_expiry
-        yield (
-            f"- **Earliest expiry:** {expiry_date(cert)} ({cert.days_remaining} days): {_md_cell(cert.subject)} "
-            f"({short_thumbprint(cert.thumbprint)}) on {_md_cell(cert.host)}\n"
-        )
-    if summary.hosts_missing:
-        yield f"- **Not collected:** {_md_cell(', '.join(summary.hosts_missing))}\n"
-    for dag in report.dags():
-        if dag.mismatched_roles:
-            yield f"- **DAG {_md_cell(dag.name)}:** members differ for {', '.join(dag.mismatched_roles)}\n"
-    rows = [
-        (severity, host, finding)
-        for severity, per_host in report.findings_by_severity() if severity != "info"
-        for host, findings in per_host for finding in findings
-    ]
-    if not rows:
-        yield "\nNo critical or warning findings.\n"
-        return
-    yield "\n## Critical and warning findings\n\n"
-    yield "| Severity | Server | Finding | Certificate | Message |\n|---|---|---|---|---|\n"
-    for severity, host, finding in rows[:MARKDOWN_MAX_ROWS]:
-        cells = (severity, host.host, finding["id"], _md_certificate(host, finding), finding.get("message"))
-        yield "| " + " | ".join(_md_cell(cell) for cell in cells) + " |\n"
-    if len(rows) > MARKDOWN_MAX_ROWS:
-        yield f"\n… and {len(rows) - MARKDOWN_MAX_ROWS} more; see the HTML or CSV report.\n"
-
-
-def markdown_text(report: FleetReport) -> str:
-    return "".join(render_markdown(report))
-
-
-# --- Prometheus textfile --------------------------------------------------------------------------
-
-PROMETHEUS_CERTIFICATE_LABELS = ("server", "thumbprint", "subject", "role", "store")
-
-
-def prometheus_label_value(value: str) -> str:
-    """Escape a label value for the text exposition format (backslash, double quote, line feed)."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _labels(**labels: str) -> str:
-    return "{" + ",".join(f'{name}="{prometheus_label_value(value)}"' for name, value in labels.items()) + "}"
-
-
-def _metric_header(name: str, help_text: str) -> str:
-    return f"# HELP {name} {help_text}\n# TYPE {name} gauge\n"
-
-
-def _certificate_labels(cert: CertificateView) -> str:
-    return _labels(
-        server=cert.host, thumbprint=cert.thumbprint, subject=cert.subject,
-        role=",".join(cert.roles), store=cert.data.get("store") or "",
-    )
-
-
-def _expiring_certificates(report: FleetReport) -> Iterator[CertificateView]:
-    """Certificates with a known expiry, pending requests left out, one per (server, thumbprint, store)."""
-    for host in report.hosts:
-        seen: set[tuple[str, str]] = set()
-        for cert in host.certificates:
-            key = (cert.thumbprint, cert.data.get("store") or "")
-            if cert.not_after is not None and not cert.is_request and key not in seen:
-                seen.add(key)
-                yield cert
-
-
-def render_prometheus(report: FleetReport) -> Iterator[str]:
-    """A node_exporter textfile in the style of cert-manager's certificate metrics."""
-    name = "exchange_pki_certificate_expiration_timestamp_seconds"
-    yield _metric_header(name, "The date after which the certificate expires (not_after), as a Unix timestamp.")
-    for cert in _expiring_certificates(report):
-        yield f"{name}{_certificate_labels(cert)} {int(cert.not_after.timestamp())}\n"
-    name = "exchange_pki_certificate_days_remaining"
-    yield _metric_header(name, "Whole days until the certificate expires, as collected; negative when expired.")
-    for cert in _expiring_certificates(report):
-        if cert.days_remaining is not None:
-            yield f"{name}{_certificate_labels(cert)} {int(cert.days_remaining)}\n"
-    name = "exchange_pki_findings"
-    yield _metric_header(name, "Number of findings on the server, by severity.")
-    for host in report.hosts:
-        if host.collected:
-            for severity, count in host.finding_counts().items():
-                yield f"{name}{_labels(server=host.host, severity=severity)} {count}\n"
-    name = "exchange_pki_server_collected"
-    yield _metric_header(name, "1 when the server's certificate facts were collected, 0 when not (unreachable).")
-    for host in report.hosts:
-        yield f"{name}{_labels(server=host.host)} {int(host.collected)}\n"
-    name = "exchange_pki_server_collected_timestamp_seconds"
-    yield _metric_header(name, "When the server's certificate facts were collected, as a Unix timestamp.")
-    for host in report.hosts:
-        collected_at = parse_time(host.collected_at)
-        if collected_at:
-            yield f"{name}{_labels(server=host.host)} {int(collected_at.timestamp())}\n"
-    name = "exchange_pki_report_generated_timestamp_seconds"
-    yield _metric_header(name, "When this report was generated, as a Unix timestamp.")
-    yield f"{name} {int(report.generated_at.timestamp())}\n"
-
-
-# --- formats and writing --------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ReportFormat:
-    """A file format: its file name, renderer, and the prefixes of its volatile (timestamp) lines."""
-
-    name: str
-    filename: str
-    render: Callable[[FleetReport], Iterable[str]]
-    volatile_prefixes: tuple[str, ...] = ()
-
-
-def _render_html(report: FleetReport) -> Iterable[str]:
-    from ansible_collections.exchange.pki.plugins.plugin_utils._report_html import render_html
-
-    return render_html(report)
-
-
-FORMATS: Mapping[str, ReportFormat] = {
-    fmt.name: fmt
-    for fmt in (
-        ReportFormat("html", "exchange_pki_report.html", _render_html, ('<p class="generated"',)),
-        ReportFormat("csv", "exchange_pki_report.csv", render_csv),
-        ReportFormat("json", "exchange_pki_report.json", render_json, ('"generated_at":', '"collected_at":')),
-        ReportFormat("markdown", "exchange_pki_report.md", render_markdown, ("_Generated ",)),
-        ReportFormat(
-            "prometheus", "exchange_pki_report.prom", render_prometheus,
-            ("exchange_pki_report_generated_timestamp_seconds ", "exchange_pki_server_collected_timestamp_seconds{"),
-        ),
-    )
-}
-
-
-class _ContentDigest:
-    """SHA-256 over the lines of a text, volatile lines left out; fed in chunks of any size."""
-
-    def __init__(self, volatile_prefixes: tuple[str, ...]) -> None:
-        self._volatile = volatile_prefixes
-        self._hash = hashlib.sha256()
-        self._tail = ""
-
-    def feed(self, chunk: str) -> None:
-        *lines, self._tail = (self._tail + chunk).split("\n")
-        for line in lines:
-            self._line(line)
-
-    def _line(self, line: str) -> None:
-        if not line.lstrip().startswith(self._volatile):
-            self._hash.update(line.encode("utf-8", "surrogatepass") + b"\n")
-
-    def hexdigest(self) -> str:
-        if self._tail:
-            self._line(self._tail)
-            self._tail = ""
-        return self._hash.hexdigest()
-
-
-def _file_digest(path: Path, volatile_prefixes: tuple[str, ...]) -> str | None:
-    if not path.is_file():
-        return None
-    digest = _ContentDigest(volatile_prefixes)
-    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), ""):
-            digest.feed(chunk)
-    return digest.hexdigest()
-
-
-@dataclasses.dataclass(frozen=True)
-class WriteOutcome:
-    format: str
-    path: Path
-    changed: bool
-
-
-def write_reports(
-    report: FleetReport, dest: Path, formats: Sequence[str], *, check_mode: bool = False,
-) -> tuple[bool, list[WriteOutcome]]:
-    """Render ``formats`` into ``dest``; returns (directory created, outcome per format).
-
-    A file is replaced (atomically, mode 0640) only when its content differs beyond its volatile lines.
-    In check mode nothing is written: the content is rendered into a digest and compared.
-    """
-    created = not dest.is_dir()
-    if created and not check_mode:
-        dest.mkdir(mode=DIRECTORY_MODE, parents=True)
-        os.chmod(dest, DIRECTORY_MODE)  # mkdir's mode is filtered by the umask
-    return created, [_write_one(report, FORMATS[name], dest, check_mode) for name in formats]
-
-
-def _write_one(report: FleetReport, fmt: ReportFormat, dest: Path, check_mode: bool) -> WriteOutcome:
-    path = dest / fmt.filename
-    old = _file_digest(path, fmt.volatile_prefixes)
-    new = _ContentDigest(fmt.volatile_prefixes)
-    if check_mode:
-        for chunk in fmt.render(report):
-            new.feed(chunk)
-        return WriteOutcome(fmt.name, path, new.hexdigest() != old or _wrong_mode(path))
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", newline="", dir=dest, prefix=f".{fmt.filename}.", delete=False,
-    )
-    try:
-        with handle:
-            os.fchmod(handle.fileno(), FILE_MODE)
-            for chunk in fmt.render(report):
-                new.feed(chunk)
-                handle.write(chunk)
-        if new.hexdigest() == old:
-            changed = _wrong_mode(path)
-            os.chmod(path, FILE_MODE)
-            os.unlink(handle.name)
-        else:
-            changed = True
-            os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return WriteOutcome(fmt.name, path, changed)
-
-
-def _wrong_mode(path: Path) -> bool:
-    return path.exists() and (path.stat().st_mode & 0o7777) != FILE_MODE

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 
 import pytest
@@ -13,7 +14,7 @@ from ansible.errors import AnsibleActionFail
 from ansible_collections.exchange.pki.plugins.action import fleet_report
 from ansible_collections.exchange.pki.plugins.modules import fleet_report as fleet_report_docs
 from tests.unit.plugins.action.action_harness import argument_spec, documented_spec, run_action
-from tests.unit.plugins.plugin_utils.report_facts import dag_fleet
+from tests.unit.plugins.plugin_utils.report_facts import dag_fleet, lab_dag_fleet, not_collected
 
 NOW = "2026-11-25T08:00:00Z"
 
@@ -35,6 +36,8 @@ def test_writes_every_format_and_returns_the_summary(tmp_path):
     assert result["summary"]["findings"] == {"critical": 4, "warning": 7, "info": 0}
     assert result["summary"]["hosts_missing"] == ["ex5"]
     assert result["markdown"] == (dest / "exchange_pki_report.md").read_text()
+    assert result["action_plan"][0]["finding_id"] == "expiring_critical"
+    assert result["summary"]["not_collected"] == {"ex5": {"reason": None, "message": None}}
     assert json.loads((dest / "exchange_pki_report.json").read_text())["title"] == "Contoso"
     assert stat.S_IMODE(dest.stat().st_mode) == 0o750
 
@@ -78,3 +81,50 @@ def test_an_unwritable_destination_fails_clearly(tmp_path):
     blocker.write_text("")
     with pytest.raises(AnsibleActionFail, match=f"^dest {blocker / 'sub'}: cannot write the report"):
         run({"facts": dag_fleet(), "dest": str(blocker / "sub")})
+
+
+def test_the_action_plan_is_returned_worst_first(tmp_path):
+    facts = lab_dag_fleet()
+    facts["ex5"] = not_collected("authentication_refused", "the server refused the credentials (401)")
+    result = run({"facts": facts, "dest": str(tmp_path), "now": NOW, "formats": ["json"]})
+    plan = result["action_plan"]
+    assert [item["severity"] for item in plan] == sorted(
+        (item["severity"] for item in plan), key=["critical", "warning", "info"].index)
+    (item,) = [item for item in plan if item["finding_id"] == "not_collected"]
+    assert item["servers"] == ["ex5"] and "authentication refused" in item["title"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"dest": ""}, "dest must be a directory path, got an empty string"),
+    ({"dest": "  "}, "dest must be a directory path, got an empty string"),
+    ({"formats": []}, "formats must name at least one of html, csv, json, markdown, prometheus, got []"),
+    ({"title": "a\r\nBcc: x"}, "title must be one line"),
+    ({"title": ""}, "title must be one line"),
+])
+def test_hostile_options_are_refused_before_anything_is_written(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AnsibleActionFail, match=re.escape(message)):
+        run({"facts": dag_fleet(), "dest": str(tmp_path / "out"), **args})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_nul_in_dest_is_refused(tmp_path):
+    with pytest.raises(AnsibleActionFail, match="dest .* contains a control character"):
+        run({"facts": dag_fleet(), "dest": str(tmp_path / "a\0b")})
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda facts: facts["ex1"]["certificates"].append({}),
+     "host ex1: certificates[5]: thumbprint is missing or not a string"),
+    (lambda facts: facts["ex1"]["certificates"][0].update(days_remaining="abc"),
+     "host ex1: certificates[0] (C25ED37BDA9003A3A9F51170199FACAFBA192C45): days_remaining 'abc' is not an integer"),
+])
+def test_a_malformed_certificate_fails_clearly_and_writes_nothing(tmp_path, mutate, message):
+    dest = tmp_path / "report"
+    run({"facts": dag_fleet(), "dest": str(dest), "now": NOW})
+    before = {path.name: path.read_bytes() for path in dest.iterdir()}
+    facts = dag_fleet()
+    mutate(facts)
+    result = run({"facts": facts, "dest": str(dest), "now": "2026-11-26T08:00:00Z"})
+    assert result["failed"] is True and result["msg"] == message and "exception" not in result
+    assert {path.name: path.read_bytes() for path in dest.iterdir()} == before

@@ -184,3 +184,41 @@ def bulk_fleet(servers: int, certificates_per_server: int = 12, now: datetime.da
         ] + [finding("expiring_warning", "warning", cert) for cert in certs if 30 <= cert["days_remaining"] < 60]
         facts[name] = host_fact(name, certs, findings, dag=f"DAG{index // 4}", now=now)
     return facts
+
+
+def lab_dag_fleet(now: datetime.datetime = NOW) -> dict[str, Any]:
+    """Facts like certificate_info collects from the lab's ``dag`` scenario: the same mail certificate on
+    ex1-ex4 expiring in 20 days, the organisation's Auth certificate with 45 days and nothing staged (critical
+    on every server), ex2's expired CLIUSR certificate. Nine critical findings, three problems."""
+    shared = {"roles": ("iis", "imap", "pop", "smtp", "connector"), "services": ["IIS", "IMAP", "POP", "SMTP"],
+              "dns_names": ["mail.contoso.lab", "autodiscover.contoso.lab"], "now": now}
+    mail = certificate("CN=mail.contoso.lab", days_remaining=20, **shared)
+    auth = certificate("CN=Microsoft Exchange Server Auth Certificate", days_remaining=45, lifetime_days=1825,
+                       self_signed=True, roles=("auth_current",), now=now)
+    renew = "Renew it: create a request with New-ExchangeCertificate -GenerateRequest."
+    cluster_remediation = ("Failover-cluster certificates are managed by Windows: do not delete them; open a case "
+                           "with Microsoft support before any regeneration.")
+    facts: dict[str, Any] = {}
+    for name in ("ex1", "ex2", "ex3", "ex4"):
+        certs = server_certificates(name, mail=mail, auth=auth)
+        findings = [
+            {**finding("expiring_critical", "critical", mail), "remediation": renew},
+            {**finding("auth_next_not_staged", "critical", auth), "remediation": "Stage the next Auth certificate."},
+            finding("auth_expiring", "warning", auth),
+        ]
+        dag = None
+        if name != "ex4":
+            dag = "DAG1"
+            cliusr = certificate("CN=CLIUSR", days_remaining=-5 if name == "ex2" else 200, seed=name,
+                                 self_signed=True, roles=("cluster",), store="PKU2U", now=now)
+            certs.append(cliusr)
+            if name == "ex2":
+                findings.insert(1, {**finding("cluster_certificate_expired", "critical", cliusr),
+                                    "remediation": cluster_remediation})
+        facts[name] = host_fact(name, certs, findings, dag=dag, now=now)
+    return facts
+
+
+def not_collected(reason: str, message: str) -> dict[str, Any]:
+    """The failure record the inventory role passes for a host it could not read (interfaces: not_collected)."""
+    return {"not_collected": {"reason": reason, "message": message}}

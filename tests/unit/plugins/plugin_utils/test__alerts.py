@@ -9,7 +9,8 @@ import socket
 import pytest
 
 from ansible_collections.exchange.pki.plugins.plugin_utils import _alerts
-from ansible_collections.exchange.pki.plugins.plugin_utils._report import build_report, markdown_text
+from ansible_collections.exchange.pki.plugins.plugin_utils._report import build_report
+from ansible_collections.exchange.pki.plugins.plugin_utils._report_formats import markdown_text
 from tests.unit.plugins.plugin_utils.alert_sinks import http_sink, smtp_sink
 from tests.unit.plugins.plugin_utils.report_facts import NOW, bulk_fleet, dag_fleet
 
