@@ -3,8 +3,10 @@
 
 """Action plugin of ``exchange.pki.fleet_alert``: e-mail and webhook alerts about the fleet's findings.
 
-Every configured channel is tried even when another fails; the task fails when any did, and ``sent``
-still lists what was delivered.
+Every option is checked before anything is sent (and also when nothing triggers, so a broken configuration
+shows at the first run, not at the first critical finding): a bad option fails the task, naming it, and no
+channel sends. Every configured channel is then tried even when another fails; the task fails when any did,
+and ``sent`` still lists what was delivered.
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ansible.errors import AnsibleActionFail
+
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ControllerAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._alerts import (
     WEBHOOK_FORMATS,
+    AlertConfigError,
     AlertDeliveryError,
     AlertFinding,
     EmailSettings,
     WebhookSettings,
     build_email,
+    check_title,
     post_webhook,
     select_findings,
     send_email,
@@ -45,6 +51,7 @@ EMAIL_OPTIONS = {
     "password": {"type": "str", "no_log": True},
     "subject_prefix": {"type": "str", "default": "[exchange.pki] "},
     "timeout": {"type": "float", "default": 30.0},
+    "allow_plaintext_auth": {"type": "bool", "default": False},
 }
 WEBHOOK_OPTIONS = {
     "url": {"type": "str", "required": True, "no_log": True},
@@ -52,6 +59,7 @@ WEBHOOK_OPTIONS = {
     "headers": {"type": "dict", "default": {}, "no_log": True},
     "timeout": {"type": "float", "default": 30.0},
     "validate_certs": {"type": "bool", "default": True},
+    "allow_http": {"type": "bool", "default": False},
 }
 
 #: The one argument spec; plugins/modules/fleet_alert.py documents exactly this (a unit test compares them).
@@ -71,14 +79,26 @@ Delivery = tuple[dict[str, Any], Callable[[], Mapping[str, Any]]]
 """What a channel reports (``sent`` entry) and the call that delivers it (returning details to add)."""
 
 
-def email_delivery(options: Mapping[str, Any], report: FleetReport, findings: Sequence[AlertFinding],
-                   markdown: str) -> Delivery:
-    settings = EmailSettings(
+def email_settings(options: Mapping[str, Any]) -> EmailSettings:
+    """The validated e-mail settings (:class:`AlertConfigError` names the bad option)."""
+    return EmailSettings(
         smtp_host=options["smtp_host"], smtp_port=options["smtp_port"], sender=options["from"],
-        to=tuple(options["to"]), starttls=options["starttls"], validate_certs=options["validate_certs"],
+        to=tuple(options["to"] or ()), starttls=options["starttls"], validate_certs=options["validate_certs"],
         username=options["username"], password=options["password"], subject_prefix=options["subject_prefix"],
-        timeout=options["timeout"],
+        timeout=options["timeout"], allow_plaintext_auth=options["allow_plaintext_auth"],
     )
+
+
+def webhook_settings(options: Mapping[str, Any]) -> WebhookSettings:
+    """The validated webhook settings (:class:`AlertConfigError` names the bad option, never a secret)."""
+    return WebhookSettings(
+        url=options["url"], format=options["format"], timeout=options["timeout"], headers=options["headers"],
+        validate_certs=options["validate_certs"], allow_http=options["allow_http"],
+    )
+
+
+def email_delivery(settings: EmailSettings, report: FleetReport, findings: Sequence[AlertFinding],
+                   markdown: str) -> Delivery:
     message = build_email(report, findings, markdown, settings)
 
     def send() -> Mapping[str, Any]:
@@ -88,13 +108,8 @@ def email_delivery(options: Mapping[str, Any], report: FleetReport, findings: Se
     return {"channel": "email", "to": list(settings.to), "subject": message["Subject"]}, send
 
 
-def webhook_delivery(options: Mapping[str, Any], report: FleetReport, findings: Sequence[AlertFinding],
+def webhook_delivery(settings: WebhookSettings, report: FleetReport, findings: Sequence[AlertFinding],
                      markdown: str) -> Delivery:
-    settings = WebhookSettings(
-        url=options["url"], format=options["format"], timeout=options["timeout"],
-        headers={str(name): str(value) for name, value in options["headers"].items()},
-        validate_certs=options["validate_certs"],
-    )
     payload = webhook_payload(report, findings, settings.format, markdown)
     return (
         {"channel": "webhook", "endpoint": settings.endpoint, "format": settings.format},
@@ -106,6 +121,14 @@ class ActionModule(ControllerAction):
     ARGUMENT_SPEC = ARGUMENT_SPEC
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            check_title(args["title"])
+            channels = [
+                (email_delivery, email_settings(args["email"]) if args["email"] else None),
+                (webhook_delivery, webhook_settings(args["webhook"]) if args["webhook"] else None),
+            ]
+        except AlertConfigError as error:
+            raise AnsibleActionFail(str(error)) from None
         report = build_report(args["facts"], title=args["title"], now=report_time(args["now"]))
         findings = select_findings(report, args["min_severity"])
         result: dict[str, Any] = {
@@ -115,12 +138,10 @@ class ActionModule(ControllerAction):
         if not findings:
             return result
         markdown = markdown_text(report)
-        channels = [(email_delivery, args["email"]), (webhook_delivery, args["webhook"])]
         errors = []
-        for make_delivery, options in channels:
-            if not options:
-                continue
-            record, send = make_delivery(options, report, findings, markdown)
+        deliveries = [make_delivery(settings, report, findings, markdown)
+                      for make_delivery, settings in channels if settings is not None]
+        for record, send in deliveries:
             try:
                 record.update(send() if not self.check_mode else {})
             except AlertDeliveryError as error:

@@ -13,9 +13,17 @@ description:
     When no finding reaches it, nothing is sent and RV(changed) is V(false).
   - The mail is C(text/plain) (UTF-8) and its body is the fleet's Markdown summary, the same text as
     M(exchange.pki.fleet_report) writes.
+  - Every option is checked before anything is sent, also when no finding triggers. A bad option fails the task
+    with a message naming it, and no channel sends anything.
   - Every configured channel is tried even when another one fails; the task then fails naming the channel and
     the stage (SMTP connect, STARTTLS, login or send; HTTP POST with its status) and RV(sent) lists what was
-    delivered. Messages never contain the SMTP password, the webhook URL's path or query, or header values.
+    delivered. Messages never contain the SMTP password, the webhook URL, header values or a header name that is
+    not a valid one.
+  - Text taken from the certificates (subjects, finding messages) is made inert in chat messages. For
+    V(slack), C(&), C(<) and C(>) are escaped as Slack requires, so no C(<url|text>) link, C(<@user>) or
+    C(<!here>) mention can form, and C(@here), C(@channel) and C(@everyone) get a zero-width space after the
+    C(@). For V(teams), a zero-width space separates C(]) from C((), so no Markdown link or image can form in
+    the card. In both, line breaks and other control characters become spaces.
 options:
   facts:
     description:
@@ -32,6 +40,7 @@ options:
   title:
     description:
       - Title of the fleet report, used in the subject and the webhook title.
+      - One line of at most 256 characters (no CR, LF, NUL or other control character).
     type: str
     default: Exchange certificate report
   now:
@@ -44,24 +53,32 @@ options:
     type: dict
     suboptions:
       smtp_host:
-        description: The SMTP relay.
+        description:
+          - The SMTP relay, a host name or an IP address. Give an international name in its A-label form
+            (C(xn--...)).
         type: str
         required: true
       smtp_port:
-        description: Its port.
+        description: Its port, from 1 to 65535.
         type: int
         default: 25
       from:
-        description: The sender address.
+        description:
+          - The sender address, C(alerts@contoso.com) or C(PKI alerts <alerts@contoso.com>). The address is
+            checked as an RFC 5322 addr-spec (ASCII; international addresses are not supported); the display
+            name only goes into the C(From) header.
         type: str
         required: true
       to:
-        description: The recipients.
+        description:
+          - The recipients, at least one, each in the form of O(email.from) (one address per element).
         type: list
         elements: str
         required: true
       starttls:
-        description: Upgrade the connection with STARTTLS before authenticating and sending.
+        description:
+          - Upgrade the connection with STARTTLS before authenticating and sending. When the relay does not offer
+            STARTTLS, the task fails before authenticating or sending.
         type: bool
         default: false
       validate_certs:
@@ -69,17 +86,30 @@ options:
         type: bool
         default: true
       username:
-        description: Authenticate with this user name (SMTP AUTH); requires O(email.password).
+        description:
+          - Authenticate with this user name (SMTP AUTH); requires O(email.password), and O(email.starttls) unless
+            O(email.allow_plaintext_auth) is set. ASCII, one line.
         type: str
       password:
-        description: The password of O(email.username). Never logged or returned.
+        description:
+          - The password of O(email.username), ASCII without control characters. Never logged or returned.
         type: str
+      allow_plaintext_auth:
+        description:
+          - Authenticate even though the connection is not encrypted (O(email.starttls=false)), which sends the
+            password in clear text (base64). Without it, O(email.username) without O(email.starttls) fails the
+            task before anything is sent.
+          - Only for a relay on the same host or a trusted network segment.
+        type: bool
+        default: false
       subject_prefix:
-        description: Text put before the subject.
+        description: Text put before the subject; one line of at most 256 characters.
         type: str
         default: "[exchange.pki] "
       timeout:
-        description: Seconds to wait for the relay.
+        description:
+          - Seconds to wait for the relay at each network operation (connect, each reply), greater than 0 and
+            at most 3600.
         type: float
         default: 30
   webhook:
@@ -91,8 +121,17 @@ options:
         description:
           - The webhook URL. Treated as a secret (Slack and Teams put the credential in the path); only its
             scheme, host and port are ever shown.
+          - An C(https://) URL; C(http://) only with O(webhook.allow_http). Other schemes (C(file), C(ftp),
+            C(data)...) and URLs with credentials (C(user:password@host); give them in O(webhook.headers)) fail
+            the task. ASCII only; percent-encode the path and give an international host name in its A-label form.
+          - Redirects are not followed (a redirected POST fails, naming its status); give the final URL.
         type: str
         required: true
+      allow_http:
+        description:
+          - Accept an C(http://) URL, which sends the alert, the URL and the headers unencrypted.
+        type: bool
+        default: false
       format:
         description:
           - >-
@@ -110,11 +149,16 @@ options:
         choices: [generic, teams, slack]
         default: generic
       headers:
-        description: Extra HTTP headers, for example an C(Authorization) token. Never logged or returned.
+        description:
+          - Extra HTTP headers, for example an C(Authorization) token. Never logged or returned.
+          - Names are HTTP tokens (letters, digits and C(!#$%&'*+-.^_`|~)), each given once; C(Content-Length),
+            C(Transfer-Encoding), C(Host) and C(Connection) cannot be set. Values are non-empty ASCII strings (or
+            numbers) on one line, without CR, LF, NUL or another control character.
         type: dict
         default: {}
       timeout:
-        description: Seconds to wait for the webhook.
+        description:
+          - Seconds to wait for the webhook at each network operation, greater than 0 and at most 3600.
         type: float
         default: 30
       validate_certs:
@@ -139,6 +183,7 @@ notes:
   - An alert is sent at every run that finds a triggering finding; schedule the play (for example an AWX
     schedule) at the rate you want to be reminded.
   - Plain SMTP, or STARTTLS with O(email.starttls); implicit TLS (port 465) is not supported.
+  - O(email.timeout) and O(webhook.timeout) bound each network operation, not the whole delivery.
 seealso:
   - module: exchange.pki.fleet_report
   - name: Adaptive Cards

@@ -10,15 +10,26 @@ Payload builders are pure functions of the :class:`~._report.FleetReport`; :func
 :func:`post_webhook` do the I/O and raise :class:`AlertDeliveryError` naming the stage that failed. Error
 messages never contain the SMTP password, the webhook URL's path or query (Slack and Teams put their secret
 there) or header values.
+
+:class:`EmailSettings` and :class:`WebhookSettings` validate themselves when built and raise
+:class:`AlertConfigError` naming the option: a caller that builds every channel's settings before sending
+anything sends nothing when any input is bad. Text that comes from the certificates (subjects, messages) is
+made inert before it goes into Slack mrkdwn or a Teams card: it cannot render a link or a mention there.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import email.errors
+import email.headerregistry
 import email.message
 import email.policy
 import email.utils
+import ipaddress
 import json
+import math
+import re
 import smtplib
 import socket
 import ssl
@@ -49,6 +60,195 @@ class AlertDeliveryError(ExchangePkiError):
         super().__init__(f"{channel}: {stage} failed: {reason}")
         self.channel = channel
         self.stage = stage
+
+
+class AlertConfigError(ExchangePkiError, ValueError):
+    """An alert option is invalid; the message names the option and never contains a secret value."""
+
+
+MAX_TIMEOUT = 3600.0
+"""The longest timeout accepted, in seconds (a socket timeout is per network operation)."""
+MAX_TEXT = 256
+"""The longest one-line text option (title, subject prefix, user name)."""
+MAX_URL = 8192
+MAX_HEADER_VALUE = 8192
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "host", "connection"})
+"""Headers the HTTP client sets itself; a caller's value would break the request's framing or routing."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_HEADER_VALUE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+_MAILBOX = re.compile(r"(?P<name>[^<>]*?)\s*<(?P<addr>[^<>]*)>")
+
+
+def _quoted(value: str, limit: int = 80) -> str:
+    """``value`` for an error message: quoted, escaped, shortened."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def _check_line(option: str, value: Any, *, empty: bool = False, limit: int = MAX_TEXT, secret: bool = False) -> str:
+    """One line of text: a string without control characters (CR, LF, NUL...), at most ``limit`` characters."""
+    if not isinstance(value, str):
+        raise AlertConfigError(f"{option} must be a string, not {type(value).__name__}")
+    if not value.strip() and not empty:
+        raise AlertConfigError(f"{option} is empty")
+    if _CONTROL.search(value):
+        shown = "" if secret else f" ({_quoted(value)})"
+        raise AlertConfigError(f"{option} contains a control character (CR, LF, NUL or another){shown}; "
+                               "give one line of text")
+    if len(value) > limit:
+        raise AlertConfigError(f"{option} is longer than {limit} characters")
+    return value
+
+
+def check_title(value: Any, option: str = "title") -> str:
+    """A report title usable in a mail subject and a chat message: one line, not empty."""
+    return _check_line(option, value)
+
+
+def _check_port(option: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise AlertConfigError(f"{option} must be an integer, not {type(value).__name__}")
+    if not 1 <= value <= 65535:
+        raise AlertConfigError(f"{option} must be a TCP port from 1 to 65535, not {value}")
+    return value
+
+
+def _check_timeout(option: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AlertConfigError(f"{option} must be a number of seconds, not {type(value).__name__}")
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+        raise AlertConfigError(f"{option} must be a number of seconds greater than 0 and at most "
+                               f"{MAX_TIMEOUT:g}, not {value!r}")
+    return float(value)
+
+
+def _check_host(option: str, value: Any) -> str:
+    """A host name (ASCII, A-label form for international names) or an IP address."""
+    _check_line(option, value)
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if len(value) > 253 or not _HOSTNAME.fullmatch(value):
+        raise AlertConfigError(f"{option} must be a host name or an IP address, not {_quoted(value)} "
+                               "(give an international name in its A-label form, xn--...)")
+    return value
+
+
+def _check_addr_spec(option: str, value: str) -> email.headerregistry.Address:
+    if not value.isascii():
+        raise AlertConfigError(f"{option}: {_quoted(value)} is not ASCII; international addresses (SMTPUTF8) are "
+                               "not supported (give the domain in its A-label form, xn--...)")
+    try:
+        address = email.headerregistry.Address(addr_spec=value)
+    except (ValueError, IndexError, email.errors.HeaderParseError):
+        address = None
+    domain = address.domain if address else ""
+    literal = domain.startswith("[") and domain.endswith("]")
+    if literal:
+        try:
+            ipaddress.ip_address(domain[1:-1].removeprefix("IPv6:"))
+        except ValueError:
+            literal = False
+    if (address is None or not address.username or not (literal or _DOMAIN.fullmatch(domain))
+            or len(address.username) > 64 or len(value) > 254):
+        raise AlertConfigError(f"{option}: {_quoted(value)} is not an e-mail address (local-part@domain)")
+    return address
+
+
+def parse_mailbox(option: str, value: Any) -> email.headerregistry.Address:
+    """``a@b.c`` or ``Display Name <a@b.c>``, the address checked as an RFC 5322 addr-spec."""
+    text = _check_line(option, value).strip()
+    match = _MAILBOX.fullmatch(text)
+    if match is None:
+        return _check_addr_spec(option, text)
+    name = match.group("name").strip()
+    if len(name) > 1 and name.startswith('"') and name.endswith('"'):
+        name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    address = _check_addr_spec(option, match.group("addr").strip())
+    return email.headerregistry.Address(display_name=name, username=address.username, domain=address.domain)
+
+
+def _check_url(value: Any, allow_http: bool) -> str:
+    """The webhook URL: http(s) only, no credentials; errors never show it (it holds the secret)."""
+    option = "webhook.url"
+    if not isinstance(value, str):
+        raise AlertConfigError(f"{option} must be a string, not {type(value).__name__}")
+    if not value:
+        raise AlertConfigError(f"{option} is empty")
+    if len(value) > MAX_URL:
+        raise AlertConfigError(f"{option} is longer than {MAX_URL} characters")
+    if not value.isascii():
+        raise AlertConfigError(f"{option} must be ASCII: percent-encode its path and query and give an "
+                               "international host name in its A-label form (xn--...)")
+    if _CONTROL.search(value) or " " in value:
+        raise AlertConfigError(f"{option} contains a space or a control character (CR, LF, NUL or another); "
+                               "the URL is not shown")
+    parts = urllib.parse.urlsplit(value)
+    scheme = parts.scheme.lower()
+    if scheme == "http" and not allow_http:
+        raise AlertConfigError(f"{option} is an http:// URL: the alert and the URL's token would cross the "
+                               "network unencrypted. Use https://, or set webhook.allow_http: true to accept that")
+    if scheme not in ("http", "https"):
+        raise AlertConfigError(f"{option} must be an https:// URL (or http:// with webhook.allow_http: true); "
+                               "other schemes are refused and the URL is not shown")
+    if "@" in parts.netloc:
+        raise AlertConfigError(f"{option} must not contain credentials (user:password@host); give them as a "
+                               "header in webhook.headers, for example Authorization")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or not parts.hostname:
+        raise AlertConfigError(f"{option} has no host or an invalid port (1 to 65535); the URL is not shown")
+    try:
+        ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        if not _HOSTNAME.fullmatch(parts.hostname):
+            raise AlertConfigError(f"{option} has an invalid host name; the URL is not shown") from None
+    return value
+
+
+def _check_headers(headers: Mapping[Any, Any] | None) -> dict[str, str]:
+    """Header names as HTTP tokens, values as one line; errors name the header, never its value."""
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise AlertConfigError(f"webhook.headers must be a dictionary of name: value, not {type(headers).__name__}")
+    checked: dict[str, str] = {}
+    seen: set[str] = set()
+    for number, (raw_name, raw_value) in enumerate(headers.items(), start=1):
+        name = str(raw_name) if isinstance(raw_name, (str, int)) and not isinstance(raw_name, bool) else ""
+        if not _TOKEN.fullmatch(name) or len(name) > 256:
+            raise AlertConfigError(
+                f"webhook.headers: the name of header #{number} is not a valid HTTP header name (letters, digits "
+                "and !#$%&'*+-.^_`|~ only: no space, colon, CR, LF or NUL); the header is not shown")
+        if name.lower() in FRAMING_HEADERS:
+            raise AlertConfigError(f"webhook.headers: {name} is set by the HTTP client and cannot be given")
+        if name.lower() in seen:
+            raise AlertConfigError(f"webhook.headers: {name} is given twice (header names ignore case)")
+        seen.add(name.lower())
+        if isinstance(raw_value, bool) or not isinstance(raw_value, (str, int, float)):
+            kind = "null" if raw_value is None else type(raw_value).__name__
+            raise AlertConfigError(f"webhook.headers: the value of {name} must be a string, not {kind}")
+        value = str(raw_value)
+        if not value.strip():
+            raise AlertConfigError(f"webhook.headers: the value of {name} is empty")
+        if _HEADER_VALUE_CONTROL.search(value):
+            raise AlertConfigError(f"webhook.headers: the value of {name} contains CR, LF, NUL or another control "
+                                   "character (the value is not shown); give it on one line")
+        if not value.isascii():
+            raise AlertConfigError(f"webhook.headers: the value of {name} must be ASCII (the value is not shown)")
+        if len(value) > MAX_HEADER_VALUE:
+            raise AlertConfigError(f"webhook.headers: the value of {name} is longer than {MAX_HEADER_VALUE} "
+                                   "characters")
+        checked[name] = value
+    return checked
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,14 +331,49 @@ def _summary_facts(report: FleetReport) -> list[tuple[str, str]]:
     return facts
 
 
+_SLACK_BROADCAST = re.compile(r"@(?=(?:here|channel|everyone)\b)", re.IGNORECASE)
+_ZERO_WIDTH_SPACE = "\u200b"
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every control character (CR, LF, tab, NUL...) replaced by a space."""
+    return _CONTROL.sub(" ", text)
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters without leaving half of an ``&amp;``-style entity."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 3]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "..."
+
+
+def slack_text(text: str, limit: int = 3000) -> str:
+    """``text`` made inert in Slack mrkdwn: one line, ``& < >`` escaped as Slack requires (so no ``<url|text>``
+    link, ``<@user>`` or ``<!here>`` mention can form) and ``@here``/``@channel``/``@everyone`` broken."""
+    escaped = _one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _clip(_SLACK_BROADCAST.sub("@" + _ZERO_WIDTH_SPACE, escaped), limit)
+
+
+def teams_text(text: str, limit: int = 2000) -> str:
+    """``text`` made inert in an Adaptive Card TextBlock or Fact (which render a subset of Markdown): one line (no
+    list, heading or link reference definition can start), and no ``[text](url)`` link or image can form."""
+    return _clip(_one_line(text).replace("](", "]" + _ZERO_WIDTH_SPACE + "("), limit)
+
+
 def teams_payload(report: FleetReport, findings: Sequence[AlertFinding]) -> dict[str, Any]:
     """A Teams message carrying an Adaptive Card (what a Teams Workflows webhook accepts)."""
     shown, more = _shown(findings)
     body: list[dict[str, Any]] = [
-        {"type": "TextBlock", "size": "Large", "weight": "Bolder", "wrap": True, "text": alert_title(report, findings)},
-        {"type": "FactSet", "facts": [{"title": title, "value": value} for title, value in _summary_facts(report)]},
+        {"type": "TextBlock", "size": "Large", "weight": "Bolder", "wrap": True,
+         "text": teams_text(alert_title(report, findings))},
+        {"type": "FactSet", "facts": [{"title": title, "value": teams_text(value)}
+                                      for title, value in _summary_facts(report)]},
     ]
-    body.extend({"type": "TextBlock", "wrap": True, "text": _finding_line(item),
+    body.extend({"type": "TextBlock", "wrap": True, "text": teams_text(_finding_line(item)),
                  "color": "Attention" if item.severity == "critical" else "Warning"} for item in shown)
     if more:
         body.append({"type": "TextBlock", "isSubtle": True, "text": f"... and {more} more"})
@@ -153,15 +388,16 @@ def slack_payload(report: FleetReport, findings: Sequence[AlertFinding]) -> dict
     title = alert_title(report, findings)
     shown, more = _shown(findings)
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{value}"}
+        {"type": "header", "text": {"type": "plain_text", "text": _clip(_one_line(title), 150)}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{slack_text(value, 1900)}"}
                                        for name, value in _summary_facts(report)]},
         {"type": "divider"},
     ]
-    blocks.extend({"type": "section", "text": {"type": "mrkdwn", "text": _finding_line(item)[:3000]}} for item in shown)
+    blocks.extend({"type": "section", "text": {"type": "mrkdwn", "text": slack_text(_finding_line(item))}}
+                  for item in shown)
     if more:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"... and {more} more"}]})
-    return {"text": title, "blocks": blocks}
+    return {"text": slack_text(title), "blocks": blocks}
 
 
 def webhook_payload(report: FleetReport, findings: Sequence[AlertFinding], fmt: str, markdown: str) -> dict[str, Any]:
@@ -177,6 +413,12 @@ def webhook_payload(report: FleetReport, findings: Sequence[AlertFinding], fmt: 
 
 @dataclasses.dataclass(frozen=True)
 class EmailSettings:
+    """Where and how to send the mail; validated when built (:class:`AlertConfigError` names the option).
+
+    ``sender`` and each of ``to`` are ``a@b.c`` or ``Display Name <a@b.c>``. SMTP AUTH (``username``) needs
+    ``starttls`` unless ``allow_plaintext_auth`` accepts sending the password in clear text.
+    """
+
     smtp_host: str
     smtp_port: int
     sender: str
@@ -187,21 +429,106 @@ class EmailSettings:
     password: str | None = dataclasses.field(default=None, repr=False)
     subject_prefix: str = ""
     timeout: float = 30.0
+    allow_plaintext_auth: bool = False
+    sender_address: email.headerregistry.Address = dataclasses.field(init=False, repr=False, compare=False)
+    recipient_addresses: tuple[email.headerregistry.Address, ...] = dataclasses.field(
+        init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            self._validate()
+        except AlertConfigError as error:
+            raise AlertConfigError(_scrub(str(error), self.secrets)) from None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The password and the forms it takes on the wire (AUTH PLAIN, AUTH LOGIN), to scrub from messages."""
+        if not isinstance(self.password, str) or not self.password:
+            return ()
+        forms = [self.password]
+        for raw in (self.password, f"\0{self.username}\0{self.password}"):
+            try:
+                forms.append(base64.b64encode(raw.encode()).decode())
+            except (UnicodeError, TypeError):
+                pass
+        return tuple(forms)
+
+    def _validate(self) -> None:
+        _check_host("email.smtp_host", self.smtp_host)
+        _check_port("email.smtp_port", self.smtp_port)
+        _check_timeout("email.timeout", self.timeout)
+        _check_line("email.subject_prefix", self.subject_prefix, empty=True)
+        object.__setattr__(self, "sender_address", parse_mailbox("email.from", self.sender))
+        if isinstance(self.to, str) or not isinstance(self.to, Sequence):
+            raise AlertConfigError("email.to must be a list of addresses")
+        if not self.to:
+            raise AlertConfigError("email.to is empty: give at least one recipient")
+        object.__setattr__(self, "recipient_addresses",
+                           tuple(parse_mailbox(f"email.to[{index}]", value) for index, value in enumerate(self.to)))
+        if self.username is None:
+            if self.password is not None:
+                raise AlertConfigError("email.password is given without email.username")
+            return
+        _check_line("email.username", self.username)
+        if not self.username.isascii():
+            raise AlertConfigError("email.username must be ASCII (SMTP AUTH as Python's smtplib sends it)")
+        if not isinstance(self.password, str) or not self.password:
+            raise AlertConfigError("email.password is empty: SMTP AUTH with email.username needs a password")
+        if _CONTROL.search(self.password) or not self.password.isascii() or len(self.password) > 1024:
+            raise AlertConfigError("email.password must be at most 1024 ASCII characters without control "
+                                   "characters (CR, LF, NUL...); the password is not shown")
+        if not self.starttls and not self.allow_plaintext_auth:
+            raise AlertConfigError(
+                "email: SMTP AUTH (email.username) over a connection without STARTTLS would send the password in "
+                "clear text. Set email.starttls: true (the relay must offer STARTTLS), or set "
+                "email.allow_plaintext_auth: true to accept that risk (for example for a relay on the same host)")
 
 
 @dataclasses.dataclass(frozen=True)
 class WebhookSettings:
+    """Where and how to POST; validated when built (:class:`AlertConfigError` names the option, never a secret).
+
+    ``url`` must be https, or http when ``allow_http`` is true, and carry no credentials; redirects are never
+    followed. ``headers`` are HTTP tokens with one-line values.
+    """
+
     url: str = dataclasses.field(repr=False)
     format: str = "generic"
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
     timeout: float = 30.0
     validate_certs: bool = True
+    allow_http: bool = False
+
+    def __post_init__(self) -> None:
+        values = [self.url, *(self.headers.values() if isinstance(self.headers, Mapping) else ())]
+        secrets = [str(value) for value in values if isinstance(value, (str, int)) and not isinstance(value, bool)]
+        try:
+            _check_url(self.url, self.allow_http)
+            if self.format not in WEBHOOK_FORMATS:
+                raise AlertConfigError(f"webhook.format must be one of {', '.join(WEBHOOK_FORMATS)}")
+            _check_timeout("webhook.timeout", self.timeout)
+            object.__setattr__(self, "headers", _check_headers(self.headers))
+        except AlertConfigError as error:
+            raise AlertConfigError(_scrub(str(error), secrets)) from None
 
     @property
     def endpoint(self) -> str:
         """The URL reduced to scheme, host and port: safe to show (the path often holds the secret)."""
         parts = urllib.parse.urlsplit(self.url)
-        return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        return f"{parts.scheme.lower()}://{host}{f':{parts.port}' if parts.port else ''}"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The URL, the parts of it that may be the credential, and the header values (with their tokens)."""
+        parts = urllib.parse.urlsplit(self.url)
+        found = [self.url, self.url.split("://", 1)[-1], parts.path.strip("/"), parts.query]
+        found += [segment for segment in parts.path.split("/") if len(segment) >= 8]
+        found += [value for _name, value in urllib.parse.parse_qsl(parts.query) if len(value) >= 8]
+        for value in self.headers.values():
+            found += [value, *(token for token in value.split() if len(token) >= 8)]
+        return tuple(sorted({secret for secret in found if secret}, key=len, reverse=True))
 
 
 def build_email(report: FleetReport, findings: Sequence[AlertFinding], markdown: str,
@@ -210,9 +537,9 @@ def build_email(report: FleetReport, findings: Sequence[AlertFinding], markdown:
     # RFC 5322's hard line limit: the default 78 makes Python fold a subject starting with "[" before its
     # first word, which readers then show with a leading space.
     message = email.message.EmailMessage(policy=email.policy.default.clone(max_line_length=998))
-    message["Subject"] = f"{settings.subject_prefix}{alert_title(report, findings)}".strip()
-    message["From"] = settings.sender
-    message["To"] = ", ".join(settings.to)
+    message["Subject"] = f"{settings.subject_prefix}{_one_line(alert_title(report, findings))}".strip()
+    message["From"] = str(settings.sender_address)
+    message["To"] = ", ".join(str(address) for address in settings.recipient_addresses)
     message["Date"] = email.utils.format_datetime(report.generated_at)
     message["Message-ID"] = email.utils.make_msgid(domain="exchange-pki.invalid")
     message.set_content(markdown)
@@ -220,9 +547,8 @@ def build_email(report: FleetReport, findings: Sequence[AlertFinding], markdown:
 
 
 def _scrub(text: str, secrets: Iterable[str | None]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "********")
+    for secret in sorted((secret for secret in secrets if secret), key=len, reverse=True):
+        text = text.replace(secret, "********")
     return text
 
 
@@ -241,30 +567,34 @@ def send_email(message: email.message.EmailMessage, settings: EmailSettings) -> 
                 stage = "login"
                 smtp.login(settings.username, settings.password or "")
             stage = "send"
-            smtp.send_message(message, from_addr=settings.sender, to_addrs=list(settings.to))
-    except (smtplib.SMTPException, OSError) as error:
-        reason = _scrub(f"{type(error).__name__}: {error}", (settings.password,))
+            smtp.send_message(message, from_addr=settings.sender_address.addr_spec,
+                              to_addrs=[address.addr_spec for address in settings.recipient_addresses])
+    except (smtplib.SMTPException, OSError, ValueError) as error:  # ValueError: e.g. UnicodeError from smtplib
+        reason = _scrub(f"{type(error).__name__}: {error}", settings.secrets)
         raise AlertDeliveryError(f"e-mail via {settings.smtp_host}:{settings.smtp_port}", f"SMTP {stage}",
                                  reason) from None
 
 
 def post_webhook(payload: Mapping[str, Any], settings: WebhookSettings) -> int:
-    """POST ``payload`` as JSON; returns the HTTP status. Any non-2xx answer is an error."""
+    """POST ``payload`` as JSON; returns the HTTP status. Any non-2xx answer is an error; redirects are not followed.
+
+    Following one would POST the alert (and the headers) to wherever the webhook points, maybe with another scheme.
+    """
     headers = {"Content-Type": "application/json", **settings.headers}
     channel = f"webhook {settings.endpoint}"
     try:
         response = open_url(
             settings.url, data=json.dumps(payload).encode(), headers=headers, method="POST",
-            timeout=settings.timeout, validate_certs=settings.validate_certs, follow_redirects="safe",
+            timeout=settings.timeout, validate_certs=settings.validate_certs, follow_redirects="none",
         )
         with response:
             return response.status
     except Exception as error:  # open_url raises HTTPError, URLError, SSLValidationError, socket errors...
         code = getattr(error, "code", None)
         stage = f"HTTP POST (status {code})" if isinstance(code, int) else "HTTP POST"
+        reason = f"{type(error).__name__}: {getattr(error, 'reason', None) or error}"
         if isinstance(error, (socket.timeout, TimeoutError)):
             stage = "HTTP POST (timeout)"
-        parts = urllib.parse.urlsplit(settings.url)
-        reason = _scrub(f"{type(error).__name__}: {getattr(error, 'reason', None) or error}",
-                        (settings.url, parts.path.strip("/"), parts.query, *settings.headers.values()))
-        raise AlertDeliveryError(channel, stage, reason) from None
+        elif isinstance(code, int) and 300 <= code < 400:
+            reason = "the webhook answered with a redirect, which is not followed: configure the URL it redirects to"
+        raise AlertDeliveryError(channel, stage, _scrub(reason, settings.secrets)) from None

@@ -51,8 +51,9 @@ ROLE_TASKS = """\
     report_title: Contoso Exchange certificates
     report_alert_min_severity: warning
     report_alert_email: {{smtp_host: 127.0.0.1, smtp_port: {smtp_port}, from: pki@contoso.lab, to: [ops@contoso.lab],
-                          username: alerts, password: "{{{{ vault_smtp_password }}}}", timeout: 10}}
-    report_alert_webhook: {{url: "{webhook}", format: teams, timeout: 10}}
+                          username: alerts, password: "{{{{ vault_smtp_password }}}}", timeout: 10,
+                          allow_plaintext_auth: true}}
+    report_alert_webhook: {{url: "{webhook}", format: teams, timeout: 10, allow_http: true}}
 """
 
 

@@ -32,17 +32,18 @@ def test_documentation_matches_the_argument_spec():
 
 
 def test_sends_mail_and_webhook_when_findings_reach_the_severity():
-    with smtp_sink(("alerts", PASSWORD)) as smtp, http_sink() as hook:
+    with smtp_sink(("alerts", PASSWORD), starttls=True) as smtp, http_sink(tls=True) as hook:
         result = run({
             "facts": dag_fleet(), "min_severity": "warning",
-            "email": email(smtp, username="alerts", password=PASSWORD),
-            "webhook": {"url": hook.url, "format": "slack", "timeout": 5},
+            "email": email(smtp, username="alerts", password=PASSWORD, starttls=True, validate_certs=False),
+            "webhook": {"url": hook.url, "format": "slack", "timeout": 5, "validate_certs": False},
         })
     assert result["changed"] is True and result["triggered"] is True and result["findings"] == 11, result
     assert [entry["channel"] for entry in result["sent"]] == ["email", "webhook"]
     assert result["sent"][1] == {"channel": "webhook", "endpoint": hook.url.split("/hooks")[0], "format": "slack",
                                  "status": 200, "delivered": True}
     assert len(smtp.received) == 1 and len(hook.received) == 1
+    assert smtp.auth_over_tls == [True] and hook.url.startswith("https://")
     assert hook.received[0].body["text"].startswith("Exchange certificate report: 11 ")
     assert PASSWORD not in repr(result) and "SECRET-TOKEN" not in repr(result)
 
@@ -50,14 +51,15 @@ def test_sends_mail_and_webhook_when_findings_reach_the_severity():
 def test_nothing_is_sent_below_the_severity():
     facts = {"ex1": host_fact("ex1", [certificate("CN=web", days_remaining=300)])}
     with http_sink() as hook:
-        result = run({"facts": facts, "webhook": {"url": hook.url}})
+        result = run({"facts": facts, "webhook": {"url": hook.url, "allow_http": True}})
     assert result["changed"] is False and result["triggered"] is False and result["sent"] == []
     assert hook.received == []
 
 
 def test_check_mode_sends_nothing_but_says_what_would_be_sent():
     with smtp_sink() as smtp, http_sink() as hook:
-        result = run({"facts": dag_fleet(), "email": email(smtp), "webhook": {"url": hook.url}}, check_mode=True)
+        result = run({"facts": dag_fleet(), "email": email(smtp), "webhook": {"url": hook.url, "allow_http": True}},
+                     check_mode=True)
     assert result["changed"] is True
     sent = [(entry["channel"], entry["delivered"]) for entry in result["sent"]]
     assert sent == [("email", False), ("webhook", False)]
@@ -72,8 +74,9 @@ def test_a_failing_channel_does_not_stop_the_other():
         result = run({
             "facts": dag_fleet(),
             "email": {"smtp_host": "127.0.0.1", "smtp_port": closed_port, "from": "a@contoso.lab",
-                      "to": ["b@contoso.lab"], "username": "u", "password": PASSWORD, "timeout": 5},
-            "webhook": {"url": hook.url},
+                      "to": ["b@contoso.lab"], "username": "u", "password": PASSWORD, "timeout": 5,
+                      "allow_plaintext_auth": True},
+            "webhook": {"url": hook.url, "allow_http": True},
         })
     assert result["failed"] is True
     assert result["msg"].startswith("alert delivery failed: e-mail via 127.0.0.1:")
@@ -83,10 +86,63 @@ def test_a_failing_channel_does_not_stop_the_other():
 
 @pytest.mark.parametrize(("args", "message"), [
     ({"facts": {}}, "one of the following is required: email, webhook"),
-    ({"facts": {}, "webhook": {"url": "http://x", "format": "discord"}}, "value of format must be one of"),
+    ({"facts": {}, "webhook": {"url": "https://x", "format": "discord"}}, "value of format must be one of"),
     ({"facts": {}, "email": {"smtp_host": "h", "from": "a@b", "to": ["c@d"], "username": "u"}},
      "parameters are required together: username, password found in email"),
 ])
 def test_bad_arguments_are_refused(args, message):
     with pytest.raises(AnsibleActionFail, match=message):
         run(args)
+
+
+# --- hardening: a bad option fails the task, naming it, and nothing is sent -----------------------------------
+
+
+TOKEN = "Bearer SECRET-TOKEN"
+
+
+@pytest.mark.parametrize(("email_extra", "webhook_extra", "message"), [
+    ({}, {"url": "file:///etc/hostname"}, r"^webhook\.url must be an https:// URL"),
+    ({}, {"url": "http://127.0.0.1/SECRET-TOKEN", "allow_http": False}, r"^webhook\.url is an http:// URL"),
+    ({}, {"headers": {"Authorization": TOKEN + "\r\nX-Injected: 1"}},
+     r"^webhook\.headers: the value of Authorization contains CR, LF"),
+    ({}, {"timeout": 0}, r"^webhook\.timeout must be a number of seconds greater than 0"),
+    ({}, {"timeout": "nan"}, r"^webhook\.timeout must be a number of seconds greater than 0"),
+    ({"to": ["not-an-address"]}, {}, r"^email\.to\[0\]: 'not-an-address' is not an e-mail address"),
+    ({"to": [""]}, {}, r"^email\.to\[0\] is empty"),
+    ({"to": []}, {}, r"^email\.to is empty"),
+    ({"from": "alerts@contoso.lab\r\nBcc: all@contoso.lab"}, {}, r"^email\.from contains a control character"),
+    ({"subject_prefix": "[pki]\r\n"}, {}, r"^email\.subject_prefix contains a control character"),
+    ({"username": "alerts", "password": PASSWORD}, {}, r"^email: SMTP AUTH .* clear text"),
+    ({"smtp_port": 0}, {}, r"^email\.smtp_port must be a TCP port from 1 to 65535, not 0"),
+    ({"smtp_port": 70000}, {}, r"^email\.smtp_port must be a TCP port from 1 to 65535, not 70000"),
+    ({"timeout": -1}, {}, r"^email\.timeout must be a number of seconds greater than 0"),
+    ({"smtp_host": ""}, {}, r"^email\.smtp_host is empty"),
+])
+def test_a_bad_option_fails_the_task_and_nothing_is_sent(email_extra, webhook_extra, message):
+    with smtp_sink(("alerts", PASSWORD)) as smtp, http_sink() as hook:
+        webhook = {"url": hook.url, "allow_http": True, "headers": {"Authorization": TOKEN}, **webhook_extra}
+        with pytest.raises(AnsibleActionFail, match=message) as error:
+            run({"facts": dag_fleet(), "email": email(smtp, **email_extra), "webhook": webhook})
+    assert smtp.connections == 0 and hook.connections == 0
+    assert "SECRET-TOKEN" not in str(error.value) and PASSWORD not in str(error.value)
+
+
+def test_a_bad_option_fails_even_when_nothing_triggers():
+    facts = {"ex1": host_fact("ex1", [certificate("CN=web", days_remaining=300)])}
+    with pytest.raises(AnsibleActionFail, match=r"^webhook\.url must be an https:// URL"):
+        run({"facts": facts, "webhook": {"url": "file:///etc/hostname"}})
+
+
+@pytest.mark.parametrize("title", ["Report\r\nBcc: all@contoso.lab", "", "Report\x00"])
+def test_a_title_that_cannot_be_a_subject_is_refused(title):
+    with smtp_sink() as smtp:
+        with pytest.raises(AnsibleActionFail, match=r"^title "):
+            run({"facts": dag_fleet(), "title": title, "email": email(smtp)})
+    assert smtp.connections == 0
+
+
+def test_a_webhook_file_url_is_never_read():
+    with pytest.raises(AnsibleActionFail) as error:
+        run({"facts": dag_fleet(), "webhook": {"url": "file:///etc/hostname", "allow_http": True}})
+    assert "delivered" not in str(error.value) and "hostname" not in str(error.value)
