@@ -165,7 +165,7 @@ def lab_certificates(gathered: Gathered, server: Mapping[str, Any], store: str) 
 
 
 Expected = dict[str, collections.Counter[tuple[str, "str | None"]]]
-STATUS_FINDINGS = {"Untrusted", "RevocationCheckFailure", "Revoked", "Invalid", "DateInvalid"}
+STATUS_FINDINGS = {"Unknown", "Untrusted", "RevocationCheckFailure", "Revoked", "Invalid", "DateInvalid"}
 
 
 def expected_findings(gathered: Gathered) -> Expected:
@@ -213,8 +213,10 @@ def _server_expectations(gathered: Gathered, server: Mapping[str, Any]) -> Itera
             yield "shared_key_not_exportable", thumbprint
 
     groups = collections.defaultdict(list)
+    auth_named = {auth["CurrentCertificateThumbprint"], auth["NextCertificateThumbprint"],
+                  auth["PreviousCertificateThumbprint"]}
     for certificate in my:
-        if not certificate.expired(now):
+        if not certificate.expired(now) and certificate.thumbprint not in auth_named:
             groups[(certificate.subject, frozenset(n.lower() for n in certificate.dns_names))].append(certificate)
     for group in groups.values():
         if len(group) > 1:
@@ -225,14 +227,16 @@ def _server_expectations(gathered: Gathered, server: Mapping[str, Any]) -> Itera
             if not all(local[thumbprint].covers(required) for required in gathered.required_names):
                 yield "name_mismatch", thumbprint
 
+    next_thumbprint = auth["NextCertificateThumbprint"]
     if current not in local:
         yield "auth_missing", current
-    elif local[current].days(now) < 60:
-        if not local[current].expired(now):
-            yield "auth_expiring", current
-        following = local.get(auth["NextCertificateThumbprint"])
-        if following is None or following.days(now) <= 120:
+    elif local[current].days(now) < 60 and not local[current].expired(now):
+        yield "auth_expiring", current
+        # configured but not installed here is auth_next_missing (an import), not "not staged"
+        if next_thumbprint is None or (next_thumbprint in local and local[next_thumbprint].days(now) <= 120):
             yield "auth_next_not_staged", current
+    if next_thumbprint is not None and next_thumbprint not in local:
+        yield "auth_next_missing", next_thumbprint
     for thumbprint in {current, auth["NextCertificateThumbprint"]} & local.keys():
         if local[thumbprint].key_provider == "cng":
             yield "auth_key_not_csp", thumbprint

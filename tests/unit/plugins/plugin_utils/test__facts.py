@@ -600,6 +600,7 @@ def test_broken_scenario_findings_are_where_the_scenario_says() -> None:
         },
         "ex2": {
             ("auth_missing", "<absent>"),
+            ("auth_next_missing", "<absent>"),
             ("no_internal_transport", None),
             ("iis_binding_missing_cert", "<absent>"),
             ("cluster_certificate_expiring", "CN=CLIUSR"),
