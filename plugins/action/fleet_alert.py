@@ -121,6 +121,8 @@ class ActionModule(ControllerAction):
     ARGUMENT_SPEC = ARGUMENT_SPEC
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
+        if not args["email"] and not args["webhook"]:
+            raise AnsibleActionFail("email and webhook are both empty: give at least one channel to alert on")
         try:
             check_title(args["title"])
             channels = [

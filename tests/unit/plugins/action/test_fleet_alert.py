@@ -128,6 +128,12 @@ def test_a_bad_option_fails_the_task_and_nothing_is_sent(email_extra, webhook_ex
     assert "SECRET-TOKEN" not in str(error.value) and PASSWORD not in str(error.value)
 
 
+@pytest.mark.parametrize("channels", [{"webhook": None}, {"email": None}, {"email": None, "webhook": None}])
+def test_empty_channels_are_refused_instead_of_alerting_nobody(channels):
+    with pytest.raises(AnsibleActionFail, match="email and webhook are both empty"):
+        run({"facts": dag_fleet(), **channels})
+
+
 def test_a_bad_option_fails_even_when_nothing_triggers():
     facts = {"ex1": host_fact("ex1", [certificate("CN=web", days_remaining=300)])}
     with pytest.raises(AnsibleActionFail, match=r"^webhook\.url must be an https:// URL"):
