@@ -48,3 +48,15 @@ def test_demo_installs_what_the_lab_imports():
                                    path.read_text(encoding="utf-8"), re.MULTILINE))
     assert imported
     assert sorted(distributions[module] for module in imported if distributions[module] not in demo) == []
+
+
+def test_demo_output_is_where_the_docs_say_and_git_and_the_build_ignore_it():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    demo_dir = re.search(r"^DEMO_DIR := \$\(CURDIR\)/(\S+)$", makefile, re.MULTILINE).group(1)
+    assert re.search(r"^DEMO_REPORT := \$\(DEMO_DIR\)/report$", makefile, re.MULTILINE)
+    doc = (ROOT / "docs" / "lab-demo.md").read_text(encoding="utf-8")
+    assert f"{demo_dir}/report/exchange_pki_report.html" in doc
+    assert "demo-report" not in doc
+    assert f"/{demo_dir}/" in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    galaxy = (ROOT / "galaxy.yml").read_text(encoding="utf-8")
+    assert f"  - {demo_dir}\n" in galaxy
