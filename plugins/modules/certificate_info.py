@@ -36,6 +36,7 @@ extends_documentation_fragment:
   - exchange.pki._attributes.exchange_host
 requirements:
   - cryptography >= 42.0 on the controller (certificates are parsed there from their raw bytes).
+  - idna on the controller, to compare internationalized names in their A-label form (IDNA 2008).
   - Exchange Server 2016, 2019 or Subscription Edition on the managed host, reached over WinRM.
 notes:
   - One task sends one batch of reading operations to the host (the remote executor

@@ -90,6 +90,7 @@ extends_documentation_fragment:
   - exchange.pki._attributes.controller
 requirements:
   - cryptography >= 42.0 on the controller.
+  - idna on the controller, for internationalized names (IDNA 2008 A-labels).
 notes:
   - The served chain is read with C(SSLSocket.get_unverified_chain()) on Python 3.13 and later, and with the
     same CPython method on the socket's internal object on Python 3.10 to 3.12. Where neither exists only the
