@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import datetime
+import os
 import ssl
+import stat
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -21,8 +23,14 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
 from ansible_collections.exchange.pki.plugins.plugin_utils._tls import (
     HAS_CRYPTOGRAPHY,
     STARTTLS_PROTOCOLS,
+    ProbeOptionError,
     ProbeRequest,
     TlsProbeError,
+    check_host_name,
+    check_port,
+    check_smtp_helo,
+    check_text,
+    check_timeout,
     describe,
     handshake,
     is_ip_address,
@@ -47,6 +55,10 @@ ARGUMENT_SPEC = ArgumentSpec(
         "smtp_helo": {"type": "str"},
     },
 )
+#: The largest expected_thumbprint accepted before normalization (40 digits with separators and marks fit).
+MAX_THUMBPRINT_TEXT = 256
+#: The largest CA bundle read for validate_chain (the Mozilla bundle is about 0.2 MiB).
+MAX_CA_BUNDLE = 16 * 1024 * 1024
 
 
 class ActionModule(ControllerAction):
@@ -54,7 +66,7 @@ class ActionModule(ControllerAction):
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
         require_cryptography()
-        check_arguments(args)
+        check_arguments(args, raw=self._task.args)
         request = probe_request(args)
         expected_thumbprint = _expected_thumbprint(args["expected_thumbprint"])
         trust_anchors = _trust_anchors(args["ca_path"]) if args["validate_chain"] else None
@@ -79,20 +91,34 @@ def require_cryptography() -> None:
         )
 
 
-def check_arguments(args: Mapping[str, Any]) -> None:
-    """What the argument spec cannot say: ranges and options that only make sense together."""
-    if not 1 <= args["port"] <= 65535:
-        raise AnsibleActionFail(f"port must be between 1 and 65535, got {args['port']}")
-    if not args["timeout"] > 0:
-        raise AnsibleActionFail(f"timeout must be a positive number of seconds, got {args['timeout']}")
-    for option in ("host", "server_name", "smtp_helo"):
-        if args[option] is not None and not args[option].strip():
-            raise AnsibleActionFail(f"{option} must not be empty")
-    if args["server_name"] is not None and not is_ip_address(args["server_name"]):
-        try:
-            args["server_name"].encode("idna")
-        except UnicodeError as exc:
-            raise AnsibleActionFail(f"server_name {args['server_name']!r} is not a valid DNS name: {exc}") from None
+def check_arguments(args: dict[str, Any], raw: Mapping[str, Any] | None = None) -> None:
+    """What the argument spec cannot say: ranges, syntax, and options that only make sense together.
+
+    Nothing is sent before every value has passed; a bad one is an AnsibleActionFail naming the option.
+    ``raw`` (the task's arguments before conversion) tells a boolean from a number. Names are stored back in
+    the form the probe uses (U-labels as A-labels).
+    """
+    given = raw or {}
+    try:
+        for option in ("port", "timeout"):
+            if isinstance(given.get(option), bool):
+                raise ProbeOptionError(option, f"must be a number, got the boolean {given[option]!r}")
+        check_port("port", args["port"])
+        args["timeout"] = check_timeout("timeout", args["timeout"])
+        args["host"] = check_host_name("host", args["host"])
+        if args["server_name"] is not None:
+            args["server_name"] = check_host_name("server_name", args["server_name"])
+        if args["smtp_helo"] is not None:
+            args["smtp_helo"] = check_smtp_helo("smtp_helo", args["smtp_helo"])
+        for position, name in enumerate(args["expected_names"] or ()):
+            check_host_name(f"expected_names[{position}]", name, wildcard=True)
+        if args["expected_thumbprint"] is not None:
+            check_text("expected_thumbprint", args["expected_thumbprint"], max_length=MAX_THUMBPRINT_TEXT,
+                       spaces=True)
+        if args["ca_path"] is not None:
+            check_text("ca_path", args["ca_path"], max_length=4096, spaces=True)
+    except ProbeOptionError as exc:
+        raise AnsibleActionFail(str(exc)) from None
     if args["ca_path"] is not None and not args["validate_chain"]:
         raise AnsibleActionFail("ca_path is only used to verify the chain: set validate_chain=true with it")
 
@@ -130,14 +156,19 @@ def _expected_thumbprint(text: str | None) -> str | None:
 
 def _trust_anchors(ca_path: str | None) -> list[x509.Certificate]:
     """The trusted roots for validate_chain: ``ca_path``, else the controller's system bundle."""
-    path = ca_path or ssl.get_default_verify_paths().cafile
+    path = ca_path if ca_path is not None else ssl.get_default_verify_paths().cafile
     if path is None:
         raise AnsibleActionFail("validate_chain needs ca_path: the controller has no system CA bundle")
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # not a directory, FIFO or device such as /dev/zero
+            raise AnsibleActionFail(f"ca_path {path}: not a regular file")
         with open(path, "rb") as bundle:
-            anchors = load_trust_anchors(bundle.read())
+            pem = bundle.read(MAX_CA_BUNDLE + 1)
     except OSError as exc:
         raise AnsibleActionFail(f"ca_path {path}: cannot read it ({exc.strerror or exc})") from None
+    if len(pem) > MAX_CA_BUNDLE:
+        raise AnsibleActionFail(f"ca_path {path}: larger than {MAX_CA_BUNDLE // (1024 * 1024)} MiB, not a CA bundle")
+    try:
+        return load_trust_anchors(pem)
     except ValueError as exc:
         raise AnsibleActionFail(f"ca_path {path}: not a PEM bundle of certificates ({exc})") from None
-    return anchors

@@ -20,12 +20,18 @@ options:
   host:
     description:
       - Host name or IP address to connect to.
+      - A DNS name is made of labels of 1 to 63 letters, digits, hyphens and underscores, at most 253 characters
+        in all; an internationalized name (U-label) is converted to its A-label (C(xn--...), IDNA 2008) with the
+        Python library C(idna) on the controller. An IPv6 address is given without brackets.
+      - Empty values, whitespace, control characters (such as CR, LF or NUL) and anything that is neither an IP
+        address nor a DNS name are errors; nothing is sent then.
     type: str
     required: true
   port:
     description:
       - TCP port to connect to, for example V(443) for IIS, V(444) for the Exchange Back End site, V(25) or
         V(587) for SMTP, V(143) for IMAP and V(110) for POP3 with O(starttls).
+      - Between V(1) and V(65535).
     type: int
     default: 443
   starttls:
@@ -44,6 +50,8 @@ options:
       - The server name sent in the TLS Server Name Indication extension.
       - Defaults to O(host) when it is a DNS name; no SNI is sent when O(host) is an IP address and this is
         not set.
+      - Checked like O(host); an internationalized name is sent, and returned in RV(server_name), as its
+        A-label (IDNA 2008, needs the Python library C(idna) on the controller).
     type: str
   expected_names:
     description:
@@ -51,18 +59,25 @@ options:
       - Matched against the certificate's subject alternative names as RFC 6125 describes; the subject's
         common name is not considered. A wildcard matches exactly one whole left-most label.
       - Defaults to O(server_name), or O(host) when no server name is set. An empty list skips the check.
+      - Each entry must be an IP address or a DNS name (checked like O(host)); a C(*) is allowed as the whole
+        left-most label, to check for a wildcard certificate. Internationalized names are compared in A-label
+        form and reported as given.
     type: list
     elements: str
   expected_thumbprint:
     description:
       - The SHA-1 thumbprint of the certificate the server should present, as Windows shows it.
       - Spaces, colons and invisible characters (such as the U+200E mark copied from the Windows certificate
-        dialog) are removed and the letters uppercased; anything else than 40 hexadecimal digits is an error.
+        dialog) are removed and the letters uppercased; anything else than 40 hexadecimal digits (a thumbprint
+        that is too short or too long, a control character, more than 256 characters) is an error, raised
+        before anything is sent.
       - A different served certificate does not fail the task; see RV(expected_thumbprint_matches).
     type: str
   timeout:
     description:
-      - Seconds to wait for the connection and for each answer of the server.
+      - Seconds the whole probe may take, from resolving O(host) to the end of the TLS handshake, STARTTLS
+        dialogue included. A server that answers slowly, even one byte at a time, cannot hold the probe longer.
+      - Greater than V(0) and at most V(300).
     type: float
     default: 10
   validate_chain:
@@ -77,11 +92,17 @@ options:
     description:
       - A PEM file on the controller with the trusted root certificates for O(validate_chain).
       - Defaults to the controller's system CA bundle. Only allowed with O(validate_chain=true).
+      - Must be a regular file of at most 16 MiB; an empty value or a control character is an error.
     type: path
   smtp_helo:
     description:
       - The name the probe gives in C(EHLO) with O(starttls=smtp).
-      - Defaults to the controller's fully qualified domain name.
+      - A domain (labels of letters, digits and inner hyphens; an internationalized domain is sent as its
+        A-label) or an address literal such as V([192.0.2.1]) or V([IPv6:2001:db8::1]), as RFC 5321 defines
+        the argument of C(EHLO). Anything else, in particular CR, LF or any other control character, is an
+        error and nothing is sent.
+      - Defaults to the controller's fully qualified domain name when that is a valid domain and is known
+        within 2 seconds, else the address literal of the controller's end of the connection.
     type: str
 extends_documentation_fragment:
   - exchange.pki._attributes
@@ -95,8 +116,9 @@ notes:
   - The served chain is read with C(SSLSocket.get_unverified_chain()) on Python 3.13 and later, and with the
     same CPython method on the socket's internal object on Python 3.10 to 3.12. Where neither exists only the
     leaf certificate is returned and RV(chain_complete) is V(false).
-  - The task fails when the connection, the STARTTLS dialogue or the handshake fails; the message and
-    C(stage) (V(connect), V(starttls) or V(handshake)) say which.
+  - The task fails when the connection, the STARTTLS dialogue or the handshake fails, or takes longer than
+    O(timeout) in all; the message and C(stage) (V(connect), V(starttls) or V(handshake)) say which.
+  - A server may send at most 8 KiB in one line and 256 KiB in all before the TLS handshake.
 seealso:
   - module: exchange.pki.exchange_batch
   - name: RFC 6125, Representation and Verification of Domain-Based Application Service Identity
@@ -150,7 +172,7 @@ changed:
   type: bool
   sample: false
 host:
-  description: The host connected to.
+  description: The host connected to (an internationalized name as its A-label).
   returned: success
   type: str
   sample: ex1.contoso.com
@@ -165,7 +187,7 @@ starttls:
   type: str
   sample: none
 server_name:
-  description: The SNI server name sent, null when none was sent.
+  description: The SNI server name sent (an internationalized name as its A-label), null when none was sent.
   returned: success
   type: str
   sample: mail.contoso.com

@@ -15,6 +15,11 @@ the leaf is parsed, and DNS names are matched (RFC 6125), by plugin_utils/_certi
 The served chain: ``SSLSocket.get_unverified_chain()`` is public from Python 3.13. On 3.10 - 3.12 CPython
 has the same method (same C implementation) on the socket's private ``_sslobj``; it is used when present.
 Where neither exists only the leaf is returned and ``chain_complete`` is false.
+
+``request.timeout`` bounds the whole probe: one deadline is set when it starts, and name resolution, the
+connection, every read and write of the STARTTLS dialogue and the TLS handshake each get only the time that
+is left. The ``check_*`` functions validate what a user gives before anything is sent; they raise
+:class:`ProbeOptionError` naming the option.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import ipaddress
 import re
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -38,6 +45,13 @@ except ImportError:  # the action plugin says so, naming CRYPTOGRAPHY_REQUIREMEN
 else:
     HAS_CRYPTOGRAPHY = True
 
+try:
+    import idna
+except ImportError:  # only needed for internationalized names (U-labels); the error says so
+    HAS_IDNA = False
+else:
+    HAS_IDNA = True
+
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import CertificateFacts, parse_certificate
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
@@ -46,7 +60,11 @@ Starttls = Literal["none", "smtp", "imap", "pop3"]
 Stage = Literal["connect", "starttls", "handshake"]
 
 STARTTLS_PROTOCOLS: tuple[Starttls, ...] = ("none", "smtp", "imap", "pop3")
+#: The largest ``timeout`` accepted, in seconds (it bounds the whole probe).
+MAX_TIMEOUT = 300.0
 _MAX_LINE = 8192
+#: The most the server may send during the whole STARTTLS dialogue (an Exchange EHLO reply is < 1 KiB).
+_MAX_DIALOGUE = 256 * 1024
 _STAGE_TEXT: dict[Stage, str] = {
     "connect": "connecting to",
     "starttls": "STARTTLS with",
@@ -63,6 +81,22 @@ class TlsProbeError(ExchangePkiError):
         self.stage = stage
 
 
+class ProbeOptionError(ValueError):
+    """A value the probe cannot use; the message starts with the option's name (``option``)."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"{option} {problem}")
+        self.option = option
+
+
+class _ProbeTimeout(TimeoutError):
+    """The probe's deadline passed; ``doing`` says during what, when that is not obvious from the stage."""
+
+    def __init__(self, doing: str = "") -> None:
+        super().__init__(doing or "timed out")
+        self.doing = doing
+
+
 @dataclasses.dataclass(frozen=True)
 class ProbeRequest:
     """Where and how to connect. ``server_name`` is sent as SNI (None: no SNI); ``smtp_helo`` None gives
@@ -75,9 +109,17 @@ class ProbeRequest:
     timeout: float = 10.0
     smtp_helo: str | None = None
 
+    def __post_init__(self) -> None:
+        # The action plugin has validated the user's values (check_* below); this guards other callers.
+        if not 0 < self.timeout <= MAX_TIMEOUT:  # also false for NaN
+            raise ValueError(f"timeout must be greater than 0 and at most {MAX_TIMEOUT:g} seconds")
+        if isinstance(self.port, bool) or not 1 <= self.port <= 65535:
+            raise ValueError(f"port must be between 1 and 65535, got {self.port!r}")
+
     @property
     def endpoint(self) -> str:
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        return f"{host}:{self.port}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,33 +138,93 @@ class Handshake:
 
 
 # -- the handshake --------------------------------------------------------------------------------------
+class _Deadline:
+    """One deadline for the whole probe; every network operation gets the time that is left."""
+
+    def __init__(self, seconds: float) -> None:
+        self._end = time.monotonic() + seconds
+
+    def remaining(self, doing: str = "") -> float:
+        """Seconds left (> 0); _ProbeTimeout once the deadline has passed."""
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise _ProbeTimeout(doing)
+        return left
+
+    def run(self, function: Callable[[], Any], doing: str, limit: float | None = None) -> Any:
+        """``function()`` in a helper thread, waited for no longer than the time left (or ``limit``).
+
+        For blocking calls that take no timeout (name resolution): the thread is a daemon and, when the
+        deadline passes first, is left to finish on its own.
+        """
+        outcome: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                outcome["value"] = function()
+            except Exception as exc:  # noqa: BLE001 - handed over to the waiting thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=target, name=f"tls_probe {doing}", daemon=True)
+        worker.start()
+        wait = self.remaining(doing)
+        worker.join(wait if limit is None else min(wait, limit))
+        if worker.is_alive():
+            raise _ProbeTimeout(doing)
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+
 def handshake(request: ProbeRequest) -> Handshake:
     """Connect, run the STARTTLS dialogue if asked, shake hands and return what the server presented.
 
-    Raises TlsProbeError naming the stage that failed. ``request.timeout`` bounds the connection and every
-    single network read.
+    Raises TlsProbeError naming the stage that failed. ``request.timeout`` bounds the whole probe: name
+    resolution, connection, dialogue and handshake together (see the module doc).
     """
+    deadline = _Deadline(request.timeout)
     with _stage("connect", request):
-        raw = socket.create_connection((request.host, request.port), timeout=request.timeout)
+        raw = _connect(request, deadline)
     with raw:
         if request.starttls != "none":
             with _stage("starttls", request):
-                _STARTTLS_DIALOGUES[request.starttls](_LineChannel(raw, request), request)
-        with _stage("handshake", request), _client_context().wrap_socket(
-            raw, server_hostname=request.server_name
-        ) as tls:
-            leaf = tls.getpeercert(binary_form=True)
-            if not leaf:
-                raise TlsProbeError("handshake", request.endpoint, "the server presented no certificate")
-            chain, complete = _served_chain(tls)
-            cipher = tls.cipher()
-            return Handshake(
-                request=request,
-                protocol=tls.version() or "unknown",
-                cipher=cipher[0] if cipher else "unknown",
-                chain=(leaf, *(der for der in chain if der != leaf)),
-                chain_complete=complete,
-            )
+                _STARTTLS_DIALOGUES[request.starttls](_LineChannel(raw, request, deadline), request)
+        with _stage("handshake", request):
+            raw.settimeout(deadline.remaining())  # CPython's do_handshake() keeps to this as one deadline
+            with _client_context().wrap_socket(raw, server_hostname=request.server_name) as tls:
+                leaf = tls.getpeercert(binary_form=True)
+                if not leaf:
+                    raise TlsProbeError("handshake", request.endpoint, "the server presented no certificate")
+                chain, complete = _served_chain(tls)
+                cipher = tls.cipher()
+                return Handshake(
+                    request=request,
+                    protocol=tls.version() or "unknown",
+                    cipher=cipher[0] if cipher else "unknown",
+                    chain=(leaf, *(der for der in chain if der != leaf)),
+                    chain_complete=complete,
+                )
+
+
+def _connect(request: ProbeRequest, deadline: _Deadline) -> socket.socket:
+    """A TCP connection to the first address of ``request.host`` that answers, within the deadline."""
+    addresses = deadline.run(
+        lambda: socket.getaddrinfo(request.host, request.port, type=socket.SOCK_STREAM), "resolving the host name"
+    )
+    error: OSError = OSError(f"{request.host} resolves to no address")
+    for family, kind, protocol, _name, address in addresses:
+        sock = socket.socket(family, kind, protocol)
+        try:
+            sock.settimeout(deadline.remaining())
+            sock.connect(address)
+        except OSError as exc:  # TimeoutError included
+            sock.close()
+            error = exc
+            if isinstance(exc, TimeoutError):
+                raise  # the deadline has passed: no time for another address
+        else:
+            return sock
+    raise error
 
 
 @contextlib.contextmanager
@@ -130,12 +232,17 @@ def _stage(stage: Stage, request: ProbeRequest) -> Iterator[None]:
     """Translate socket and TLS errors raised in ``stage`` into a TlsProbeError naming it."""
     try:
         yield
-    except TimeoutError:
-        raise TlsProbeError(stage, request.endpoint, f"no answer within {request.timeout:g} seconds") from None
+    except TimeoutError as exc:
+        doing = f" {exc.doing}" if isinstance(exc, _ProbeTimeout) and exc.doing else ""
+        raise TlsProbeError(
+            stage, request.endpoint, f"timed out{doing}: the probe did not finish within timeout={request.timeout:g} s"
+        ) from None
     except ssl.SSLError as exc:
         raise TlsProbeError(stage, request.endpoint, _SSL_SOURCE.sub("", str(exc))) from None
     except OSError as exc:
         raise TlsProbeError(stage, request.endpoint, exc.strerror or str(exc) or type(exc).__name__) from None
+    except UnicodeError as exc:  # a name the resolver's IDNA codec refuses (check_host_name prevents it)
+        raise TlsProbeError(stage, request.endpoint, f"the name cannot be encoded: {exc}") from None
 
 
 def _client_context() -> ssl.SSLContext:
@@ -162,21 +269,30 @@ def _served_chain(tls: ssl.SSLSocket) -> tuple[tuple[bytes, ...], bool]:
 class _LineChannel:
     """CRLF lines over the plain socket before TLS starts."""
 
-    def __init__(self, sock: socket.socket, request: ProbeRequest) -> None:
+    def __init__(self, sock: socket.socket, request: ProbeRequest, deadline: _Deadline) -> None:
         self._sock = sock
         self._buffer = b""
+        self._received = 0
+        self._deadline = deadline
         self.request = request
 
     def send(self, line: str) -> None:
+        if not line.isascii() or _CONTROL.search(line):  # never inject a command (see check_smtp_helo)
+            self.fail(f"refusing to send {shown(line)}: not ASCII or holds a control character")
+        self._sock.settimeout(self._deadline.remaining())
         self._sock.sendall(line.encode("ascii") + b"\r\n")
 
     def readline(self) -> str:
         while b"\n" not in self._buffer:
             if len(self._buffer) > _MAX_LINE:
                 self.fail(f"a line longer than {_MAX_LINE} bytes")
+            self._sock.settimeout(self._deadline.remaining())
             chunk = self._sock.recv(4096)
             if not chunk:
                 self.fail("the server closed the connection")
+            self._received += len(chunk)
+            if self._received > _MAX_DIALOGUE:
+                self.fail(f"the server sent more than {_MAX_DIALOGUE // 1024} KiB before TLS")
             self._buffer += chunk
         line, _newline, self._buffer = self._buffer.partition(b"\n")
         return line.rstrip(b"\r").decode("utf-8", "replace")
@@ -191,10 +307,32 @@ class _LineChannel:
     def fail(self, detail: str) -> None:
         raise TlsProbeError("starttls", self.request.endpoint, f"{self.request.starttls}: {detail}")
 
+    def default_helo(self) -> str:
+        """The controller's FQDN when it is a valid EHLO domain and is known in time, else the address literal
+        of this end of the connection (RFC 5321 section 4.1.4)."""
+        with contextlib.suppress(TimeoutError, OSError, ProbeOptionError):
+            return check_smtp_helo("smtp_helo", _controller_fqdn(self._deadline))
+        address = ipaddress.ip_address(self._sock.getsockname()[0].partition("%")[0])
+        return f"[{address}]" if address.version == 4 else f"[IPv6:{address}]"
+
     def ready_for_tls(self) -> None:
         """Nothing may follow the server's go-ahead before the handshake (RFC 3207 section 4.2)."""
         if self._buffer:
             self.fail("the server sent data after accepting STARTTLS")
+
+
+_FQDN: list[str] = []  # the controller's name, once known
+
+
+def _controller_fqdn(deadline: _Deadline) -> str:
+    """``socket.getfqdn()`` (a reverse lookup that can hang), at most 2 s or the time left; cached, and so is
+    a lookup that did not finish in time ("": the caller falls back to the address literal)."""
+    if not _FQDN:
+        try:
+            _FQDN.append(deadline.run(socket.getfqdn, "looking up the controller's name", limit=2.0))
+        except TimeoutError:
+            _FQDN.append("")
+    return _FQDN[0]
 
 
 def _smtp_reply(channel: _LineChannel) -> tuple[int, list[str]]:
@@ -211,7 +349,7 @@ def _smtp(channel: _LineChannel, request: ProbeRequest) -> None:
     code, text = _smtp_reply(channel)
     if code != 220:
         channel.fail(f"the greeting is {code} {' '.join(text)[:200]!r}, not 220")
-    channel.send(f"EHLO {request.smtp_helo or socket.getfqdn()}")
+    channel.send(f"EHLO {request.smtp_helo or channel.default_helo()}")
     code, text = _smtp_reply(channel)
     if code != 250:
         channel.fail(f"EHLO was answered {code} {' '.join(text)[:200]!r}")
@@ -276,7 +414,15 @@ _STARTTLS_DIALOGUES: dict[str, Callable[[_LineChannel, ProbeRequest], None]] = {
 }
 
 
-# -- names ----------------------------------------------------------------------------------------------
+# -- names and option values ---------------------------------------------------------------------------
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")  # host names in the wild also hold underscores
+_LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # RFC 5321 sub-domain
+_IDNA_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})  # UTS #46 label separators
+MAX_NAME_LENGTH = 253  # a DNS name in text form, without the trailing dot
+MAX_HELO_LENGTH = 255  # RFC 5321 section 4.5.3.1.2
+
+
 def _ip_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(text)
@@ -288,13 +434,125 @@ def is_ip_address(text: str) -> bool:
     return _ip_address(text) is not None
 
 
+def shown(text: str, limit: int = 80) -> str:
+    """``text`` quoted for an error message, control characters escaped and cut to ``limit`` characters."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def check_text(option: str, text: str, *, max_length: int, spaces: bool = False) -> str:
+    """``text`` unless it is empty, too long or holds a control character (or whitespace unless ``spaces``)."""
+    control = _CONTROL.search(text)
+    if control is not None:
+        raise ProbeOptionError(
+            option, f"{shown(text)} contains the control character U+{ord(control.group()):04X} "
+            f"at position {control.start() + 1}"
+        )
+    if not text.strip():
+        raise ProbeOptionError(option, "must not be empty")
+    if len(text) > max_length:
+        raise ProbeOptionError(option, f"{shown(text)} is longer than {max_length} characters")
+    if not spaces and any(char.isspace() for char in text):
+        raise ProbeOptionError(option, f"{shown(text)} contains whitespace")
+    return text
+
+
+def to_a_label(option: str, name: str) -> str:
+    """A DNS name with each internationalized label (U-label) converted to its A-label (IDNA 2008, UTS #46
+    mapping) with the ``idna`` library; ASCII names are returned unchanged."""
+    if name.isascii():
+        return name
+    if not HAS_IDNA:
+        raise ProbeOptionError(
+            option, f"{shown(name)} is an internationalized name: converting it to its A-label (xn--...) needs "
+            "the Python library idna on the controller; install it or give the A-label"
+        )
+    try:
+        mapped = idna.uts46_remap(name.translate(_IDNA_DOTS), std3_rules=False, transitional=False)
+        return ".".join(label if label.isascii() else idna.alabel(label).decode("ascii")
+                        for label in mapped.split("."))
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise ProbeOptionError(option, f"{shown(name)} is not a valid internationalized name (IDNA 2008): {exc}") \
+            from None
+
+
+def check_host_name(option: str, text: str, *, wildcard: bool = False) -> str:
+    """An IP address, or a DNS name in A-label form (see :func:`to_a_label`) made of labels of at most 63
+    letters, digits, hyphens and underscores and at most 253 characters. ``wildcard`` allows a ``*`` as the
+    whole left-most label (a name a certificate may hold)."""
+    check_text(option, text, max_length=4 * MAX_NAME_LENGTH)  # U-labels grow when encoded
+    if is_ip_address(text):
+        return text
+    name = to_a_label(option, text)
+    bare = name[:-1] if name.endswith(".") else name
+    labels = bare.split(".")
+    if wildcard and labels[0] == "*" and len(labels) > 1:
+        labels = labels[1:]
+    if len(bare) > MAX_NAME_LENGTH:
+        raise ProbeOptionError(option, f"{shown(text)} is longer than {MAX_NAME_LENGTH} characters as a DNS name")
+    for label in labels:
+        if not _HOST_LABEL.fullmatch(label):
+            problem = "an empty label" if not label else f"the label {shown(label)}"
+            raise ProbeOptionError(
+                option, f"{shown(text)} is neither an IP address nor a DNS name: {problem} (a label is 1 to 63 "
+                "letters, digits, hyphens or underscores)"
+            )
+    return name
+
+
+def check_smtp_helo(option: str, text: str) -> str:
+    """A valid argument of EHLO (RFC 5321 section 4.1.1.1): a domain (its U-labels converted to A-labels)
+    or an address literal, ``[192.0.2.1]`` or ``[IPv6:2001:db8::1]``. Nothing else is ever sent."""
+    check_text(option, text, max_length=4 * MAX_HELO_LENGTH)
+    if text.startswith("[") and text.endswith("]"):
+        literal = text[1:-1]
+        try:
+            if literal[:5].upper() == "IPV6:":
+                ipaddress.IPv6Address(literal[5:])
+            else:
+                ipaddress.IPv4Address(literal)
+        except ValueError:
+            raise ProbeOptionError(
+                option, f"{shown(text)} is not an address literal: use [192.0.2.1] or [IPv6:2001:db8::1]"
+            ) from None
+        return text
+    domain = to_a_label(option, text)
+    if len(domain) > MAX_HELO_LENGTH:
+        raise ProbeOptionError(option, f"{shown(text)} is longer than {MAX_HELO_LENGTH} characters")
+    for label in domain.split("."):
+        if not _LDH_LABEL.fullmatch(label):
+            problem = "an empty label" if not label else f"the label {shown(label)}"
+            raise ProbeOptionError(
+                option, f"{shown(text)} is not a domain or an address literal as EHLO takes them (RFC 5321): "
+                f"{problem} (a label is 1 to 63 letters, digits and inner hyphens)"
+            )
+    return domain
+
+
+def check_timeout(option: str, value: float) -> float:
+    """A number of seconds greater than 0 and at most :data:`MAX_TIMEOUT` (NaN and infinity are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT:
+        raise ProbeOptionError(
+            option, f"must be a number of seconds greater than 0 and at most {MAX_TIMEOUT:g}, got {value!r}"
+        )
+    return float(value)
+
+
+def check_port(option: str, value: int) -> int:
+    """A TCP port, 1 to 65535."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ProbeOptionError(option, f"must be between 1 and 65535, got {value!r}")
+    return value
+
+
 def covers(facts: CertificateFacts, ip_addresses: Sequence[str], name: str) -> bool:
     """Whether the certificate is valid for ``name``: an IP address against its IP address SANs, a DNS
-    name against its DNS SANs (RFC 6125, :meth:`CertificateFacts.covers`)."""
+    name (in A-label form) against its DNS SANs (RFC 6125, :meth:`CertificateFacts.covers`)."""
     address = _ip_address(name)
     if address is not None:
         return any(_ip_address(presented) == address for presented in ip_addresses)
-    return facts.covers(name)
+    return facts.covers(to_a_label("expected_names", name))  # certificates hold A-labels
 
 
 # -- facts ----------------------------------------------------------------------------------------------
@@ -356,7 +614,10 @@ def validate_chain(
     request = handshake.request
     reference = request.server_name or request.host
     address = _ip_address(reference)
-    subject = verification.IPAddress(address) if address is not None else verification.DNSName(reference)
+    try:
+        subject = verification.IPAddress(address) if address is not None else verification.DNSName(reference)
+    except ValueError as exc:
+        return False, f"{reference!r} cannot be verified as a server name: {exc}"
     leaf, *intermediates = (x509.load_der_x509_certificate(der) for der in handshake.chain)
     verifier = (
         verification.PolicyBuilder()

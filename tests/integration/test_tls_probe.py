@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import smtplib
 import ssl
 from typing import Any
@@ -129,3 +130,60 @@ def test_a_failed_dialogue_names_its_stage(dag_lab: Lab, playbook) -> None:
     assert result["stage"] == "starttls"
     assert result["msg"].startswith("STARTTLS with 127.0.0.1:")
     assert "imap: expected an '* OK' greeting, got '220 ex1.contoso.lab Microsoft ESMTP" in result["msg"]
+
+
+HOSTILE = [
+    # (probe arguments, start of the failure message); the host and port are the lab's, so only the
+    # validation can stop these before a connection.
+    ({"endpoint": "smtp", "starttls": "smtp", "smtp_helo": "probe.test\r\nMAIL FROM:<a@evil.test>"},
+     "smtp_helo 'probe.test\\r\\nMAIL FROM:<a@evil.test>' contains the control character U+000D"),
+    ({"endpoint": "smtp", "starttls": "smtp", "smtp_helo": "probe_1"}, "smtp_helo 'probe_1' is not a domain"),
+    ({"timeout": "1e300"}, "timeout must be a number of seconds greater than 0 and at most 300, got 1e+300"),
+    ({"server_name": "mail\u0000.contoso.lab"}, "server_name 'mail\\x00.contoso.lab' contains the control character"),
+    ({"port": 0}, "port must be between 1 and 65535, got 0"),
+    ({"expected_thumbprint": "9F1C"}, "expected_thumbprint: thumbprint '9F1C': expected 40 hexadecimal digits"),
+    ({"expected_names": ["mail.contoso.lab", ""]}, "expected_names[1] must not be empty"),
+]
+
+
+def test_hostile_arguments_fail_clearly_before_connecting(dag_lab: Lab, playbook) -> None:
+    tasks = f"""\
+        - name: Probe with hostile values
+          exchange.pki.tls_probe:
+            host: 127.0.0.1
+            port: "{{{{ item.port | default(exchange_pki_lab_ports[item.endpoint | default('https')]) }}}}"
+            starttls: "{{{{ item.starttls | default(omit) }}}}"
+            server_name: "{{{{ item.server_name | default(omit) }}}}"
+            smtp_helo: "{{{{ item.smtp_helo | default(omit) }}}}"
+            timeout: "{{{{ item.timeout | default(omit) }}}}"
+            expected_thumbprint: "{{{{ item.expected_thumbprint | default(omit) }}}}"
+            expected_names: "{{{{ item.expected_names | default(omit) }}}}"
+          loop: {json.dumps([arguments for arguments, _message in HOSTILE])}
+          register: result
+          ignore_errors: true
+        """
+    run = playbook(dag_lab, tasks, hosts="ex1")
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = run.result("ex1")["results"]
+    for (arguments, message), result in zip(HOSTILE, results, strict=True):
+        assert result["failed"] is True, arguments
+        assert result["msg"].startswith(message), (arguments, result["msg"])
+        assert "stage" not in result, "nothing was sent"
+        assert "Traceback" not in result.get("exception", ""), "a user error, not a bug"
+
+
+def test_an_internationalized_server_name_is_sent_as_its_a_label(dag_lab: Lab, playbook) -> None:
+    tasks = """\
+        - name: Probe IIS with a U-label server name
+          exchange.pki.tls_probe:
+            host: 127.0.0.1
+            port: "{{ exchange_pki_lab_ports.https }}"
+            server_name: bücher.contoso.lab
+            expected_names: [bücher.contoso.lab, mail.contoso.lab]
+          register: result
+        """
+    run = playbook(dag_lab, tasks, hosts="ex1")
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = run.result("ex1")
+    assert result["server_name"] == "bücher.contoso.lab".encode("idna").decode()
+    assert (result["matched_names"], result["unmatched_names"]) == (["mail.contoso.lab"], ["bücher.contoso.lab"])

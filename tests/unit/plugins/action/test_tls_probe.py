@@ -20,9 +20,11 @@ from cryptography.x509.oid import NameOID
 
 from ansible_collections.exchange.pki.plugins.action import tls_probe
 from ansible_collections.exchange.pki.plugins.modules import tls_probe as tls_probe_docs
+from ansible_collections.exchange.pki.plugins.plugin_utils import _tls
 from ansible_collections.exchange.pki.plugins.plugin_utils._tls import Handshake, ProbeRequest, TlsProbeError
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
+TIMEOUT_RANGE = "timeout must be a number of seconds greater than 0 and at most 300"
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +114,49 @@ def test_every_result_key_is_documented(probes: list[ProbeRequest]) -> None:
         ({"host": "h", "server_name": "a" * 64 + ".test"}, "server_name 'aaaa"),
         ({"host": "h", "port": 0}, "port must be between 1 and 65535, got 0"),
         ({"host": "h", "port": 65536}, "port must be between 1 and 65535, got 65536"),
-        ({"host": "h", "timeout": 0}, "timeout must be a positive number of seconds, got 0.0"),
+        ({"host": "h", "timeout": 0}, f"{TIMEOUT_RANGE}, got 0.0"),
         ({"host": "h", "ca_path": "/etc/ssl/certs/ca-certificates.crt"}, "set validate_chain=true with it"),
         ({"host": "h", "expected_thumbprint": "9F1C"}, "expected 40 hexadecimal digits (SHA-1), got 4"),
         ({"host": "h", "expected_thumbprint": "G" * 40}, "character 'G' (U+0047) at position 1"),
+        # hostile values: each named, nothing sent
+        ({"host": "h", "starttls": "smtp", "smtp_helo": "probe.test\r\nMAIL FROM:<a@evil.test>"},
+         "smtp_helo 'probe.test\\r\\nMAIL FROM:<a@evil.test>' contains the control character U+000D at position 11"),
+        ({"host": "h", "smtp_helo": "probe\nRSET"}, "smtp_helo 'probe\\nRSET' contains the control character U+000A"),
+        ({"host": "h", "smtp_helo": "probe_1"}, "smtp_helo 'probe_1' is not a domain or an address literal"),
+        ({"host": "h", "smtp_helo": "[IPv6:nope]"}, "smtp_helo '[IPv6:nope]' is not an address literal"),
+        ({"host": "h", "smtp_helo": "h\u200d.test"},
+         "smtp_helo 'h\\u200d.test' is not a valid internationalized name (IDNA 2008)"),
+        ({"host": "h", "timeout": 1e300}, f"{TIMEOUT_RANGE}, got 1e+300"),
+        ({"host": "h", "timeout": "inf"}, f"{TIMEOUT_RANGE}, got inf"),
+        ({"host": "h", "timeout": "nan"}, f"{TIMEOUT_RANGE}, got nan"),
+        ({"host": "h", "timeout": -3}, f"{TIMEOUT_RANGE}, got -3.0"),
+        ({"host": "h", "timeout": 301}, f"{TIMEOUT_RANGE}, got 301.0"),
+        ({"host": "h", "timeout": True}, "timeout must be a number, got the boolean True"),
+        ({"host": "h", "port": True}, "port must be a number, got the boolean True"),
+        ({"host": "h", "port": -25}, "port must be between 1 and 65535, got -25"),
+        ({"host": "h", "port": 10**20}, "port must be between 1 and 65535, got 100000000000000000000"),
+        ({"host": "h", "server_name": "mail.contoso.test\x00.evil.test"},
+         "server_name 'mail.contoso.test\\x00.evil.test' contains the control character U+0000 at position 18"),
+        ({"host": "h", "server_name": "ma\u2603il.test"}, "server_name 'ma\u2603il.test' is not a valid"),
+        ({"host": "h", "server_name": "mail contoso"}, "server_name 'mail contoso' contains whitespace"),
+        ({"host": "mail.contoso.test\x00"}, "host 'mail.contoso.test\\x00' contains the control character"),
+        ({"host": "mail.contoso.test\r\n"}, "host 'mail.contoso.test\\r\\n' contains the control character U+000D"),
+        ({"host": "../../etc/passwd"}, "host '../../etc/passwd' is neither an IP address nor a DNS name"),
+        ({"host": "h" * 100_000}, "(100000 characters) is longer than 1012 characters"),
+        ({"host": {"a": 1}}, "host \"{'a': 1}\" contains whitespace"),
+        ({"host": "h", "expected_names": ["mail.contoso.test", ""]}, "expected_names[1] must not be empty"),
+        ({"host": "h", "expected_names": ["mail\x00.test"]}, "expected_names[0] 'mail\\x00.test' contains the"),
+        ({"host": "h", "expected_names": ["a\r\nb"]}, "expected_names[0] 'a\\r\\nb' contains the control"),
+        ({"host": "h", "expected_names": ["mail/owa"]}, "expected_names[0] 'mail/owa' is neither an IP address nor"),
+        ({"host": "h", "expected_thumbprint": ""}, "expected_thumbprint must not be empty"),
+        ({"host": "h", "expected_thumbprint": "00" * 19}, "expected 40 hexadecimal digits (SHA-1), got 38"),
+        ({"host": "h", "expected_thumbprint": "00" * 21}, "expected 40 hexadecimal digits (SHA-1), got 42"),
+        ({"host": "h", "expected_thumbprint": "0" * 39 + "\x00"}, "control character U+0000 at position 40"),
+        ({"host": "h", "expected_thumbprint": "0" * 100_000}, "expected_thumbprint '0000"),
+        ({"host": "h", "validate_chain": True, "ca_path": ""}, "ca_path must not be empty"),
+        ({"host": "h", "validate_chain": True, "ca_path": "/tmp/a\x00b"}, "ca_path '/tmp/a\\x00b' contains the"),
+        ({"host": "h", "validate_chain": True, "ca_path": "/"}, "ca_path /: not a regular file"),
+        ({"host": "h", "validate_chain": True, "ca_path": "/dev/zero"}, "ca_path /dev/zero: not a regular"),
     ],
 )
 def test_argument_errors_name_the_problem(probes: list[ProbeRequest], args: dict[str, Any], message: str) -> None:
@@ -197,3 +238,44 @@ def test_a_missing_cryptography_is_named(probes: list[ProbeRequest], monkeypatch
     with pytest.raises(AnsibleActionFail, match=r"needs the Python library cryptography >= 42\.0 on the controller"):
         run({"host": "mail.contoso.test"})
     assert probes == []
+
+
+def test_a_huge_thumbprint_is_not_echoed_whole(probes: list[ProbeRequest]) -> None:
+    with pytest.raises(AnsibleActionFail) as error:
+        run({"host": "h", "expected_thumbprint": "0" * 100_000})
+    assert error.value.message.endswith("(100000 characters) is longer than 256 characters")
+
+
+def test_a_huge_ca_bundle_is_refused(probes: list[ProbeRequest], tmp_path: pathlib.Path) -> None:
+    bundle = tmp_path / "roots.pem"
+    with bundle.open("wb") as handle:
+        handle.truncate(tls_probe.MAX_CA_BUNDLE + 1)
+    with pytest.raises(AnsibleActionFail, match=r"ca_path .*: larger than 16 MiB, not a CA bundle"):
+        run({"host": "h", "validate_chain": True, "ca_path": str(bundle)})
+    assert probes == []
+
+
+def test_internationalized_names_are_sent_as_a_labels(probes: list[ProbeRequest], certificate: x509.Certificate,
+                                                      der: bytes) -> None:
+    result = run({"host": "bücher.contoso.test", "starttls": "smtp", "smtp_helo": "pröbe.contoso.test",
+                  "expected_names": ["bücher.contoso.test", "mail.contoso.test"]})
+    assert probes == [ProbeRequest("xn--bcher-kva.contoso.test", 443, "smtp", "xn--bcher-kva.contoso.test", 10.0,
+                                   "xn--prbe-6qa.contoso.test")]
+    assert (result["host"], result["server_name"]) == ("xn--bcher-kva.contoso.test", "xn--bcher-kva.contoso.test")
+    # The names are reported as given; the certificate holds only mail.contoso.test.
+    assert (result["matched_names"], result["unmatched_names"]) == (["mail.contoso.test"], ["bücher.contoso.test"])
+
+
+def test_a_u_label_server_name_without_idna_is_refused(probes: list[ProbeRequest],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_tls, "HAS_IDNA", False)
+    with pytest.raises(AnsibleActionFail, match=r"^server_name 'bücher.test' is an internationalized name: .* needs "
+                                                r"the Python library idna on the controller"):
+        run({"host": "192.0.2.1", "server_name": "bücher.test"})
+    assert probes == []
+
+
+@pytest.mark.parametrize("timeout", [0.001, 300, "2.5"])
+def test_the_timeout_range_is_inclusive_of_its_maximum(probes: list[ProbeRequest], timeout: object) -> None:
+    run({"host": "mail.contoso.test", "timeout": timeout})
+    assert probes[0].timeout == float(timeout)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,7 +173,8 @@ Script = Sequence[tuple[str, str]]
 
 @dataclass
 class FakeServer:
-    """Accepts connections in a thread; plays ``script`` (("send", text) / ("expect", prefix)), then TLS.
+    """Accepts connections in a thread; plays ``script`` (("send", text) / ("expect", prefix) / ("pause",
+    seconds)), then TLS.
 
     ``context`` None closes the connection after the script: a server that cannot complete a handshake.
     """
@@ -203,7 +205,9 @@ class FakeServer:
 
     def _converse(self, conn: socket.socket) -> None:
         for action, text in self.script:
-            if action == "send":
+            if action == "pause":
+                time.sleep(float(text))
+            elif action == "send":
                 conn.sendall(text.encode() + b"\r\n")
             else:
                 line = recv_line(conn)
@@ -342,7 +346,7 @@ def test_a_refused_connection_fails_at_connect() -> None:
 @pytest.mark.parametrize(("starttls", "stage"), [("none", "handshake"), ("smtp", "starttls")])
 def test_a_silent_server_times_out_in_the_stage_it_was_in(starttls: str, stage: str) -> None:
     with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel completes the TCP handshake; nobody talks
-        with pytest.raises(TlsProbeError, match=r"no answer within 0\.2 seconds") as error:
+        with pytest.raises(TlsProbeError, match=r"timed out: the probe did not finish within timeout=0\.2 s") as error:
             probe(silent.getsockname()[1], starttls=starttls, timeout=0.2)
     assert error.value.stage == stage
 
@@ -510,3 +514,321 @@ def test_covers_dns_names_and_ip_addresses(pki: Pki, name: str, expected: bool) 
 def test_an_ip_address_in_a_dns_name_does_not_count(pki: Pki) -> None:
     leaf = issue("10.0.0.1", issuer=pki.intermediate, dns_names=["10.0.0.1"])
     assert covers(parse_certificate(leaf.der), [], "10.0.0.1") is False
+
+
+# --- one deadline for the whole probe -------------------------------------------------------------------
+@dataclass
+class DripServer:
+    """A hostile server: after ``opening`` (what it says, or reads, first) it sends ``drip`` one byte at a time,
+    ``interval`` seconds apart, for as long as the client listens (each read of the client gets an answer)."""
+
+    opening: Callable[[socket.socket], None]
+    drip: bytes
+    interval: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _address = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            try:
+                self.opening(conn)
+                for index in range(10**6):
+                    if self.stop.wait(self.interval):
+                        return
+                    conn.sendall(self.drip[index % len(self.drip) : index % len(self.drip) + 1])
+            except OSError:
+                return  # the client gave up: what the test expects
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self.thread.join()
+
+
+@pytest.fixture
+def drip() -> Iterator[Callable[..., DripServer]]:
+    servers: list[DripServer] = []
+
+    def start(opening: Callable[[socket.socket], None], data: bytes, interval: float = 0.1) -> DripServer:
+        servers.append(DripServer(opening, data, interval))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def say_nothing(_conn: socket.socket) -> None:
+    pass
+
+
+def read_client_hello(conn: socket.socket) -> None:
+    conn.recv(65536)
+    # A TLS handshake record header announcing 16 KiB: OpenSSL waits for all of it, byte after byte.
+    conn.sendall(b"\x16\x03\x03\x40\x00")
+
+
+def timed_probe(port: int, starttls: str, timeout: float) -> tuple[TlsProbeError, float]:
+    start = time.monotonic()
+    with pytest.raises(TlsProbeError) as error:
+        probe(port, starttls=starttls, timeout=timeout, smtp_helo="probe.contoso.test")
+    return error.value, time.monotonic() - start
+
+
+@pytest.mark.parametrize(
+    ("starttls", "opening", "data", "stage"),
+    [
+        # An SMTP greeting that never ends: one byte of '220-...' every 0.1 s, lines and all.
+        ("smtp", say_nothing, b"220-mx.contoso.test still greeting you\r\n", "starttls"),
+        ("imap", say_nothing, b"* OK still here\r\n* ", "starttls"),
+        ("pop3", say_nothing, b"+OK", "starttls"),
+        ("none", read_client_hello, b"\x00", "handshake"),
+    ],
+)
+def test_a_dripping_server_is_left_within_the_timeout(drip, starttls: str, opening, data: bytes, stage: str) -> None:
+    """Each read gets a byte within 0.1 s, so a per-read timeout never fires: only one deadline ends it."""
+    timeout = 1.0
+    server = drip(opening, data)
+    error, elapsed = timed_probe(server.port, starttls, timeout)
+
+    assert elapsed < timeout + 2, f"the probe took {elapsed:.1f} s with timeout={timeout}"
+    assert error.stage == stage
+    assert f"timed out: the probe did not finish within timeout={timeout:g} s" in str(error)
+
+
+def test_the_timeout_bounds_the_stages_together(serve, pki: Pki) -> None:
+    """Every SMTP reply comes after 0.4 s: each is in time, all three with the handshake are not."""
+    slow: Script = tuple(step for send in ((SMTP[0],), SMTP[1:3], SMTP[3:5]) for step in (("pause", "0.4"), *send))
+    server = serve(pki.mail, script=slow)
+    start = time.monotonic()
+    with pytest.raises(TlsProbeError, match=r"timeout=1 s") as error:
+        probe(server.port, starttls="smtp", timeout=1.0, smtp_helo="probe.contoso.test")
+    assert error.value.stage == "starttls"
+    assert time.monotonic() - start < 1.0 + 2
+    # The same server within a timeout of 3 s: the dialogue itself is fine.
+    served = probe(server.port, starttls="smtp", timeout=3.0, smtp_helo="probe.contoso.test")
+    assert served.leaf == pki.mail.der
+
+
+def test_a_name_that_takes_too_long_to_resolve_fails_at_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+
+    def hanging_resolver(*_args, **_kwargs):
+        release.wait(30)
+        raise OSError("resolver released")
+
+    monkeypatch.setattr(_tls.socket, "getaddrinfo", hanging_resolver)
+    start = time.monotonic()
+    try:
+        with pytest.raises(TlsProbeError) as error:
+            handshake(ProbeRequest("mail.contoso.test", 443, timeout=0.5))
+    finally:
+        release.set()
+    assert time.monotonic() - start < 0.5 + 2
+    assert error.value.stage == "connect"
+    assert str(error.value) == (
+        "connecting to mail.contoso.test:443 failed: timed out resolving the host name: "
+        "the probe did not finish within timeout=0.5 s"
+    )
+
+
+def test_an_endless_dialogue_is_cut_off(serve) -> None:
+    """Lines as fast as the network allows: the dialogue's size is bounded, not only its time."""
+    endless: Script = (("send", "220-greeting\r\n220-" + "x" * 1000),) * 300
+    server = serve(None, script=endless)
+    with pytest.raises(TlsProbeError, match=r"smtp: the server sent more than 256 KiB before TLS") as error:
+        probe(server.port, starttls="smtp", smtp_helo="probe.contoso.test")
+    assert error.value.stage == "starttls"
+
+
+# --- what is sent --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("helo", ["probe.contoso.test\r\nMAIL FROM:<a@b.test>", "probe\x00", "pröbe"])
+def test_a_command_is_never_injected_into_the_dialogue(serve, helo: str) -> None:
+    """Defence in depth: even a ProbeRequest made without check_smtp_helo sends no forged line."""
+    server = serve(None, script=(SMTP[0], ("expect", "EHLO ")))
+    with pytest.raises(TlsProbeError, match=r"smtp: refusing to send 'EHLO ") as error:
+        probe(server.port, starttls="smtp", smtp_helo=helo)
+    assert error.value.stage == "starttls"
+    deadline = time.monotonic() + 5
+    while not server.errors and time.monotonic() < deadline:  # until the server saw the connection close
+        time.sleep(0.01)
+    assert server.errors == ["client closed"]
+    assert server.received == []
+
+
+@pytest.mark.parametrize(
+    ("fqdn", "expected"),
+    [("ansible.contoso.test", "EHLO ansible.contoso.test"), ("my_controller", "EHLO [127.0.0.1]"),
+     ("localhost\r\nRSET", "EHLO [127.0.0.1]")],
+)
+def test_the_default_helo_is_a_valid_name_or_the_address_literal(
+    serve, pki: Pki, monkeypatch: pytest.MonkeyPatch, fqdn: str, expected: str
+) -> None:
+    monkeypatch.setattr(_tls, "_FQDN", [])
+    monkeypatch.setattr(_tls.socket, "getfqdn", lambda: fqdn)
+    server = serve(pki.mail, script=SMTP)
+    probe(server.port, starttls="smtp")
+    assert server.received[0] == expected
+
+
+def test_the_default_helo_does_not_wait_for_a_hanging_reverse_lookup(
+    serve, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    monkeypatch.setattr(_tls, "_FQDN", [])
+    monkeypatch.setattr(_tls.socket, "getfqdn", lambda: release.wait(30) and "late.contoso.test")
+    server = serve(pki.mail, script=SMTP)
+    try:
+        start = time.monotonic()
+        probe(server.port, starttls="smtp", timeout=5.0)
+    finally:
+        release.set()
+    assert time.monotonic() - start < 2 + 2  # the lookup gets at most 2 s
+    assert server.received[0] == "EHLO [127.0.0.1]"
+
+
+def test_an_ipv6_endpoint_is_written_in_brackets() -> None:
+    assert ProbeRequest("2001:db8::1", 443).endpoint == "[2001:db8::1]:443"
+
+
+@pytest.mark.parametrize(("field", "value"), [("timeout", 0), ("timeout", 1e300), ("timeout", float("nan")),
+                                              ("port", 0), ("port", 65536), ("port", True)])
+def test_a_probe_request_refuses_values_no_socket_takes(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        ProbeRequest("h", **{"port": 443, field: value})  # type: ignore[arg-type]
+
+
+# --- checking what the user gives ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mail.contoso.test", "mail.contoso.test"),
+        ("MAIL.Contoso.Test.", "MAIL.Contoso.Test."),
+        ("ex01", "ex01"),
+        ("ex_01.contoso.local", "ex_01.contoso.local"),
+        ("192.0.2.10", "192.0.2.10"),
+        ("2001:db8::1", "2001:db8::1"),
+        ("bücher.example", "xn--bcher-kva.example"),
+        ("BÜCHER。example", "xn--bcher-kva.example"),
+        ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+    ],
+)
+def test_check_host_name_accepts_names_and_addresses(text: str, expected: str) -> None:
+    assert _tls.check_host_name("host", text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "host must not be empty"),
+        ("  ", "host must not be empty"),
+        ("\r\n", "host '\\r\\n' contains the control character U+000D at position 1"),
+        ("mail\u2028contoso.test", "contains whitespace"),
+        ("mail\u200e.contoso.test", "is not a valid internationalized name (IDNA 2008)"),
+        ("mail\x00.contoso.test", "host 'mail\\x00.contoso.test' contains the control character U+0000 at position 5"),
+        ("mail.contoso.test\r\n", "contains the control character U+000D at position 18"),
+        ("mail.contoso.test\x85", "contains the control character U+0085"),
+        ("mail .contoso.test", "contains whitespace"),
+        ("../../etc/passwd", "host '../../etc/passwd' is neither an IP address nor a DNS name: an empty label"),
+        ("a/b", "the label 'a/b'"),
+        ("[2001:db8::1]", "the label '[2001:db8::1]'"),
+        ("a..b", "an empty label"),
+        ("a" * 64 + ".test", "the label 'aaaa"),
+        ("a." * 127 + "ab", "longer than 253 characters as a DNS name"),
+        ("x" * 5000, "'" + "x" * 80 + "'... (5000 characters) is longer than 1012 characters"),
+        ("a\u200db.example", "is not a valid internationalized name (IDNA 2008)"),
+        ("*.contoso.test", "the label '*'"),
+    ],
+)
+def test_check_host_name_names_the_problem(text: str, message: str) -> None:
+    with pytest.raises(_tls.ProbeOptionError, match=r"^host ") as error:
+        _tls.check_host_name("host", text)
+    assert message in str(error.value)
+    assert error.value.option == "host"
+
+
+def test_a_wildcard_is_a_name_only_where_allowed() -> None:
+    assert _tls.check_host_name("expected_names[0]", "*.contoso.test", wildcard=True) == "*.contoso.test"
+    with pytest.raises(_tls.ProbeOptionError, match="the label '\\*'"):
+        _tls.check_host_name("expected_names[0]", "a.*.contoso.test", wildcard=True)
+
+
+def test_an_internationalized_name_without_the_idna_library_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_tls, "HAS_IDNA", False)
+    assert _tls.check_host_name("server_name", "mail.contoso.test") == "mail.contoso.test"
+    with pytest.raises(_tls.ProbeOptionError, match=r"^server_name 'bücher.example' is an internationalized name: "
+                                                    r"converting it to its A-label \(xn--...\) needs the Python "
+                                                    r"library idna"):
+        _tls.check_host_name("server_name", "bücher.example")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("probe.contoso.test", "probe.contoso.test"),
+        ("PROBE", "PROBE"),
+        ("[192.0.2.1]", "[192.0.2.1]"),
+        ("[IPv6:2001:db8::1]", "[IPv6:2001:db8::1]"),
+        ("pröbe.contoso.test", "xn--prbe-6qa.contoso.test"),
+    ],
+)
+def test_check_smtp_helo_accepts_domains_and_address_literals(text: str, expected: str) -> None:
+    assert _tls.check_smtp_helo("smtp_helo", text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("probe.contoso.test\r\nMAIL FROM:<attacker@evil.test>", "contains the control character U+000D"),
+        ("probe\nRSET", "contains the control character U+000A at position 6"),
+        ("probe\x00", "contains the control character U+0000"),
+        ("probe contoso", "contains whitespace"),
+        ("", "must not be empty"),
+        ("probe_1.contoso.test", "the label 'probe_1' (a label is 1 to 63 letters, digits and inner hyphens)"),
+        ("-probe.contoso.test", "the label '-probe'"),
+        ("probe.contoso.test.", "an empty label"),
+        ("probe@contoso.test", "the label 'probe@contoso'"),
+        ("[192.0.2.300]", "is not an address literal"),
+        ("[IPv6:192.0.2.1]", "is not an address literal"),
+        ("[mail.contoso.test]", "is not an address literal"),
+        ("a" * 300, "is longer than 255 characters"),
+    ],
+)
+def test_check_smtp_helo_refuses_what_ehlo_does_not_take(text: str, message: str) -> None:
+    with pytest.raises(_tls.ProbeOptionError, match=r"^smtp_helo ") as error:
+        _tls.check_smtp_helo("smtp_helo", text)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("value", [0, -1, 0.0, 300.0001, 1e300, float("inf"), float("nan"), True, "3"])
+def test_check_timeout_refuses_what_bounds_no_probe(value: object) -> None:
+    with pytest.raises(_tls.ProbeOptionError, match=r"^timeout must be a number of seconds greater than 0 and at "
+                                                    r"most 300, got "):
+        _tls.check_timeout("timeout", value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [0.001, 1, 10.0, 300])
+def test_check_timeout_accepts_a_sane_range(value: float) -> None:
+    assert _tls.check_timeout("timeout", value) == float(value)
+
+
+@pytest.mark.parametrize("value", [0, -1, 65536, 10**30, True])
+def test_check_port_refuses_what_is_no_tcp_port(value: int) -> None:
+    with pytest.raises(_tls.ProbeOptionError, match=rf"^port must be between 1 and 65535, got {value!r}$"):
+        _tls.check_port("port", value)
+
+
+def test_an_internationalized_expected_name_matches_its_a_label_san(pki: Pki) -> None:
+    leaf = issue("bücher", issuer=pki.intermediate, dns_names=["xn--bcher-kva.example"])
+    assert covers(parse_certificate(leaf.der), [], "bücher.example") is True
+    assert covers(parse_certificate(leaf.der), [], "BÜCHER.example") is True
