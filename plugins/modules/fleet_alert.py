@@ -108,8 +108,9 @@ options:
         default: "[exchange.pki] "
       timeout:
         description:
-          - Seconds to wait for the relay at each network operation (connect, each reply), greater than 0 and
-            at most 3600.
+          - Seconds the whole SMTP session (connect, STARTTLS, login, send) may take, and each network operation
+            in it; greater than 0 and at most 3600. A relay that answers too slowly fails the task at the stage
+            it had reached.
         type: float
         default: 30
   webhook:
@@ -158,7 +159,8 @@ options:
         default: {}
       timeout:
         description:
-          - Seconds to wait for the webhook at each network operation, greater than 0 and at most 3600.
+          - Seconds the whole request may take until the webhook has answered, and each network operation in it;
+            greater than 0 and at most 3600.
         type: float
         default: 30
       validate_certs:
@@ -183,7 +185,8 @@ notes:
   - An alert is sent at every run that finds a triggering finding; schedule the play (for example an AWX
     schedule) at the rate you want to be reminded.
   - Plain SMTP, or STARTTLS with O(email.starttls); implicit TLS (port 465) is not supported.
-  - O(email.timeout) and O(webhook.timeout) bound each network operation, not the whole delivery.
+  - When O(webhook.timeout) passes before the webhook has answered, the task fails, but the server may still
+    have received the alert.
 seealso:
   - module: exchange.pki.fleet_report
   - name: Adaptive Cards

@@ -33,6 +33,7 @@ import re
 import smtplib
 import socket
 import ssl
+import threading
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -552,10 +553,63 @@ def _scrub(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
+class _Deadline:
+    """Ends an SMTP session that outlasts its timeout: a relay that drips its answers cannot hold the task.
+
+    A socket timeout only bounds each read; at the deadline this shuts the session's socket down, which ends
+    the read that is waiting (and, while the socket is still being connected, retries until it exists).
+    """
+
+    RETRY = 0.05
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self.smtp: smtplib.SMTP | None = None
+        self._done = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done = True
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        self.expired = True
+        self._shut_down()
+
+    def _shut_down(self) -> None:
+        if self._done:
+            return
+        sock = self.smtp.sock if self.smtp is not None else None
+        if sock is None:  # still connecting (each attempt is bounded by the socket timeout)
+            self._timer = threading.Timer(self.RETRY, self._shut_down)
+            self._timer.daemon = True
+            self._timer.start()
+            return
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, also under TLS
+        except OSError:
+            pass
+
+
+class _BoundedSMTP(smtplib.SMTP):
+    """smtplib's client, known to its :class:`_Deadline` before it connects."""
+
+    def __init__(self, deadline: _Deadline, host: str, port: int, timeout: float) -> None:
+        deadline.smtp = self
+        super().__init__(host, port, timeout=timeout)
+
+
 def send_email(message: email.message.EmailMessage, settings: EmailSettings) -> None:
+    """Deliver ``message``; ``settings.timeout`` bounds each network operation and the whole session."""
     stage = "connect"
+    deadline = _Deadline(settings.timeout)
     try:
-        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.timeout) as smtp:
+        with deadline, _BoundedSMTP(deadline, settings.smtp_host, settings.smtp_port, settings.timeout) as smtp:
             if settings.starttls:
                 stage = "STARTTLS"
                 context = ssl.create_default_context()
@@ -571,30 +625,52 @@ def send_email(message: email.message.EmailMessage, settings: EmailSettings) -> 
                               to_addrs=[address.addr_spec for address in settings.recipient_addresses])
     except (smtplib.SMTPException, OSError, ValueError) as error:  # ValueError: e.g. UnicodeError from smtplib
         reason = _scrub(f"{type(error).__name__}: {error}", settings.secrets)
+        if deadline.expired:
+            stage, reason = f"{stage} (timeout)", f"the relay did not finish within {settings.timeout:g} s"
         raise AlertDeliveryError(f"e-mail via {settings.smtp_host}:{settings.smtp_port}", f"SMTP {stage}",
                                  reason) from None
+
+
+def _post(payload: Mapping[str, Any], settings: WebhookSettings) -> int:
+    headers = {"Content-Type": "application/json", **settings.headers}
+    response = open_url(
+        settings.url, data=json.dumps(payload).encode(), headers=headers, method="POST",
+        timeout=settings.timeout, validate_certs=settings.validate_certs, follow_redirects="none",
+    )
+    with response:
+        return response.status
 
 
 def post_webhook(payload: Mapping[str, Any], settings: WebhookSettings) -> int:
     """POST ``payload`` as JSON; returns the HTTP status. Any non-2xx answer is an error; redirects are not followed.
 
     Following one would POST the alert (and the headers) to wherever the webhook points, maybe with another scheme.
+    ``settings.timeout`` bounds each network operation and the whole request: the POST runs in a daemon thread
+    that is abandoned (and reported as a timeout) when the server has not answered completely in time.
     """
-    headers = {"Content-Type": "application/json", **settings.headers}
     channel = f"webhook {settings.endpoint}"
-    try:
-        response = open_url(
-            settings.url, data=json.dumps(payload).encode(), headers=headers, method="POST",
-            timeout=settings.timeout, validate_certs=settings.validate_certs, follow_redirects="none",
-        )
-        with response:
-            return response.status
-    except Exception as error:  # open_url raises HTTPError, URLError, SSLValidationError, socket errors...
-        code = getattr(error, "code", None)
-        stage = f"HTTP POST (status {code})" if isinstance(code, int) else "HTTP POST"
-        reason = f"{type(error).__name__}: {getattr(error, 'reason', None) or error}"
-        if isinstance(error, (socket.timeout, TimeoutError)):
-            stage = "HTTP POST (timeout)"
-        elif isinstance(code, int) and 300 <= code < 400:
-            reason = "the webhook answered with a redirect, which is not followed: configure the URL it redirects to"
-        raise AlertDeliveryError(channel, stage, _scrub(reason, settings.secrets)) from None
+    outcome: dict[str, Any] = {}
+
+    def post() -> None:
+        try:
+            outcome["status"] = _post(payload, settings)
+        except Exception as error:  # noqa: BLE001 - reported by the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=post, name="exchange.pki webhook", daemon=True)
+    worker.start()
+    worker.join(settings.timeout)
+    if worker.is_alive():
+        raise AlertDeliveryError(channel, "HTTP POST (timeout)",
+                                 f"the webhook did not answer completely within {settings.timeout:g} s")
+    if "status" in outcome:
+        return outcome["status"]
+    error = outcome["error"]  # open_url raises HTTPError, URLError, SSLValidationError, socket errors...
+    code = getattr(error, "code", None)
+    stage = f"HTTP POST (status {code})" if isinstance(code, int) else "HTTP POST"
+    reason = f"{type(error).__name__}: {getattr(error, 'reason', None) or error}"
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        stage = "HTTP POST (timeout)"
+    elif isinstance(code, int) and 300 <= code < 400:
+        reason = "the webhook answered with a redirect, which is not followed: configure the URL it redirects to"
+    raise AlertDeliveryError(channel, stage, _scrub(reason, settings.secrets))

@@ -25,6 +25,7 @@ import socketserver
 import ssl
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,11 +75,22 @@ def _address(argument: str) -> str:
     return match.group(1) if match else ""
 
 
+def _write(stream: Any, data: bytes, drip: float) -> None:
+    """Write ``data``, one byte every ``drip`` seconds when ``drip`` is set (a server that holds its client)."""
+    if not drip:
+        stream.write(data)
+        return
+    for byte in data:
+        stream.write(bytes([byte]))
+        stream.flush()
+        time.sleep(drip)
+
+
 class _SmtpHandler(socketserver.StreamRequestHandler):
     server: _SmtpServer
 
     def reply(self, line: str) -> None:
-        self.wfile.write(line.encode() + b"\r\n")
+        _write(self.wfile, line.encode() + b"\r\n", self.server.drip)
 
     def read_line(self) -> str:
         return self.rfile.readline().decode("utf-8", "replace").rstrip("\r\n")
@@ -138,10 +150,11 @@ class _SmtpServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, credentials: tuple[str, str] | None, starttls: bool) -> None:
+    def __init__(self, credentials: tuple[str, str] | None, starttls: bool, drip: float) -> None:
         super().__init__(("127.0.0.1", 0), _SmtpHandler)
         self.credentials = credentials
         self.starttls = starttls
+        self.drip = drip
         self.connections = 0
         self.commands: list[str] = []
         self.auth_over_tls: list[bool] = []
@@ -171,9 +184,11 @@ class SmtpSink:
 
 
 @contextlib.contextmanager
-def smtp_sink(credentials: tuple[str, str] | None = None, *, starttls: bool = False) -> Iterator[SmtpSink]:
-    """An SMTP server on 127.0.0.1 that accepts AUTH PLAIN with ``credentials``, and offers STARTTLS if asked."""
-    server = _SmtpServer(credentials, starttls)
+def smtp_sink(credentials: tuple[str, str] | None = None, *, starttls: bool = False,
+              drip: float = 0) -> Iterator[SmtpSink]:
+    """An SMTP server on 127.0.0.1 that accepts AUTH PLAIN with ``credentials``, offers STARTTLS if asked, and
+    with ``drip`` sends every reply one byte every ``drip`` seconds."""
+    server = _SmtpServer(credentials, starttls, drip)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -193,10 +208,11 @@ class ReceivedPost:
 class _HttpServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, status: int, location: str | None, tls: bool) -> None:
+    def __init__(self, status: int, location: str | None, tls: bool, drip: float) -> None:
         super().__init__(("127.0.0.1", 0), _HttpHandler)
         self.status = status
         self.location = location
+        self.drip = drip
         self.connections = 0
         self.received: list[ReceivedPost] = []
         if tls:
@@ -213,6 +229,10 @@ class _HttpHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.server.received.append(ReceivedPost(self.path, dict(self.headers.items()), json.loads(body)))
+        if self.server.drip:
+            _write(self.wfile, f"HTTP/1.1 {self.server.status} OK\r\nContent-Length: 0\r\n\r\n".encode(),
+                   self.server.drip)
+            return
         self.send_response(self.server.status)
         if self.server.location:
             self.send_header("Location", self.server.location)
@@ -236,9 +256,10 @@ class HttpSink:
 
 @contextlib.contextmanager
 def http_sink(status: int = 200, path: str = "/hooks/T000/SECRET-TOKEN", *, location: str | None = None,
-              tls: bool = False) -> Iterator[HttpSink]:
-    """An HTTP (``tls``: HTTPS) server on 127.0.0.1 answering every POST with ``status`` (and ``location``)."""
-    server = _HttpServer(status, location, tls)
+              tls: bool = False, drip: float = 0) -> Iterator[HttpSink]:
+    """An HTTP (``tls``: HTTPS) server on 127.0.0.1 answering every POST with ``status`` (and ``location``),
+    one byte every ``drip`` seconds when ``drip`` is set."""
+    server = _HttpServer(status, location, tls, drip)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 import socket
+import time
 
 import pytest
 
@@ -269,6 +270,11 @@ def test_webhook_headers_are_checked_and_never_shown(headers, message):
     assert str(error.value).startswith("webhook.headers") and "SECRET" not in str(error.value)
 
 
+def test_the_endpoint_shown_is_scheme_host_and_port_only():
+    assert webhook("https://[::1]:8443/services/SECRET-TOKEN?x=1#y").endpoint == "https://[::1]:8443"
+    assert webhook("HTTPS://Hooks.Contoso.lab/SECRET-TOKEN").endpoint == "https://hooks.contoso.lab"
+
+
 def test_webhook_header_numbers_are_sent_as_text():
     with http_sink() as sink:
         _alerts.post_webhook({"title": "x"}, webhook(sink.url, allow_http=True, headers={"X-Tenant": 42}))
@@ -298,7 +304,30 @@ def test_webhook_numbers_and_choices_are_checked(option, value, message):
         webhook(**{option: value})
 
 
+def test_a_webhook_that_drips_its_answer_cannot_hold_the_task():
+    with http_sink(drip=0.2) as sink:  # a 38-byte answer: 7.6 s
+        started = time.monotonic()
+        with pytest.raises(_alerts.AlertDeliveryError, match=r"HTTP POST \(timeout\) failed: .* within 1 s") as error:
+            _alerts.post_webhook({"title": "x"}, webhook(sink.url, allow_http=True, timeout=1))
+        elapsed = time.monotonic() - started
+    assert elapsed < 3, elapsed
+    assert "SECRET" not in str(error.value)
+
+
 # --- e-mail ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("starttls", [False, True])
+def test_a_relay_that_drips_its_answers_cannot_hold_the_task(report, starttls):
+    with smtp_sink(drip=0.2, starttls=starttls) as sink:  # every reply one byte at a time: 10 s and more
+        settings = email_settings(sink, timeout=1, starttls=starttls, validate_certs=False)
+        message = _alerts.build_email(report, _alerts.select_findings(report, "critical"), "x", settings)
+        started = time.monotonic()
+        with pytest.raises(_alerts.AlertDeliveryError, match=r"SMTP \w+ \(timeout\) failed: .* within 1 s"):
+            _alerts.send_email(message, settings)
+        elapsed = time.monotonic() - started
+    assert elapsed < 3, elapsed
+    assert sink.received == []
 
 
 def mail_settings(**overrides) -> _alerts.EmailSettings:
@@ -355,6 +384,7 @@ def test_mail_addresses_must_be_addr_specs(option, address):
     ({"username": "alerts", "password": PASSWORD + "\r\n", "starttls": True}, r"^email\.password must be"),
     ({"username": "alerts", "password": PASSWORD + "é", "starttls": True}, r"^email\.password must be .*ASCII"),
     ({"password": PASSWORD}, r"^email\.password is given without email\.username"),
+    ({"username": "alertsé", "password": PASSWORD, "starttls": True}, r"^email\.username must be ASCII"),
 ])
 def test_mail_options_are_checked(kwargs, message):
     with pytest.raises(_alerts.AlertConfigError, match=message) as error:
