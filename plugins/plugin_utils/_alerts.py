@@ -91,15 +91,14 @@ def _quoted(value: str, limit: int = 80) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
-def _check_line(option: str, value: Any, *, empty: bool = False, limit: int = MAX_TEXT, secret: bool = False) -> str:
+def _check_line(option: str, value: Any, *, empty: bool = False, limit: int = MAX_TEXT) -> str:
     """One line of text: a string without control characters (CR, LF, NUL...), at most ``limit`` characters."""
     if not isinstance(value, str):
         raise AlertConfigError(f"{option} must be a string, not {type(value).__name__}")
     if not value.strip() and not empty:
         raise AlertConfigError(f"{option} is empty")
     if _CONTROL.search(value):
-        shown = "" if secret else f" ({_quoted(value)})"
-        raise AlertConfigError(f"{option} contains a control character (CR, LF, NUL or another){shown}; "
+        raise AlertConfigError(f"{option} contains a control character (CR, LF, NUL or another) ({_quoted(value)}); "
                                "give one line of text")
     if len(value) > limit:
         raise AlertConfigError(f"{option} is longer than {limit} characters")
