@@ -6,48 +6,124 @@
 
 """The self-contained HTML fleet report (inline CSS, inline vanilla JavaScript, inline SVG; no external asset).
 
-The template is rendered by Jinja2 with autoescaping, so every value from the facts is HTML-escaped; the only
-values marked safe are the numbers of the timeline's geometry, computed here. The report streams
-(``Template.generate``), so a fleet of any size renders without building the page in memory.
+The page stays light at any fleet size: the small parts (summary, action plan, servers that need a look, DAGs
+whose members differ, an expiry timeline aggregated per week or month and severity) are HTML rendered here,
+readable without JavaScript; the large tables (every certificate, finding and server) travel as compact JSON in
+a ``<script type="application/json">`` block and the page's script renders them one page of rows at a time,
+with filtering and sorting. The full detail also stays in the CSV and JSON reports.
+
+Every value that comes from the facts is escaped here: HTML text and attributes with :func:`html.escape`, and
+the JSON block with every ``<``, ``>``, ``&`` and non-ASCII character written as a ``\\uXXXX`` escape, so no
+subject can close the block or inject markup; the script only ever sets ``textContent`` and checked ``href``.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import functools
-import hashlib
-from collections.abc import Iterator, Sequence
-
-import jinja2
+import html
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import common_name
-from ansible_collections.exchange.pki.plugins.plugin_utils._policy import SEVERITIES, SEVERITY_RANK
+from ansible_collections.exchange.pki.plugins.plugin_utils._policy import SEVERITIES
 from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
+    ActionItem,
     CertificateView,
+    DagView,
     FleetReport,
+    HostView,
     collection_note,
-    expiry_date,
-    short_thumbprint,
+    finding_url,
+    probe_problem,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
+from ansible_collections.exchange.pki.plugins.plugin_utils._report_html_assets import SCRIPT, STYLE
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import DAY, format_utc_datetime
 
 LANES = (*SEVERITIES, "ok")
-"""Timeline lanes, one per severity plus certificates without findings."""
+"""Timeline lanes and the severity codes of the JSON rows (index into this tuple), most severe first."""
 
-DAY = datetime.timedelta(days=1)
 TIMELINE_PAST = 365 * DAY
 TIMELINE_FUTURE = 3 * 365 * DAY
-"""Expiries further away than this are drawn on the window's edge (class ``clamped``)."""
+"""Expiries further away than this are counted in an edge bucket of the chart (class ``clamped``)."""
+
+WEEKLY_MAX_DAYS = 560
+"""Charts spanning up to 80 weeks count expiries per week; longer ones per calendar month."""
+
+ACTION_ROWS = 100
+"""Action plan items rendered as HTML (readable without JavaScript); the script pages through the rest."""
+
+ATTENTION_ROWS = 200
+"""Rows of the "servers to look at" table rendered as HTML; the rest is counted (every row is in the CSV/JSON)."""
+
+DAG_TABLES = 20
+"""DAGs whose members differ drawn side by side; further ones are listed one line each, up to :data:`DAG_LINES`."""
+
+DAG_LINES = 500
+
+JSON_ROWS_PER_LINE = 500
+"""Rows of the JSON block per line of the file (the writer digests the file line by line)."""
+
+DAG_WHY = (
+    "Why it matters: clients reach any member of a DAG or site through the load balancer, so every member must "
+    "present the same certificate for the shared services (IIS, SMTP, IMAP, POP, connectors, Auth). With "
+    "Extended Protection enabled, a member whose certificate differs breaks the channel binding of the clients "
+    "it serves, and a certificate renewed on one member only expires on the others. Each server's own "
+    "certificates (Exchange's self-signed certificate, internal transport) are not compared."
+)
+
+
+def _e(value: Any) -> str:
+    """HTML-escape any value as text or a quoted attribute value; ``None`` becomes an empty string."""
+    return "" if value is None else html.escape(str(value), quote=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cn(subject: str | None) -> str:
+    """The first CN of a subject (the whole subject when it has none or cannot be split, e.g. a lone quote)."""
+    try:
+        return common_name(subject or "") or subject or "-"
+    except ValueError:
+        return subject or "-"
+
+
+def _short(thumbprint: str | None) -> str:
+    return thumbprint[:8] if thumbprint else "-"
+
+
+def _date(moment: datetime.datetime | None) -> str:
+    return moment.date().isoformat() if moment else "-"
+
+
+def _lane(severity: str | None) -> int:
+    return LANES.index(severity) if severity in LANES else LANES.index("ok")
+
+
+def _web_url(url: Any) -> str | None:
+    """A link target only when it is an absolute http(s) URL (never ``javascript:`` or a local path)."""
+    if isinstance(url, str) and url.lower().startswith(("https://", "http://")) and not any(c in url for c in "\r\n\0"):
+        return url
+    return None
+
+
+# --- the timeline: counts per period and severity -------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Marker:
+class Bucket:
+    """The certificates of one severity lane expiring within one period (``clamped``: beyond the chart)."""
+
     x: float
     y: float
+    r: float
     severity: str
+    count: int
+    start: datetime.date
+    end: datetime.date
     clamped: bool
-    cert: CertificateView
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,7 +134,7 @@ class Tick:
 
 @dataclasses.dataclass(frozen=True)
 class Timeline:
-    """Geometry of the expiry chart: x is the date, one lane (row) per severity."""
+    """Geometry of the expiry chart: x is the date, one lane (row) per severity, one circle per bucket."""
 
     width: int
     height: int
@@ -68,12 +144,13 @@ class Timeline:
     today_x: float
     critical_x: float
     warning_x: float
+    period: str
     ticks: tuple[Tick, ...]
-    markers: Sequence[Marker]
+    buckets: tuple[Bucket, ...]
 
     @property
     def right(self) -> int:
-        return self.width - 16
+        return self.width - 28
 
     @property
     def bottom(self) -> int:
@@ -95,423 +172,464 @@ def _month_starts(start: datetime.date, end: datetime.date, step: int) -> Iterat
             yield day
 
 
-def _jitter(cert: CertificateView, spread: float) -> float:
-    """A stable vertical offset in [-spread, spread] so markers of the same day do not hide each other."""
-    digest = hashlib.blake2b(f"{cert.host}\0{cert.thumbprint}".encode(), digest_size=2).digest()
-    return (int.from_bytes(digest, "big") / 0xFFFF * 2 - 1) * spread
+def _next_month(day: datetime.date) -> datetime.date:
+    return datetime.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def _midnight(day: datetime.date) -> datetime.datetime:
+    return datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.timezone.utc)
 
 
 def build_timeline(report: FleetReport, *, width: int = 1180, lane_height: int = 46) -> Timeline:
-    """Place one marker per certificate with a known expiry (pending requests left out)."""
-    today = datetime.datetime.combine(report.generated_at.date(), datetime.time(), tzinfo=datetime.timezone.utc)
+    """Count the certificates with a known expiry (pending requests left out) per period and severity."""
+    today = _midnight(report.generated_at.date())
     certs = [cert for cert in report.certificates() if cert.not_after and not cert.is_request]
-    expiries = [cert.not_after for cert in certs]
-    low = max(min([*expiries, today - 30 * DAY]) - 7 * DAY, today - TIMELINE_PAST)
-    high = min(max([*expiries, today + 90 * DAY]) + 7 * DAY, today + TIMELINE_FUTURE)
-    left, right, top = 96, width - 16, 28
+    low = max(min((cert.not_after for cert in certs), default=today) - 7 * DAY, today - TIMELINE_PAST)
+    low = min(low, today - 30 * DAY)
+    high = min(max((cert.not_after for cert in certs), default=today) + 7 * DAY, today + TIMELINE_FUTURE)
+    high = max(high, today + 90 * DAY)
+    left, right, top = 96, width - 28, 28
     span = (high - low).total_seconds()
 
     def x_of(moment: datetime.datetime) -> float:
-        return round(left + (right - left) * (moment - low).total_seconds() / span, 1)
+        return round(left + (right - left) * (min(max(moment, low), high) - low).total_seconds() / span, 1)
+
+    weekly = (high - low).days <= WEEKLY_MAX_DAYS
+
+    @functools.lru_cache(maxsize=None)
+    def period(day: datetime.date) -> tuple[datetime.date, datetime.date]:
+        if weekly:
+            start = day - datetime.timedelta(days=day.weekday())
+            return start, start + datetime.timedelta(days=6)
+        start = day.replace(day=1)
+        return start, _next_month(start) - datetime.timedelta(days=1)
+
+    counts: collections.Counter[tuple[str, datetime.date, datetime.date, bool]] = collections.Counter()
+    for cert in certs:
+        if cert.not_after < low:
+            counts[cert.severity_or_ok, low.date(), low.date(), True] += 1
+        elif cert.not_after > high:
+            counts[cert.severity_or_ok, high.date(), high.date(), True] += 1
+        else:
+            counts[(cert.severity_or_ok, *period(cert.not_after.date()), False)] += 1
 
     months = (high.year - low.year) * 12 + high.month - low.month
     step = next(step for step in (1, 2, 3, 6, 12, 24) if months / step <= 12)
     ticks = tuple(
-        Tick(x_of(datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.timezone.utc)),
-             day.strftime("%b %Y") if day.month == 1 or step < 12 else str(day.year))
+        Tick(x_of(_midnight(day)), day.strftime("%b %Y") if day.month == 1 or step < 12 else str(day.year))
         for day in _month_starts(low.date(), high.date(), step)
     )
-    spread = lane_height / 2 - 8
-    timeline = Timeline(
+    largest = max(counts.values(), default=1)
+    smallest, biggest = 3.5, lane_height / 2 - 4
+
+    def lane_y(lane: str) -> float:
+        return top + lane_height * (LANES.index(lane) + 0.5)
+
+    buckets = tuple(
+        Bucket(
+            x=x_of(_midnight(start) + (_midnight(end) + DAY - _midnight(start)) / 2) if not clamped
+            else x_of(_midnight(start)),
+            y=lane_y(severity),
+            r=round(smallest + (biggest - smallest) * (count / largest) ** 0.5, 1),
+            severity=severity, count=count, start=start, end=end, clamped=clamped,
+        )
+        for (severity, start, end, clamped), count in sorted(counts.items(), key=lambda item: (item[0][1], item[0]))
+    )
+    return Timeline(
         width=width, height=top + lane_height * len(LANES) + 34, left=left, top=top, lane_height=lane_height,
         today_x=x_of(today), critical_x=x_of(today + 30 * DAY), warning_x=x_of(today + 60 * DAY),
-        ticks=ticks, markers=(),
+        period="week" if weekly else "month", ticks=ticks, buckets=buckets,
     )
-    markers = [
-        Marker(
-            x=x_of(min(max(cert.not_after, low), high)),
-            y=round(timeline.lane_y(cert.severity_or_ok) + _jitter(cert, spread), 1),
-            severity=cert.severity_or_ok,
-            clamped=not low <= cert.not_after <= high,
-            cert=cert,
-        )
-        for cert in certs
+
+
+def _timeline_svg(timeline: Timeline) -> Iterator[str]:
+    t = timeline
+    yield (f'<svg class="timeline" viewBox="0 0 {t.width} {t.height}" role="img" '
+           f'aria-label="Certificates expiring per {t.period} and severity">\n')
+    for index, lane in enumerate(LANES):
+        yield (f'<rect class="lane{" alt" if index % 2 else ""}" x="{t.left}" y="{t.top + t.lane_height * index}" '
+               f'width="{t.right - t.left}" height="{t.lane_height}"/>'
+               f'<text class="lane-label" x="{t.left - 10}" y="{t.lane_y(lane) + 4}" text-anchor="end">{lane}</text>\n')
+    height = t.bottom - t.top
+    yield (f'<rect class="expired" x="{t.left}" y="{t.top}" width="{max(t.today_x - t.left, 0)}" height="{height}"/>'
+           f'<rect class="window-critical" x="{t.today_x}" y="{t.top}" width="{max(t.critical_x - t.today_x, 0)}" '
+           f'height="{height}"/><rect class="window-warning" x="{t.critical_x}" y="{t.top}" '
+           f'width="{max(t.warning_x - t.critical_x, 0)}" height="{height}"/>\n')
+    for tick in t.ticks:
+        yield (f'<line class="tick" x1="{tick.x}" x2="{tick.x}" y1="{t.top}" y2="{t.bottom + 4}"/>'
+               f'<text x="{tick.x}" y="{t.bottom + 18}" text-anchor="middle">{_e(tick.label)}</text>\n')
+    yield (f'<line class="today" x1="{t.today_x}" x2="{t.today_x}" y1="{t.top - 10}" y2="{t.bottom}"/>'
+           f'<text x="{t.today_x}" y="{t.top - 14}" text-anchor="middle">today</text>\n')
+    for bucket in t.buckets:
+        plural = "certificate" if bucket.count == 1 else "certificates"
+        if bucket.clamped:
+            when = f"{'before' if bucket.x <= t.left else 'after'} {bucket.start.isoformat()} (beyond the chart)"
+        else:
+            when = f"{bucket.start.isoformat()} to {bucket.end.isoformat()}"
+        yield (f'<circle class="bucket {bucket.severity}{" clamped" if bucket.clamped else ""}" cx="{bucket.x}" '
+               f'cy="{bucket.y}" r="{bucket.r}" data-count="{bucket.count}"><title>{bucket.count} {bucket.severity} '
+               f'{plural} expiring {when}</title></circle>\n')
+    yield "</svg>\n"
+
+
+# --- the action plan and the servers to look at ---------------------------------------------------
+
+
+class _Strings(dict):
+    """Repeated strings of the JSON rows (roles, dates, finding ids, remediations...), sent once: value -> index."""
+
+    def __call__(self, value: Any) -> int:
+        text = "" if value is None else str(value)
+        index = self.get(text)
+        if index is None:
+            index = self[text] = len(self)
+        return index
+
+
+def _plan_row(item: ActionItem, hosts: Mapping[str, int], strings: _Strings) -> list[Any]:
+    return [
+        _lane(item.severity), item.title, strings(item.scope), item.thumbprint or "", item.subject or "",
+        [hosts.get(server, -1) for server in item.servers], strings(item.action), strings(_web_url(item.url)),
+        strings(item.finding_id),
     ]
-    return dataclasses.replace(timeline, markers=markers)
 
 
-def _severity_rank(severity: str | None) -> int:
-    """Sort key of the certificate table: higher is more severe, 0 for a certificate without findings."""
-    return len(SEVERITIES) - SEVERITY_RANK.get(severity or "", len(SEVERITIES))
+def _servers_html(servers: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(_e(server) for server in servers[:limit])
+    more = f" and {len(servers) - limit} more" if len(servers) > limit else ""
+    noun = "server" if len(servers) == 1 else "servers"
+    return f'<strong>{len(servers)} {noun}</strong><br><span class="hosts">{shown}{more}</span>'
 
 
-def _cn(subject: str) -> str:
-    """The first CN of a subject (the whole subject when it has none)."""
-    return common_name(subject) or subject or "-"
+def _source_html(url: Any) -> str:
+    target = _web_url(url)
+    if not target:
+        return '<span class="muted">-</span>'
+    return f'<a href="{_e(target)}" rel="noopener noreferrer" target="_blank">source</a>'
 
 
-@functools.lru_cache(maxsize=1)
-def _template() -> jinja2.Template:
-    environment = jinja2.Environment(
-        autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
+def _plan_html(plan: Sequence[ActionItem]) -> Iterator[str]:
+    yield '<section id="action-plan" class="paged" data-rows="plan">\n<h2>Action plan</h2>\n'
+    if not plan:
+        yield '<p class="muted">Nothing to do: no finding and no server without facts.</p>\n</section>\n'
+        return
+    noun = "problem" if len(plan) == 1 else "problems"
+    yield (f'<p class="lead">{len(plan)} distinct {noun}, worst first. Each is one thing to fix, however many '
+           "servers it affects; the first action is the one to take first.</p>\n")
+    yield _toolbar("plan", "Filter: problem, server, thumbprint, action", len(plan), "problems")
+    yield ('<table id="plan" class="data">\n<colgroup><col class="c-sev"><col class="c-problem"><col class="c-servers">'
+           '<col class="c-action"><col class="c-link"></colgroup>\n<thead><tr><th data-key="0"><button>Severity'
+           '</button></th><th data-key="1"><button>Problem</button></th><th data-key="5"><button>Servers</button>'
+           '</th><th>What to do first</th><th>Source</th></tr></thead>\n<tbody>\n')
+    for item in plan[:ACTION_ROWS]:
+        severity = LANES[_lane(item.severity)]
+        certificate = ""
+        if item.thumbprint or item.subject:
+            certificate = (f'<br><span class="muted">{_e(_cn(item.subject))}</span> '
+                           f'<span class="mono muted">{_e(item.thumbprint or "")}</span>')
+        yield (f'<tr class="sev-{severity}"><td><span class="badge {severity}">{severity}</span></td>'
+               f'<td><strong>{_e(item.title)}</strong>{certificate}<br><code class="muted">{_e(item.finding_id)}'
+               f'</code></td><td>{_servers_html(item.servers)}</td><td>{_e(item.action)}</td>'
+               f'<td>{_source_html(item.url)}</td></tr>\n')
+    yield "</tbody></table>\n"
+    if len(plan) > ACTION_ROWS:
+        yield (f'<p class="pager"><span class="more">and {len(plan) - ACTION_ROWS} more problems: every finding is in '
+               "the CSV and JSON reports.</span></p>\n")
+    else:
+        yield '<p class="pager"></p>\n'
+    yield "</section>\n"
+
+
+PROBLEM_KINDS = {"not_collected": "not collected", "unavailable_read": "read failed", "probe_failed": "probe failed"}
+
+
+def host_problems(host: HostView) -> list[tuple[str, str, str]]:
+    """(kind, severity, text) of what the report cannot vouch for on one host: no facts, failed reads, probes."""
+    return [(PROBLEM_KINDS.get(problem.kind, problem.kind), problem.severity, problem.text)
+            for problem in host.problems]
+
+
+def _attention_html(report: FleetReport) -> Iterator[str]:
+    rows = [(host, *problem) for host in report.hosts for problem in host_problems(host)]
+    if not rows:
+        return
+    yield ('<section id="attention">\n<h2>Servers to look at</h2>\n<p class="lead">What this report cannot vouch for: '
+           "servers without facts (and why), reads that failed (their facts are unknown, not absent) and TLS probes "
+           "that did not pass.</p>\n")
+    yield ('<table class="data" id="attention-table"><colgroup><col class="c-host"><col class="c-kind">'
+           '<col></colgroup>\n<thead><tr><th>Server</th><th>Problem</th><th>Detail</th></tr></thead><tbody>\n')
+    for host, kind, severity, text in rows[:ATTENTION_ROWS]:
+        yield (f'<tr class="sev-{severity}"><td>{_e(host.host)}</td><td><span class="badge {severity}">{_e(kind)}'
+               f"</span></td><td>{_e(text)}</td></tr>\n")
+    yield "</tbody></table>\n"
+    if len(rows) > ATTENTION_ROWS:
+        yield (f'<p class="muted">and {len(rows) - ATTENTION_ROWS} more: see the Servers table below and the '
+               "CSV/JSON reports.</p>\n")
+    yield "</section>\n"
+
+
+# --- summary cards, DAGs --------------------------------------------------------------------------
+
+
+def _cards_html(report: FleetReport) -> Iterator[str]:
+    summary = report.summary
+    missing = len(summary.hosts_missing)
+    yield '<div class="cards" id="summary">\n'
+    yield (f'<div class="card{" critical" if missing else ""}"><div class="label">Servers collected</div>'
+           f'<div class="value">{summary.hosts_collected} / {summary.hosts}</div>'
+           f'<div class="detail">{missing} not collected</div></div>\n')
+    yield (f'<div class="card"><div class="label">Certificates</div><div class="value">{summary.certificates}</div>'
+           f'<div class="detail">on {summary.hosts_collected} servers</div></div>\n')
+    for severity in SEVERITIES:
+        yield (f'<div class="card {severity}"><div class="label">{severity}</div>'
+               f'<div class="value">{summary.findings[severity]}</div><div class="detail">findings</div></div>\n')
+    earliest = summary.earliest_expiry
+    if earliest:
+        yield (f'<div class="card {earliest.severity_or_ok}"><div class="label">Earliest expiry</div>'
+               f'<div class="value">{_e(earliest.days_remaining)} d</div><div class="detail">'
+               f"{_date(earliest.not_after)} &middot; {_e(_cn(earliest.subject))} on {_e(earliest.host)}</div></div>\n")
+    else:
+        yield ('<div class="card ok"><div class="label">Earliest expiry</div><div class="value">-</div>'
+               '<div class="detail">no certificate</div></div>\n')
+    yield "</div>\n"
+
+
+def _dag_cell(cell: Sequence[CertificateView], odd: bool) -> str:
+    parts = ['<td class="odd">' if odd else "<td>"]
+    if odd:
+        parts.append('<div class="flag">&ne; differs from the other members</div>')
+    for cert in cell:
+        parts.append(
+            f'<div class="cert"><span class="badge {cert.severity_or_ok}">{cert.severity_or_ok}</span> '
+            f'<span class="mono">{_e(_short(cert.thumbprint))}</span><br>{_e(_cn(cert.subject))} '
+            f'<span class="muted">&middot; {_date(cert.not_after)}</span></div>'
+        )
+    if not cell:
+        parts.append('<div class="muted">none</div>')
+    parts.append("</td>")
+    return "".join(parts)
+
+
+def _dag_table(dag: DagView) -> Iterator[str]:
+    yield f'<h3>{_e(dag.name)}'
+    if dag.mismatched_roles:
+        yield f' <span class="badge critical">members differ: {_e(", ".join(dag.mismatched_roles))}</span>'
+    yield "</h3>\n"
+    if dag.nodes_not_reported:
+        yield (f'<p class="callout">Cluster nodes without facts in this report: '
+               f'{_e(", ".join(dag.nodes_not_reported))}</p>\n')
+    members = len(dag.members)
+    yield (f'<table class="dag data" data-dag="{_e(dag.name)}" style="min-width: {170 + 170 * members}px">'
+           f'<colgroup><col class="c-role">{"<col>" * members}</colgroup>\n<thead><tr><th>Role</th>')
+    yield "".join(f"<th>{_e(member.host)}</th>" for member in dag.members)
+    yield "</tr></thead>\n<tbody>\n"
+    for row in dag.rows:
+        cells = "".join(_dag_cell(cell, index in row.odd) for index, cell in enumerate(row.cells))
+        yield (f'<tr class="{"mismatch" if row.mismatch else ""}" data-role="{_e(row.role)}">'
+               f'<td class="role">{_e(row.role)}</td>{cells}</tr>\n')
+    yield "</tbody></table>\n"
+
+
+def _dags_html(dags: Sequence[DagView]) -> Iterator[str]:
+    if not dags:
+        return
+    differing = [dag for dag in dags if dag.mismatched_roles]
+    yield '<section id="dags">\n<h2>Database availability groups</h2>\n'
+    yield (f'<p class="lead">{len(dags)} DAG(s); in {len(differing)} the members do not all hold the same '
+           "certificate for a shared role.</p>\n")
+    yield f'<p class="why">{_e(DAG_WHY)}</p>\n'
+    for dag in (differing or dags)[:DAG_TABLES]:
+        yield from _dag_table(dag)
+    rest = differing[DAG_TABLES:]
+    if rest:
+        yield (f'<h3>{len(rest)} more DAGs whose members differ</h3>\n<table class="data"><colgroup>'
+               '<col class="c-host"><col><col></colgroup><thead><tr><th>DAG</th><th>Roles that differ</th>'
+               "<th>Members</th></tr></thead><tbody>\n")
+        for dag in rest[:DAG_LINES]:
+            yield (f"<tr><td>{_e(dag.name)}</td><td>{_e(', '.join(dag.mismatched_roles))}</td>"
+                   f"<td>{_e(', '.join(member.host for member in dag.members))}</td></tr>\n")
+        yield "</tbody></table>\n"
+        if len(rest) > DAG_LINES:
+            yield f'<p class="muted">and {len(rest) - DAG_LINES} more: see "dags" in the JSON report.</p>\n'
+    yield "</section>\n"
+
+
+# --- the large tables: compact JSON rendered on demand --------------------------------------------
+
+
+def _toolbar(table: str, placeholder: str, total: int, noun: str) -> str:
+    options = "".join(f'<option value="{lane}">{lane}</option>' for lane in LANES)
+    return (f'<div class="toolbar"><input type="search" class="filter" placeholder="{_e(placeholder)}" '
+            f'aria-label="Filter {noun}" aria-controls="{table}" size="{len(placeholder) + 2}">'
+            f'<select class="severity" aria-label="Severity"><option value="">All severities</option>{options}'
+            f'</select><span id="{"filter" if table == "certificates" else table}-count" class="count muted">'
+            f"{total} {noun}</span></div>\n")
+
+
+def _paged_section(section: str, title: str, table: str, placeholder: str, total: int, noun: str,
+                   columns: Sequence[tuple[str, str, str]], lead: str = "") -> str:
+    """A section whose table body the script fills from the JSON block; ``columns``: (label, key, col class)."""
+    colgroup = "".join(f'<col class="{css}">' for _label, _key, css in columns)
+    heads = "".join(
+        f'<th data-key="{key}"{" class=num" if css == "c-num" else ""}><button>{label}</button></th>' if key
+        else f"<th>{label}</th>"
+        for label, key, css in columns
     )
-    environment.filters.update(short=short_thumbprint, cn=_cn, expiry=expiry_date, rank=_severity_rank)
-    return environment.from_string(TEMPLATE)
+    return (
+        f'<section id="{section}" class="paged" data-rows="{table}">\n<h2>{title}</h2>\n{lead}'
+        f"{_toolbar(table, placeholder, total, noun)}"
+        f'<table id="{table}" data-sortable="no" class="data"><colgroup>{colgroup}</colgroup>\n'
+        f"<thead><tr>{heads}</tr></thead>\n"
+        f'<tbody><tr class="placeholder"><td colspan="{len(columns)}"><noscript>This table is drawn by the '
+        f"page's script, which is off: the same {noun} are in the CSV and JSON reports.</noscript></td></tr>"
+        f'</tbody></table>\n<p class="pager"></p>\n</section>\n'
+    )
+
+
+CERTIFICATE_COLUMNS = (
+    ("Server", "0", "c-auto"), ("Subject", "1", "c-auto"), ("Roles", "2", "c-auto"),
+    ("Expires", "3", "c-date"), ("Days", "4", "c-num"), ("Severity", "5", "c-sev"), ("Findings", "6", "c-auto"),
+    ("Thumbprint", "7", "c-thumb"), ("Issuer", "8", "c-auto"), ("Key", "9", "c-key"), ("Store", "10", "c-store"),
+)
+FINDING_COLUMNS = (
+    ("Severity", "1", "c-sev"), ("Server", "0", "c-host"), ("Finding", "2", "c-finding"),
+    ("Certificate", "4", "c-cert"), ("Message", "5", "c-message"), ("Remediation", "", "c-remediation"),
+)
+SERVER_COLUMNS = (
+    ("Server", "0", "c-host"), ("Exchange", "2", "c-product"), ("Site", "4", "c-site"), ("DAG", "5", "c-dag"),
+    ("Certificates", "6", "c-num"), ("Critical", "7", "c-num"), ("Warning", "8", "c-num"), ("Info", "9", "c-num"),
+    ("Status", "10", "c-status"),
+)
+
+
+def _certificate_rows(report: FleetReport, hosts: Mapping[str, int], issuers: dict[str, int],
+                      strings: _Strings) -> Iterator[list[Any]]:
+    for cert in report.certificates():
+        data = cert.data
+        issuer = data.get("issuer") or ""
+        key = " ".join(str(part) for part in (data.get("key_type"), data.get("key_size")) if part is not None)
+        days = cert.days_remaining
+        yield [
+            hosts[cert.host], cert.subject, strings(", ".join(cert.roles)), strings(_date(cert.not_after)),
+            days if isinstance(days, int) and not isinstance(days, bool) else None, _lane(cert.severity),
+            strings(", ".join(cert.finding_ids)), cert.thumbprint, issuers.setdefault(issuer, len(issuers)),
+            strings(key), strings(data.get("store")),
+        ]
+
+
+def _finding_rows(report: FleetReport, hosts: Mapping[str, int], strings: _Strings) -> Iterator[list[Any]]:
+    for host in report.hosts:
+        subjects = {cert.thumbprint: cert.subject for cert in host.certificates}
+        for finding in host.findings:
+            thumbprint = finding.get("thumbprint") or ""
+            yield [
+                hosts[host.host], _lane(finding["severity"]), strings(finding["id"]), thumbprint,
+                _cn(subjects.get(thumbprint)) if thumbprint else "", str(finding.get("message") or ""),
+                strings(finding.get("remediation")),
+                strings(_web_url(finding.get("url") or finding_url(finding["id"]))),
+            ]
+
+
+def _server_rows(report: FleetReport, hosts: Mapping[str, int], strings: _Strings) -> Iterator[list[Any]]:
+    for host in report.hosts:
+        counts = host.finding_counts()
+        problems = host_problems(host)
+        probes = host.probes
+        status = "; ".join(text for _kind, _severity, text in problems) or "collected"
+        if probes and host.collected:
+            passed = sum(probe_problem(result) is None for result in probes.values())
+            status += f" ({passed}/{len(probes)} probes passed)" if status == "collected" else ""
+        worst = next((severity for severity in SEVERITIES if counts[severity]), None)
+        if problems:
+            worst = min((worst, *(severity for _k, severity, _t in problems)), key=lambda s: _lane(s))
+        server = host.server
+        yield [
+            hosts[host.host], host.server_name if host.server_name != host.host else "",
+            strings(server.get("product")), strings(server.get("version")), strings(server.get("site")),
+            strings(host.dag), len(host.certificates) if host.collected else None,
+            counts["critical"], counts["warning"], counts["info"], status, _lane(worst), int(host.collected),
+        ]
+
+
+_JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
+def _json(value: Any) -> str:
+    """JSON safe inside a script element: ASCII only (so U+2028/U+2029 are escaped) and no ``<``, ``>``, ``&``."""
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":")).translate(_JSON_ESCAPES)
+
+
+def _json_array(name: str, rows: Iterable[list[Any]]) -> Iterator[str]:
+    """``"name":[row,row,...]`` in lines of :data:`JSON_ROWS_PER_LINE` rows."""
+    yield f'"{name}":['
+    batch: list[list[Any]] = []
+    first = True
+    for row in rows:
+        batch.append(row)
+        if len(batch) == JSON_ROWS_PER_LINE:
+            yield ("" if first else ",") + _json(batch)[1:-1] + "\n"
+            batch, first = [], False
+    if batch:
+        yield ("" if first else ",") + _json(batch)[1:-1] + "\n"
+    yield "]"
+
+
+def _data_block(report: FleetReport, plan: Sequence[ActionItem]) -> Iterator[str]:
+    hosts = {host.host: index for index, host in enumerate(report.hosts)}
+    issuers: dict[str, int] = {}
+    strings = _Strings()
+    yield '<script type="application/json" id="report-data">{"v":1,\n'
+    yield '"hosts":' + _json([host.host for host in report.hosts]) + ",\n"
+    yield from _json_array("plan", (_plan_row(item, hosts, strings) for item in plan))
+    yield ",\n"
+    yield from _json_array("certificates", _certificate_rows(report, hosts, issuers, strings))
+    yield ",\n"
+    yield '"issuers":' + _json([[_cn(issuer) if issuer else "-", issuer] for issuer in issuers]) + ",\n"
+    yield from _json_array("findings", _finding_rows(report, hosts, strings))
+    yield ",\n"
+    yield from _json_array("servers", _server_rows(report, hosts, strings))
+    yield ',\n"strings":' + _json(list(strings)) + "}</script>\n"
+
+
+# --- the page -------------------------------------------------------------------------------------
 
 
 def render_html(report: FleetReport) -> Iterator[str]:
-    """Stream the HTML report as plain strings (Jinja2 yields Markup, which would escape what it is joined to)."""
-    chunks = _template().generate(
-        report=report,
-        summary=report.summary,
-        severities=SEVERITIES,
-        lanes=LANES,
-        generated_at=format_utc_datetime(report.generated_at),
-        collected=collection_note(report),
-        timeline=build_timeline(report),
-        dags=report.dags(),
-        findings=report.findings_by_severity(),
+    """Stream the HTML report as text chunks; the one volatile line starts ``<p class="generated"``."""
+    plan = report.action_plan
+    generated = format_utc_datetime(report.generated_at)
+    yield ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+           '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+           '<meta name="generator" content="exchange.pki">\n'
+           f"<title>{_e(report.title)}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n"
+           f"<header>\n<h1>{_e(report.title)}</h1>\n")
+    yield (f'<p class="generated">Generated <time datetime="{_e(generated)}">{_e(generated)}</time>, '
+           f"{_e(collection_note(report))}</p>\n</header>\n<main>\n")
+    yield from _plan_html(plan)
+    yield from _cards_html(report)
+    yield from _attention_html(report)
+    yield '<section id="timeline">\n<h2>Expiry timeline</h2>\n'
+    timeline = build_timeline(report)
+    yield from _timeline_svg(timeline)
+    legend = "".join(f'<span class="{lane}">{lane}</span>' for lane in LANES)
+    yield (f'<div class="legend">{legend}<span class="note">one circle per {timeline.period} and severity, its area '
+           "the number of certificates expiring then; shaded: expired, under 30 days, under 60 days; dashed: beyond "
+           "the chart, counted at its edge</span></div>\n</section>\n")
+    yield from _dags_html(report.dags())
+    summary = report.summary
+    yield _paged_section(
+        "findings", "Findings", "findings-table", "Filter: server, finding, certificate, message",
+        sum(summary.findings.values()), "findings", FINDING_COLUMNS,
     )
-    return map(str, chunks)
-
-
-TEMPLATE = """\
-<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="exchange.pki">
-<title>{{ report.title }}</title>
-<style>
-:root {
-  --ink: #1d2433; --muted: #5b6577; --line: #dfe3ea; --bg: #f4f6f9; --card: #ffffff; --brand: #17324d;
-  --critical: #c62828; --critical-bg: #fdecea; --warning: #e07b00; --warning-bg: #fff4e0;
-  --info: #1e63b5; --info-bg: #e8f0fb; --ok: #2e7d32; --ok-bg: #e9f5ea;
-}
-* { box-sizing: border-box; }
-body { margin: 0; font: 14px/1.45 "Segoe UI", system-ui, -apple-system, "Helvetica Neue", Arial, sans-serif;
-       color: var(--ink); background: var(--bg); }
-header { background: linear-gradient(120deg, #0f2438, var(--brand) 60%, #23517a); color: #fff; padding: 22px 32px; }
-header h1 { margin: 0; font-size: 24px; font-weight: 600; letter-spacing: .2px; }
-header .generated { margin: 4px 0 0; color: #c5d3e2; font-size: 13px; }
-main { padding: 22px 32px 40px; max-width: 1500px; }
-section { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 18px 22px;
-          margin: 0 0 20px; box-shadow: 0 1px 2px rgba(16, 24, 40, .04); overflow-x: auto; }
-h2 { font-size: 17px; margin: 0 0 12px; font-weight: 600; }
-h3 { font-size: 14px; margin: 14px 0 8px; }
-.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 14px; margin-bottom: 20px;
-  }
-.card { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 14px 16px;
-        border-top: 4px solid var(--brand); }
-.card .value { font-size: 26px; font-weight: 650; }
-.card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .6px; }
-.card .detail { color: var(--muted); font-size: 12px; margin-top: 2px; overflow-wrap: anywhere; }
-.card.critical { border-top-color: var(--critical); } .card.critical .value { color: var(--critical); }
-.card.warning { border-top-color: var(--warning); } .card.warning .value { color: var(--warning); }
-.card.info { border-top-color: var(--info); } .card.info .value { color: var(--info); }
-.card.ok { border-top-color: var(--ok); }
-.badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px; font-weight: 600;
-         white-space: nowrap; }
-.badge.critical { background: var(--critical); color: #fff; }
-.badge.warning { background: var(--warning); color: #fff; }
-.badge.info { background: var(--info); color: #fff; }
-.badge.ok { background: var(--ok-bg); color: var(--ok); }
-.badge.missing { background: #eceff3; color: var(--muted); }
-table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { font-size: 12px; color: var(--muted); text-transform: uppercase; letter-spacing: .5px; background: #f8f9fb; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-code, .mono { font-family: "Cascadia Mono", Consolas, "DejaVu Sans Mono", monospace; font-size: 12px; }
-.muted { color: var(--muted); }
-.nowrap { white-space: nowrap; }
-td.thumb { font-size: 11px; word-break: break-all; min-width: 150px; }
-.callout { border-left: 4px solid var(--warning); background: var(--warning-bg); padding: 10px 14px;
-  border-radius: 6px; }
-.toolbar { display: flex; gap: 10px; align-items: center; margin-bottom: 10px; flex-wrap: wrap; }
-.toolbar input, .toolbar select { font: inherit; padding: 6px 10px; border: 1px solid #c9cfd9; border-radius: 6px; }
-.toolbar input { min-width: 320px; }
-#certificates th button { all: unset; cursor: pointer; }
-#certificates th button::after { content: " \\2195"; color: #b3bac6; }
-#certificates th[aria-sort="ascending"] button::after { content: " \\2191"; color: var(--ink); }
-#certificates th[aria-sort="descending"] button::after { content: " \\2193"; color: var(--ink); }
-#certificates tbody tr:hover { background: #f7f9fc; }
-tr.sev-critical td:first-child { box-shadow: inset 3px 0 var(--critical); }
-tr.sev-warning td:first-child { box-shadow: inset 3px 0 var(--warning); }
-tr.sev-info td:first-child { box-shadow: inset 3px 0 var(--info); }
-.timeline { width: 100%; height: auto; display: block; }
-.timeline .lane { fill: #fafbfc; } .timeline .lane.alt { fill: #f3f5f8; }
-.timeline .expired { fill: var(--critical-bg); opacity: .7; }
-.timeline .window-critical { fill: var(--critical-bg); opacity: .45; }
-.timeline .window-warning { fill: var(--warning-bg); opacity: .8; }
-.timeline .tick { stroke: #d5dae2; } .timeline .today { stroke: var(--ink); stroke-width: 1.5; stroke-dasharray: 4
-3;
-  }
-.timeline text { font-size: 11px; fill: var(--muted); } .timeline text.lane-label { font-size: 12px;
-  fill: var(--ink); }
-.timeline .marker { stroke: #fff; stroke-width: 1; fill-opacity: .9; }
-.timeline .marker.critical { fill: var(--critical); } .timeline .marker.warning { fill: var(--warning); }
-.timeline .marker.info { fill: var(--info); } .timeline .marker.ok { fill: var(--ok); }
-.timeline .marker.clamped { stroke: var(--ink); stroke-dasharray: 2 1; }
-.legend { display: flex; gap: 16px; color: var(--muted); font-size: 12px; margin-top: 6px; }
-.legend .note { margin-left: auto; }
-.legend span:not(.note)::before { content: ""; display: inline-block; width: 10px; height: 10px; border-radius: 50%;
-                       margin-right: 5px; vertical-align: -1px; background: currentColor; }
-.legend .critical { color: var(--critical); } .legend .warning { color: var(--warning); }
-.legend .info { color: var(--info); } .legend .ok { color: var(--ok); }
-details { border: 1px solid var(--line); border-radius: 8px; margin: 8px 0; }
-details > summary { cursor: pointer; padding: 8px 12px; font-weight: 600; }
-details > table { border-top: 1px solid var(--line); table-layout: fixed; }
-details > table th:nth-child(1) { width: 20%; } details > table th:nth-child(2) { width: 24%; }
-details > table th:nth-child(3) { width: 30%; }
-.group-critical h3 { color: var(--critical); } .group-warning h3 { color: var(--warning); }
-.group-info h3 { color: var(--info); }
-.dag td { min-width: 200px; }
-.dag td.role { min-width: 150px; font-weight: 600; }
-.dag .cert { padding: 4px 0; }
-.dag tr.mismatch td.role { color: var(--critical); }
-.dag td.odd { background: var(--critical-bg); outline: 2px solid var(--critical); outline-offset: -2px; }
-.dag td.odd .flag { color: var(--critical); font-weight: 700; }
-footer { color: var(--muted); font-size: 12px; padding: 0 32px 24px; }
-</style>
-</head>
-<body>
-<header>
-<h1>{{ report.title }}</h1>
-<p class="generated">Generated <time datetime="{{ generated_at }}">{{ generated_at }}</time>, {{ collected }}</p>
-</header>
-<main>
-<div class="cards" id="summary">
-  <div class="card"><div class="label">Servers</div>
-<div class="value">{{ summary.hosts_collected }} / {{ summary.hosts }}</div>
-    <div class="detail">{{ summary.hosts_missing | length }} not collected</div></div>
-  <div class="card"><div class="label">Certificates</div><div class="value">{{ summary.certificates }}</div>
-    <div class="detail">on {{ summary.hosts_collected }} servers</div></div>
-{% for severity in severities %}
-  <div class="card {{ severity }}"><div class="label">{{ severity }}</div>
-<div class="value">{{ summary.findings[severity] }}</div>
-    <div class="detail">findings</div></div>
-{% endfor %}
-{% set earliest = summary.earliest_expiry %}
-  <div class="card {{ earliest.severity_or_ok if earliest else 'ok' }}"><div class="label">Earliest expiry</div>
-    <div class="value">{% if earliest %}{{ earliest.days_remaining }} d{% else %}-{% endif %}</div>
-    <div class="detail">{% if earliest %}{{ earliest | expiry }} &middot; {{ earliest.subject | cn }} on
-{{ earliest.host }}{% else %}no certificate{% endif %}</div>
-</div>
-</div>
-{% if summary.hosts_missing %}
-<section id="missing">
-<h2>Servers not collected</h2>
-<p class="callout">No facts for {{ summary.hosts_missing | length }} server(s), for example unreachable during the
-inventory: <strong>{{ summary.hosts_missing | join(', ') }}</strong>. Their certificates are not in this report.</p>
-</section>
-{% endif %}
-<section id="timeline">
-<h2>Expiry timeline</h2>
-<svg class="timeline" viewBox="0 0 {{ timeline.width }} {{ timeline.height }}" role="img"
-aria-label="Certificate expiry dates by severity">
-{% for lane in lanes %}
-<rect class="lane{{ ' alt' if loop.index is even }}" x="{{ timeline.left }}"
-y="{{ timeline.top + timeline.lane_height * loop.index0 }}" width="{{ timeline.right - timeline.left }}"
-height="{{ timeline.lane_height }}"/>
-<text class="lane-label" x="{{ timeline.left - 10 }}" y="{{ timeline.lane_y(lane) + 4 }}"
-text-anchor="end">{{ lane }}</text>
-{% endfor %}
-<rect class="expired" x="{{ timeline.left }}" y="{{ timeline.top }}"
-width="{{ [timeline.today_x - timeline.left, 0] | max }}" height="{{ timeline.bottom - timeline.top }}"/>
-<rect class="window-critical" x="{{ timeline.today_x }}" y="{{ timeline.top }}"
-width="{{ [timeline.critical_x - timeline.today_x, 0] | max }}" height="{{ timeline.bottom - timeline.top }}"/>
-<rect class="window-warning" x="{{ timeline.critical_x }}" y="{{ timeline.top }}"
-width="{{ [timeline.warning_x - timeline.critical_x, 0] | max }}" height="{{ timeline.bottom - timeline.top }}"/>
-{% for tick in timeline.ticks %}
-<line class="tick" x1="{{ tick.x }}" x2="{{ tick.x }}" y1="{{ timeline.top }}" y2="{{ timeline.bottom + 4 }}"/>
-<text x="{{ tick.x }}" y="{{ timeline.bottom + 18 }}" text-anchor="middle">{{ tick.label }}</text>
-{% endfor %}
-<line class="today" x1="{{ timeline.today_x }}" x2="{{ timeline.today_x }}" y1="{{ timeline.top - 10 }}"
-y2="{{ timeline.bottom }}"/>
-<text x="{{ timeline.today_x }}" y="{{ timeline.top - 14 }}" text-anchor="middle">today</text>
-{% for m in timeline.markers %}
-<circle class="marker {{ m.severity }}{{ ' clamped' if m.clamped }}" cx="{{ m.x }}" cy="{{ m.y }}" r="5">
-<title>{{ m.cert.host }}: {{ m.cert.subject }} &middot; expires {{ m.cert | expiry }} ({{ m.cert.days_remaining }}
-d) &middot; {{ m.cert.thumbprint }}</title>
-</circle>
-{% endfor %}
-</svg>
-<div class="legend">{% for lane in lanes %}<span class="{{ lane }}">{{ lane }}</span>{% endfor %}<span
-class="note">shaded: expired, under 30 days, under 60 days; dashed outline: beyond the chart, drawn at its
-edge</span>
-</div>
-</section>
-<section id="findings">
-<h2>Findings</h2>
-{% for severity, per_host in findings %}
-<div class="group-{{ severity }}" data-severity="{{ severity }}">
-<h3>{{ severity | capitalize }} ({{ summary.findings[severity] }})</h3>
-{% for host, host_findings in per_host %}
-<details{{ ' open' if severity != 'info' }}>
-<summary>{{ host.host }} <span class="muted">({{ host_findings | length }})</span></summary>
-<table><thead><tr><th>Finding</th><th>Certificate</th><th>Message</th><th>Remediation</th></tr></thead><tbody>
-{% for finding in host_findings %}
-{% set cert = host.certificate(finding.thumbprint) %}
-<tr><td><code>{{ finding.id }}</code></td><td>{% if cert %}{{ cert.subject | cn }}<br>
-<span class="mono muted">{{ cert.thumbprint | short }} &middot;
-{{ cert | expiry }}</span>{% elif finding.thumbprint %}<span
-class="mono">{{ finding.thumbprint | short }}</span>{% else %}<span class="muted">server</span>{% endif %}</td>
-<td>{{ finding.message }}</td><td>{{ finding.remediation }}</td></tr>
-{% endfor %}
-</tbody></table>
-</details>
-{% endfor %}
-</div>
-{% else %}
-<p class="muted">No findings.</p>
-{% endfor %}
-</section>
-{% if dags %}
-<section id="dags">
-<h2>Database availability groups</h2>
-{% for dag in dags %}
-<h3>{{ dag.name }}
-{% if dag.mismatched_roles %}<span class="badge critical">members differ: {{ dag.mismatched_roles | join(', ') }}</span>
-{% endif %}</h3>
-{% if dag.nodes_not_reported %}<p class="callout">Cluster nodes without facts in this report:
-{{ dag.nodes_not_reported | join(', ') }}</p>{% endif %}
-<table class="dag" data-dag="{{ dag.name }}">
-<thead><tr><th>Role</th>{% for member in dag.members %}<th>{{ member.host }}</th>{% endfor %}</tr></thead>
-<tbody>
-{% for row in dag.rows %}
-<tr class="{{ 'mismatch' if row.mismatch }}" data-role="{{ row.role }}"><td class="role">{{ row.role }}</td>
-{% for cell in row.cells %}
-<td class="{{ 'odd' if loop.index0 in row.odd }}">{% if loop.index0 in row.odd %}<span class="flag">&ne;
-differs</span>{% endif %}
-{% for cert in cell %}<div class="cert">
-<span class="badge {{ cert.severity_or_ok }}">{{ cert.severity_or_ok }}</span> <span
-class="mono">{{ cert.thumbprint | short }}</span>
-<br>{{ cert.subject | cn }} <span class="muted">&middot; {{ cert | expiry }}</span>
-</div>{% else %}<span class="muted">none</span>{% endfor %}</td>
-{% endfor %}
-</tr>
-{% endfor %}
-</tbody></table>
-{% endfor %}
-</section>
-{% endif %}
-<section id="servers">
-<h2>Servers</h2>
-<table><thead><tr><th>Server</th><th>Exchange</th><th>Site</th><th>DAG</th>
-<th class="num">Certificates</th>{% for severity in severities %}<th
-class="num">{{ severity }}</th>{% endfor %}<th>Collected</th>
-</tr></thead><tbody>
-{% for host in report.hosts %}
-<tr>
-<td>{{ host.host }}{% if host.server_name != host.host %} <span
-class="muted">({{ host.server_name }})</span>{% endif %}</td>
-{% if host.collected %}
-<td>{{ host.server.product or '-' }} <span class="muted mono">{{ host.server.version or '' }}</span></td>
-<td>{{ host.server.site or '-' }}</td><td>{{ host.dag or '-' }}</td>
-<td class="num">{{ host.certificates | length }}</td>
-{% set counts = host.finding_counts() %}{% for severity in severities %}<td
-class="num">{% if counts[severity] %}<span
-class="badge {{ severity }}">{{ counts[severity] }}</span>{% else %}0{% endif %}</td>{% endfor %}
-<td><span class="badge ok">collected</span></td>
-{% else %}
-<td colspan="{{ 4 + severities | length }}" class="muted">no facts</td><td>
-<span class="badge missing">not collected</span></td>
-{% endif %}
-</tr>
-{% endfor %}
-</tbody></table>
-</section>
-<section id="inventory">
-<h2>Certificates</h2>
-<div class="toolbar">
-<input id="filter-text" type="search" placeholder="Filter: server, subject, thumbprint, role, finding..."
-aria-label="Filter certificates">
-<select id="filter-severity" aria-label="Severity">
-<option value="">All severities</option>{% for lane in lanes %}<option
-value="{{ lane }}">{{ lane }}</option>{% endfor %}</select>
-<span id="filter-count" class="muted">{{ summary.certificates }} certificates</span>
-</div>
-<table id="certificates">
-<thead><tr>
-<th data-type="text"><button>Server</button></th><th data-type="text"><button>Subject</button></th>
-<th data-type="text"><button>Roles</button></th>
-<th data-type="text"><button>Expires</button></th><th data-type="number" class="num"><button>Days</button></th>
-<th data-type="number"><button>Severity</button></th>
-<th data-type="text"><button>Findings</button></th><th data-type="text"><button>Thumbprint</button></th>
-<th data-type="text"><button>Issuer</button></th>
-<th data-type="text"><button>Key</button></th><th data-type="text"><button>Store</button></th>
-</tr></thead>
-<tbody>
-{% for cert in report.certificates() %}
-<tr class="sev-{{ cert.severity_or_ok }}" data-severity="{{ cert.severity_or_ok }}"><td>{{ cert.host }}</td>
-<td>{{ cert.subject }}</td><td>{{ cert.roles | join(', ') }}</td>
-<td class="nowrap" data-sort="{{ cert.data.not_after or '' }}">{{ cert | expiry }}</td>
-<td class="num">{{ cert.days_remaining if cert.days_remaining is not none else '-' }}</td>
-<td data-sort="{{ cert.severity | rank }}">
-<span class="badge {{ cert.severity_or_ok }}">{{ cert.severity_or_ok }}</span></td>
-<td>{{ cert.finding_ids | join(', ') }}</td><td class="mono thumb">{{ cert.thumbprint }}</td>
-<td title="{{ cert.data.issuer or '' }}">{{ (cert.data.issuer or '-') | cn }}</td>
-<td>{{ cert.data.key_type or '-' }} {{ cert.data.key_size or '' }}</td><td>{{ cert.data.store or '-' }}</td></tr>
-{% endfor %}
-</tbody>
-</table>
-</section>
-</main>
-<footer>exchange.pki fleet report &middot; the same data is written as CSV, JSON, Markdown and a Prometheus
-textfile.</footer>
-<script>
-(function () {
-  "use strict";
-  var table = document.getElementById("certificates");
-  var body = table.tBodies[0];
-  var rows = Array.prototype.slice.call(body.rows);
-  var texts = rows.map(function (row) { return row.textContent.toLowerCase(); });
-  var search = document.getElementById("filter-text");
-  var severity = document.getElementById("filter-severity");
-  var count = document.getElementById("filter-count");
-
-  function applyFilter() {
-    var query = search.value.trim().toLowerCase(), wanted = severity.value, shown = 0;
-    rows.forEach(function (row, index) {
-      var visible = (!query || texts[index].indexOf(query) !== -1) && (!wanted || row.dataset.severity === wanted);
-      row.hidden = !visible;
-      if (visible) { shown += 1; }
-    });
-    count.textContent = shown + " of " + rows.length + " certificates";
-  }
-
-  function sortKey(row, column, numeric) {
-    var cell = row.cells[column];
-    var value = cell.hasAttribute("data-sort") ? cell.getAttribute("data-sort") : cell.textContent.trim();
-    if (!numeric) { return value.toLowerCase(); }
-    var number = parseFloat(value);
-    return isNaN(number) ? -Infinity : number;
-  }
-
-  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (header, column) {
-    header.querySelector("button").addEventListener("click", function () {
-      var ascending = header.getAttribute("aria-sort") !== "ascending";
-      var numeric = header.dataset.type === "number";
-      Array.prototype.forEach.call(table.tHead.rows[0].cells, function (other) {
-        other.removeAttribute("aria-sort");
-      });
-      header.setAttribute("aria-sort", ascending ? "ascending" : "descending");
-      var keyed = rows.map(function (row, index) { return [sortKey(row, column, numeric), index, row]; });
-      keyed.sort(function (a, b) {
-        return (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1]) * (ascending ? 1 : -1);
-      });
-      var fragment = document.createDocumentFragment();
-      keyed.forEach(function (entry) { fragment.appendChild(entry[2]); });
-      body.appendChild(fragment);
-    });
-  });
-  search.addEventListener("input", applyFilter);
-  severity.addEventListener("change", applyFilter);
-  applyFilter();
-  table.dataset.sortable = "ready";
-}());
-</script>
-</body>
-</html>
-"""
+    yield _paged_section(
+        "servers", "Servers", "servers-table", "Filter: server, version, site, DAG, status", summary.hosts,
+        "servers", SERVER_COLUMNS,
+    )
+    yield _paged_section(
+        "inventory", "Certificates", "certificates", "Filter: server, subject, thumbprint, role, finding",
+        summary.certificates, "certificates", CERTIFICATE_COLUMNS,
+    )
+    yield ("</main>\n<footer>exchange.pki fleet report &middot; the same data is written as CSV, JSON, Markdown and a "
+           "Prometheus textfile.</footer>\n")
+    yield from _data_block(report, plan)
+    yield f"<script>\n{SCRIPT}</script>\n</body>\n</html>\n"
