@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 import re
 import unicodedata
+import warnings
 from collections.abc import Iterable
+from typing import Any
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import whole_days
@@ -35,8 +38,17 @@ except ImportError:
 else:
     HAS_CRYPTOGRAPHY = True
 
+try:
+    import idna
+except ImportError:
+    HAS_IDNA = False
+else:
+    HAS_IDNA = True
+
 # not_valid_before_utc / not_valid_after_utc appeared in cryptography 42.0.
 CRYPTOGRAPHY_REQUIREMENT = "cryptography >= 42.0"
+# IDNA 2008 A-labels for internationalised DNS names (the standard library's codec is IDNA 2003).
+IDNA_REQUIREMENT = "idna"
 SERVER_AUTH_EKU = "1.3.6.1.5.5.7.3.1"  # RFC 5280 id-kp-serverAuth
 ANY_EKU = "2.5.29.37.0"  # RFC 5280 anyExtendedKeyUsage
 
@@ -233,7 +245,14 @@ def normalize_thumbprint(text: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class CertificateFacts:
-    """What the controller knows about one certificate from its DER bytes alone."""
+    """What the controller knows about one certificate from its DER bytes alone.
+
+    The thumbprint, names, serial number and validity dates are always known. The other facts come from
+    parts that a malformed or exotic certificate may not let us read (its extensions, its public key, its
+    signature): those are None when unknown, and ``problems`` says what could not be read and why, one
+    entry per part (``"extensions: duplicate extension 2.5.29.17"``). ``problems`` is empty for a
+    certificate that was read completely.
+    """
 
     thumbprint: str
     subject: str
@@ -243,14 +262,20 @@ class CertificateFacts:
     serial_number: str
     not_before: datetime.datetime
     not_after: datetime.datetime
-    dns_names: tuple[str, ...]
-    key_type: str
+    dns_names: tuple[str, ...] | None  # None: the extensions could not be read
+    key_type: str | None  # None: the public key could not be read
     key_size: int | None
-    signature_hash: str | None
-    ekus: tuple[str, ...]
-    is_self_signed: bool
-    public_key_sha256: str
+    signature_hash: str | None  # None: no separate hash (Ed25519) or an algorithm we cannot name
+    ekus: tuple[str, ...] | None  # None: the extensions could not be read; () no EKU extension
+    is_self_signed: bool | None  # None: subject equals issuer but the signature could not be checked
+    public_key_sha256: str | None  # None: the public key could not be read
     der: bytes = dataclasses.field(repr=False)
+    problems: tuple[str, ...] = ()
+
+    @property
+    def is_complete(self) -> bool:
+        """Whether every part of the certificate could be read (``problems`` is empty)."""
+        return not self.problems
 
     def days_remaining(self, now: datetime.datetime) -> int:
         """Whole days until ``not_after`` (floor); negative once expired."""
@@ -267,13 +292,21 @@ class CertificateFacts:
         return now < self.not_before
 
     @property
-    def allows_server_auth(self) -> bool:
-        """No EKU extension means any purpose; otherwise serverAuth or anyExtendedKeyUsage must be listed."""
+    def allows_server_auth(self) -> bool | None:
+        """No EKU extension means any purpose; otherwise serverAuth or anyExtendedKeyUsage must be listed.
+
+        None when the extensions could not be read (unknown, not "no"): test with ``is False``.
+        """
+        if self.ekus is None:
+            return None
         return not self.ekus or SERVER_AUTH_EKU in self.ekus or ANY_EKU in self.ekus
 
     def covers(self, host: str) -> bool:
-        """Whether a DNS name of the certificate matches ``host`` (RFC 6125; the CN is not consulted)."""
-        return any(dns_name_matches(pattern, host) for pattern in self.dns_names)
+        """Whether a DNS name of the certificate matches ``host`` (RFC 6125; the CN is not consulted).
+
+        False when the names could not be read: nothing is known to be covered.
+        """
+        return any(dns_name_matches(pattern, host) for pattern in self.dns_names or ())
 
     @property
     def common_name(self) -> str | None:
@@ -285,18 +318,93 @@ class CertificateFacts:
         return None
 
 
-def _dns_name(text: str) -> str:
-    return text.strip().rstrip(".").lower()
+# --- DNS names ------------------------------------------------------------------------------------
+
+
+class DnsNameError(ExchangePkiError, ValueError):
+    """A text that is not a DNS name, or an internationalised name without an IDNA 2008 A-label form."""
+
+
+_MAX_LABEL_OCTETS = 63  # RFC 1035 section 2.3.4
+_MAX_NAME_OCTETS = 253  # 255 octets on the wire, without the length bytes of the first label and the root
+_ASCII_LABEL = re.compile(r"^[a-z0-9_-]+$")  # letters, digits, hyphen; underscore for service names
+
+
+def dns_name_to_a_label(name: str) -> str:
+    """A DNS name in the form it is compared in: lower case, A-labels (IDNA 2008), no trailing dot.
+
+    ``bücher.example`` becomes ``xn--bcher-kva.example`` (UTS #46 mapping first, so ``BÜCHER.example`` and
+    full-width dots work as browsers do); ASCII names are only lower-cased. A wildcard is kept only as the
+    whole left-most label (``*.bücher.example``). Raises :class:`DnsNameError` naming the name and the
+    problem (empty labels, spaces, control characters, other punctuation, labels over 63 octets, names
+    over 253, labels IDNA 2008 does not allow), and :class:`ExchangePkiError` when a non-ASCII name needs
+    the ``idna`` library and it is missing. Every DNS name comparison of the collection goes through here.
+    """
+    if not isinstance(name, str):
+        raise DnsNameError(f"{name!r} is not a DNS name: expected a string, got {type(name).__name__}")
+    if name.isascii():
+        return _checked_a_label(name, name.lower())
+    return _idna_a_label(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _idna_a_label(name: str) -> str:
+    if not HAS_IDNA:
+        raise ExchangePkiError(
+            f"comparing the internationalised DNS name {name!r} requires the Python library {IDNA_REQUIREMENT} "
+            "(IDNA 2008); install it where Ansible runs"
+        )
+    try:
+        mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
+        labels = _labels(name, mapped)
+        converted = [label if label.isascii() else idna.alabel(label).decode("ascii") for label in labels]
+    except idna.IDNAError as error:
+        raise DnsNameError(f"{name!r} is not a valid internationalised DNS name (IDNA 2008): {error}") from None
+    return _checked_a_label(name, ".".join(converted))
+
+
+def _labels(name: str, text: str) -> list[str]:
+    """The labels of a name without its trailing dot; an empty label is a :class:`DnsNameError`."""
+    labels = (text[:-1] if text.endswith(".") else text).split(".")
+    if "" in labels:
+        raise DnsNameError(f"{name!r} is not a DNS name: it has an empty label")
+    return labels
+
+
+def _checked_a_label(name: str, text: str) -> str:
+    labels = _labels(name, text)
+    for position, label in enumerate(labels):
+        if label == "*" and position == 0 and len(labels) > 1:
+            continue  # a wildcard: matched by dns_name_matches
+        if not _ASCII_LABEL.match(label):
+            bad = next(char for char in label if not _ASCII_LABEL.match(char))
+            raise DnsNameError(
+                f"{name!r} is not a DNS name: character {bad!r} (U+{ord(bad):04X}) in label {label!r}"
+            )
+        if len(label) > _MAX_LABEL_OCTETS:
+            raise DnsNameError(
+                f"{name!r} is not a DNS name: label {label[:20]!r}... is {len(label)} octets long "
+                f"(at most {_MAX_LABEL_OCTETS})"
+            )
+    result = ".".join(labels)
+    if len(result) > _MAX_NAME_OCTETS:
+        raise DnsNameError(f"{name[:40]!r}... is not a DNS name: {len(result)} octets (at most {_MAX_NAME_OCTETS})")
+    return result
 
 
 def dns_name_matches(pattern: str, host: str) -> bool:
     """RFC 6125 section 6.4.3 matching of a certificate's DNS name against a host name.
 
-    A wildcard is honoured only as the whole left-most label (``*.contoso.com``): it matches exactly one
-    label, never the bare domain (``contoso.com``) nor several labels, and partial-label wildcards
-    (``w*.contoso.com``) and wildcards over a single label (``*.com``) match nothing but themselves.
+    Both are compared in A-label form (:func:`dns_name_to_a_label`), so ``bücher.example`` matches a SAN
+    ``xn--bcher-kva.example``. A wildcard is honoured only as the whole left-most label (``*.contoso.com``):
+    it matches exactly one label, never the bare domain (``contoso.com``) nor several labels, and
+    partial-label wildcards (``w*.contoso.com``) and wildcards over a single label (``*.com``) match
+    nothing. A name that cannot be converted matches nothing (never an exception).
     """
-    pattern, host = _dns_name(pattern), _dns_name(host)
+    try:
+        pattern, host = dns_name_to_a_label(pattern), dns_name_to_a_label(host)
+    except ExchangePkiError:
+        return False
     if pattern == host:
         return True
     wildcard, dot, suffix = pattern.partition(".")
@@ -306,81 +414,168 @@ def dns_name_matches(pattern: str, host: str) -> bool:
     return bool(label) and bool(dot) and rest == suffix
 
 
+# --- parsing --------------------------------------------------------------------------------------
+
+
+def sha1_thumbprint(der: bytes) -> str:
+    """The Windows thumbprint of any bytes (uppercase hex SHA-1): names a certificate that cannot be parsed."""
+    return hashlib.sha1(bytes(der)).hexdigest().upper()  # Windows' thumbprint; not a security use
+
+
+# What cryptography raises on certificates it cannot read: ValueError for malformed DER, UnsupportedAlgorithm
+# for unknown key types, and classes of their own (not ValueError) for an invalid version, a duplicate
+# extension and the SAN name forms it does not model. OverflowError and TypeError for good measure.
+_READ_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, OverflowError, UnsupportedAlgorithm)
+if HAS_CRYPTOGRAPHY:
+    _READ_ERRORS += (x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
+
+_MAX_REASON = 300  # cryptography's ASN.1 errors carry a parse path; enough to locate the problem
+
+
+def _reason(error: Exception) -> str:
+    """A short reason for a read error: cryptography's message, named for the classes whose message is terse."""
+    reason = _named_reason(error)
+    return reason if len(reason) <= _MAX_REASON else reason[:_MAX_REASON - 3] + "..."
+
+
+def _named_reason(error: Exception) -> str:
+    if HAS_CRYPTOGRAPHY and isinstance(error, x509.DuplicateExtension):
+        return f"duplicate extension {error.oid.dotted_string}"
+    if HAS_CRYPTOGRAPHY and isinstance(error, x509.InvalidVersion):
+        return f"unsupported X.509 version field {error.parsed_version} (only 0-2, v1-v3, exist)"
+    if HAS_CRYPTOGRAPHY and isinstance(error, x509.UnsupportedGeneralNameType):
+        return f"unsupported subject/issuer alternative name form ({error})"
+    return str(error) or type(error).__name__
+
+
 def parse_certificate(der: bytes) -> CertificateFacts:
-    """Parse one DER certificate. Raises :class:`CertificateParseError` naming the problem."""
+    """Parse one DER certificate; raises nothing but :class:`CertificateParseError` (and, without the
+    cryptography library, :class:`ExchangePkiError`).
+
+    A certificate whose extensions, public key or signature cannot be read is still returned, with those
+    facts None and ``problems`` naming each part and the reason. Only bytes that cannot be loaded as a
+    certificate at all, or whose names, serial number or validity dates cannot be read, raise
+    :class:`CertificateParseError`, whose message names the reason.
+    """
     if not HAS_CRYPTOGRAPHY:
         raise ExchangePkiError(f"parsing certificates on the controller requires the Python library "
                                f"{CRYPTOGRAPHY_REQUIREMENT}; install it where Ansible runs")
+    if not isinstance(der, bytes):
+        raise CertificateParseError(f"certificate data must be bytes, got {type(der).__name__}")
     if not der:
         raise CertificateParseError("certificate data is empty")
+    # cryptography warns (CryptographyDeprecationWarning) on certificates it will refuse one day, e.g. a
+    # negative serial number; a warning is not a reason to stop reading, nor to write to the controller's stderr.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _parse(der)
+
+
+def _parse(der: bytes) -> CertificateFacts:
     try:
         certificate = x509.load_der_x509_certificate(der)
-        subject, issuer = certificate.subject, certificate.issuer
-        return CertificateFacts(
-            thumbprint=hashlib.sha1(der).hexdigest().upper(),  # Windows' thumbprint; not a security use
-            subject=subject.rfc4514_string(),
-            issuer=issuer.rfc4514_string(),
-            subject_name=name_of(subject),
-            issuer_name=name_of(issuer),
-            serial_number=_serial_hex(certificate.serial_number),
-            not_before=certificate.not_valid_before_utc,
-            not_after=certificate.not_valid_after_utc,
-            dns_names=_dns_names(certificate),
-            key_type=_key_type(certificate),
-            key_size=_key_size(certificate),
-            signature_hash=_signature_hash(certificate),
-            ekus=_ekus(certificate),
-            is_self_signed=_is_self_signed(certificate),
-            public_key_sha256=hashlib.sha256(
-                certificate.public_key().public_bytes(
-                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-                )
-            ).hexdigest(),
-            der=der,
-        )
-    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
-        raise CertificateParseError(f"not a valid DER X.509 certificate ({len(der)} bytes): {error}") from None
-
-
-def _serial_hex(number: int) -> str:
-    """Uppercase hex of the DER INTEGER bytes, as Windows' SerialNumber shows it."""
-    return number.to_bytes((number.bit_length() + 8) // 8, "big").hex().upper()
-
-
-def _extension(certificate: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
+    except _READ_ERRORS as error:
+        raise CertificateParseError(
+            f"not a valid DER X.509 certificate ({len(der)} bytes): {_reason(error)}"
+        ) from None
+    problems: list[str] = []
     try:
-        return certificate.extensions.get_extension_for_class(kind).value
+        subject, issuer = certificate.subject, certificate.issuer
+        known = {
+            "subject": subject.rfc4514_string(),
+            "issuer": issuer.rfc4514_string(),
+            "subject_name": name_of(subject),
+            "issuer_name": name_of(issuer),
+            "serial_number": serial_hex(certificate.serial_number),
+            "not_before": certificate.not_valid_before_utc,
+            "not_after": certificate.not_valid_after_utc,
+        }
+    except _READ_ERRORS as error:
+        raise CertificateParseError(
+            f"X.509 certificate ({len(der)} bytes) with unreadable names, serial number or dates: {_reason(error)}"
+        ) from None
+    try:
+        extensions: x509.Extensions | None = certificate.extensions
+    except _READ_ERRORS as error:
+        extensions = None
+        problems.append(f"extensions: {_reason(error)}")
+    try:
+        key: Any = certificate.public_key()
+        spki_sha256: str | None = hashlib.sha256(
+            key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        ).hexdigest()
+    except _READ_ERRORS as error:
+        key = spki_sha256 = None
+        problems.append(f"public key: {_reason(error)} ({_key_algorithm(certificate)})")
+    signature_hash = _signature_hash(certificate, problems)
+    return CertificateFacts(
+        thumbprint=sha1_thumbprint(der),
+        **known,
+        dns_names=None if extensions is None else _dns_names(extensions),
+        key_type=None if key is None else _key_type(key),
+        key_size=None if key is None else _key_size(key),
+        signature_hash=signature_hash,
+        ekus=None if extensions is None else _ekus(extensions),
+        is_self_signed=_is_self_signed(certificate, key),
+        public_key_sha256=spki_sha256,
+        der=der,
+        problems=tuple(problems),
+    )
+
+
+def serial_hex(number: int) -> str:
+    """A serial number as Windows' SerialNumber shows it: uppercase hex of the DER INTEGER's content octets.
+
+    That is the minimal two's-complement big-endian encoding, so a positive serial whose top bit is set
+    gets a leading ``00`` (0x80FF is ``0080FF``) and a negative one, which RFC 5280 forbids but real
+    certificates have, starts with 8-F (-1 is ``FF``, -0x1A2B is ``E5D5``).
+    """
+    length = ((number if number >= 0 else ~number).bit_length() + 8) // 8
+    return number.to_bytes(length, "big", signed=True).hex().upper()
+
+
+def _key_algorithm(certificate: x509.Certificate) -> str:
+    """The public key's algorithm OID, or a placeholder when even that cannot be read."""
+    try:
+        return f"algorithm {certificate.public_key_algorithm_oid.dotted_string}"
+    except (*_READ_ERRORS, AttributeError):  # AttributeError: cryptography < 43
+        return "algorithm unknown"
+
+
+def _extension(extensions: x509.Extensions, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
+    try:
+        return extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
         return None
 
 
-def _dns_names(certificate: x509.Certificate) -> tuple[str, ...]:
-    names = _extension(certificate, x509.SubjectAlternativeName)
+def _dns_names(extensions: x509.Extensions) -> tuple[str, ...]:
+    names = _extension(extensions, x509.SubjectAlternativeName)
     if names is None:
         return ()
     return tuple(names.get_values_for_type(x509.DNSName))  # type: ignore[attr-defined]
 
 
-def _ekus(certificate: x509.Certificate) -> tuple[str, ...]:
-    usages = _extension(certificate, x509.ExtendedKeyUsage)
+def _ekus(extensions: x509.Extensions) -> tuple[str, ...]:
+    usages = _extension(extensions, x509.ExtendedKeyUsage)
     if usages is None:
         return ()
     return tuple(oid.dotted_string for oid in usages)  # type: ignore[attr-defined]
 
 
-def _key_type(certificate: x509.Certificate) -> str:
-    key = certificate.public_key()
+def _key_type(key: Any) -> str:
     kinds: Iterable[tuple[type, str]] = (
         (rsa.RSAPublicKey, "rsa"),
         (ec.EllipticCurvePublicKey, "ec"),
         (dsa.DSAPublicKey, "dsa"),
         (ed25519.Ed25519PublicKey, "ed25519"),
+        (ed448.Ed448PublicKey, "ed448"),
     )
     return next((name for kind, name in kinds if isinstance(key, kind)), "unknown")
 
 
-def _key_size(certificate: x509.Certificate) -> int | None:
-    key = certificate.public_key()
+def _key_size(key: Any) -> int | None:
     if isinstance(key, (rsa.RSAPublicKey, dsa.DSAPublicKey)):
         return key.key_size
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -392,26 +587,44 @@ def _key_size(certificate: x509.Certificate) -> int | None:
     return None
 
 
-# OIDs of RSA signatures with hashes cryptography cannot name (RFC 3279 section 2.2.1).
-_LEGACY_SIGNATURE_HASHES = {"1.2.840.113549.1.1.2": "md2", "1.2.840.113549.1.1.3": "md4"}
+# OIDs of RSA signatures with hashes cryptography cannot name (RFC 3279 section 2.2.1), and the bare MD5
+# hash OID (RFC 1321) that some very old certificates give as their signature algorithm.
+_LEGACY_SIGNATURE_HASHES = {
+    "1.2.840.113549.1.1.2": "md2",
+    "1.2.840.113549.1.1.3": "md4",
+    "1.2.840.113549.2.5": "md5",
+}
 
 
-def _signature_hash(certificate: x509.Certificate) -> str | None:
+def _signature_hash(certificate: x509.Certificate, problems: list[str]) -> str | None:
+    """The signature's hash name; None without a separate hash (Ed25519) or when unknown (then a problem)."""
+    oid = certificate.signature_algorithm_oid.dotted_string
     try:
         algorithm = certificate.signature_hash_algorithm
-    except UnsupportedAlgorithm:  # e.g. MD2, which cryptography no longer knows
-        return _LEGACY_SIGNATURE_HASHES.get(certificate.signature_algorithm_oid.dotted_string)
+    except _READ_ERRORS as error:  # e.g. MD2, which cryptography no longer knows, or GOST
+        if oid in _LEGACY_SIGNATURE_HASHES:
+            return _LEGACY_SIGNATURE_HASHES[oid]
+        problems.append(f"signature algorithm: {_reason(error)} (algorithm {oid})")
+        return None
     return algorithm.name if algorithm is not None else None
 
 
-def _is_self_signed(certificate: x509.Certificate) -> bool:
-    """Subject equals issuer and the signature verifies with the certificate's own key."""
+def _is_self_signed(certificate: x509.Certificate, key: Any) -> bool | None:
+    """Subject equals issuer and the signature verifies with the certificate's own key.
+
+    None when the subject equals the issuer but the signature cannot be checked (unreadable key,
+    unsupported algorithm): a self-issued certificate is not known to be self-signed.
+    """
     if certificate.subject != certificate.issuer:
         return False
+    if key is None:
+        return None
     try:
         certificate.verify_directly_issued_by(certificate)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+    except InvalidSignature:
         return False
+    except _READ_ERRORS:
+        return None
     return True
 
 

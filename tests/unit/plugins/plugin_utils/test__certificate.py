@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
+import warnings
 from typing import Any
 
 import pytest
@@ -25,6 +27,8 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
     parse_certificate,
     parse_distinguished_name,
     same_name,
+    serial_hex,
+    sha1_thumbprint,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import ExchangeCertificateRecord, StoreCertificate
@@ -175,6 +179,83 @@ def test_parse_certificate_rejects_truncated_der(rsa_key: Any) -> None:
     der = build_der(rsa_key, subject=_name("x"))
     with pytest.raises(CertificateParseError, match=f"{len(der) - 10} bytes"):
         parse_certificate(der[:-10])
+
+
+@pytest.mark.parametrize("der", ["MIIB", bytearray(b"0"), None, 12])
+def test_parse_certificate_rejects_what_is_not_bytes(der: Any) -> None:
+    with pytest.raises(CertificateParseError, match="certificate data must be bytes, got "):
+        parse_certificate(der)
+
+
+# --- certificates that are only partly readable -----------------------------------------------------
+# Built by patching bytes of a certificate made with CertificateBuilder (which refuses to make them); the
+# patched certificate's signature no longer verifies, which parse_certificate does not need.
+
+
+def _patched(der: bytes, old: bytes, new: bytes) -> bytes:
+    assert der.count(old) == 1 and len(old) == len(new)
+    return der.replace(old, new)
+
+
+def test_a_negative_serial_number_is_read_as_its_der_bytes(rsa_key: Any) -> None:
+    # Observed: OverflowError ("can't convert negative int to unsigned"); RFC 5280 forbids it, CAs did it.
+    der = _patched(build_der(rsa_key, subject=_name("neg"), serial=0x1A2B), b"\x02\x02\x1a\x2b", b"\x02\x02\xe5\xd5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # cryptography's deprecation warning must not escape either
+        facts = parse_certificate(der)
+    assert facts.serial_number == "E5D5"  # two's complement, like Windows' SerialNumber
+    assert facts.problems == () and facts.is_complete and facts.key_type == "rsa"
+
+
+@pytest.mark.parametrize(
+    ("number", "text"),
+    [(0x1A2B, "1A2B"), (0x80FF, "0080FF"), (0x80, "0080"), (0x7F, "7F"), (0, "00"), (-1, "FF"), (-0x80, "80"),
+     (-0x81, "FF7F"), (-0x1A2B, "E5D5"), (-(2**159), "80" + "00" * 19), (2**159, "00" + "80" + "00" * 19)],
+)
+def test_serial_hex_is_the_minimal_twos_complement_encoding(number: int, text: str) -> None:
+    assert serial_hex(number) == text
+    assert int.from_bytes(bytes.fromhex(text), "big", signed=True) == number
+
+
+def test_a_duplicate_extension_keeps_the_readable_facts(rsa_key: Any) -> None:
+    # IssuerAltName (2.5.29.18) renamed to SubjectAltName (2.5.29.17): two SAN extensions.
+    builder = (
+        x509.CertificateBuilder().subject_name(_name("dup")).issuer_name(_name("dup"))
+        .public_key(rsa_key.public_key()).serial_number(7)
+        .not_valid_before(NOW - datetime.timedelta(days=1)).not_valid_after(NOW + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("mail.contoso.lab")]), critical=False)
+        .add_extension(x509.IssuerAlternativeName([x509.DNSName("evil.contoso.lab")]), critical=False)
+    )
+    der = builder.sign(rsa_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    der = _patched(der, b"\x06\x03\x55\x1d\x12", b"\x06\x03\x55\x1d\x11")
+    facts = parse_certificate(der)
+    assert facts.problems == ("extensions: duplicate extension 2.5.29.17",)
+    assert not facts.is_complete
+    assert (facts.dns_names, facts.ekus) == (None, None)
+    assert facts.thumbprint == sha1_thumbprint(der) == hashlib.sha1(der).hexdigest().upper()
+    assert (facts.subject, facts.serial_number, facts.key_type, facts.key_size) == ("CN=dup", "07", "rsa", 2048)
+    assert facts.not_after == NOW + datetime.timedelta(days=30)
+    assert facts.is_self_signed is False  # the patched signature no longer verifies
+    # What the rules ask of such a certificate: unknown, never an exception.
+    assert facts.allows_server_auth is None
+    assert facts.covers("mail.contoso.lab") is False
+    assert facts.days_remaining(NOW) == 30
+
+
+def test_facts_methods_are_safe_on_unknown_parts(rsa_key: Any) -> None:
+    facts = dataclasses.replace(parse_certificate(build_der(rsa_key, subject=_name("x"), dns_names=("x.lab",))),
+                                dns_names=None, ekus=None, key_type=None, key_size=None, signature_hash=None,
+                                is_self_signed=None, public_key_sha256=None, problems=("public key: test",))
+    assert facts.allows_server_auth is None
+    assert facts.covers("x.lab") is False
+    assert facts.common_name == "x"
+    assert facts.lifetime_days() == 365 and not facts.is_expired(NOW) and not facts.is_not_yet_valid(NOW)
+
+
+def test_sha1_thumbprint_never_raises() -> None:
+    assert sha1_thumbprint(b"") == "DA39A3EE5E6B4B0D3255BFEF95601890AFD80709"
+    assert sha1_thumbprint(bytearray(b"abc")) == "A9993E364706816ABA3E25717850C26C9CD0D89D"
+    assert sha1_thumbprint(memoryview(b"abc")) == "A9993E364706816ABA3E25717850C26C9CD0D89D"
 
 
 # --- normalize_thumbprint -------------------------------------------------------------------------
