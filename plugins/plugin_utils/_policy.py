@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
+from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import DnsNameError, dns_name_to_a_label
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
 
 Severity = Literal["critical", "warning", "info"]
@@ -204,9 +205,9 @@ class Policy:
         unknown = sorted(set(self.ignore_findings) - CATALOGUE.keys())
         if unknown:
             raise PolicyError(f"policy.ignore_findings: unknown finding id(s) {', '.join(unknown)}")
-        for name in self.required_names:
-            if not name or name != name.strip() or " " in name:
-                raise PolicyError(f"policy.required_names: {name!r} is not a DNS name")
+        # Compared in A-label form (IDNA 2008), like the certificates' names: "bücher.example" is the
+        # SAN "xn--bcher-kva.example". Stored converted, without duplicates.
+        object.__setattr__(self, "required_names", _required_names(self.required_names))
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | None) -> Policy:
@@ -230,6 +231,22 @@ class Policy:
         return finding_id in self.ignore_findings
 
 
+def _required_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The names in the form they are compared in; a PolicyError names every name that has none."""
+    converted: dict[str, None] = {}
+    bad: list[str] = []
+    for name in names:
+        try:
+            converted[dns_name_to_a_label(name)] = None
+        except DnsNameError as error:
+            bad.append(str(error))
+        except ExchangePkiError as error:  # the idna library is missing
+            raise PolicyError(f"policy.required_names: {error}") from None
+    if bad:
+        raise PolicyError(f"policy.required_names: {'; '.join(bad)}")
+    return tuple(converted)
+
+
 def _converted(name: str, value: Any) -> Any:
     """Check one option's type against the argspec and convert lists to tuples."""
     if POLICY_ARGSPEC[name]["type"] == "int":
@@ -241,7 +258,7 @@ def _converted(name: str, value: Any) -> Any:
     if name == "weak_signature_hashes":
         return tuple(_signature_hash_name(item) for item in value)
     if name == "required_names":
-        return tuple(item.strip().rstrip(".").lower() for item in value)
+        return tuple(item.strip() for item in value)  # Policy converts them (see _required_names)
     return tuple(value)
 
 
