@@ -187,9 +187,8 @@ class Material:
 
     @functools.cached_property
     def serial_number(self) -> str:
-        """Uppercase hex of the DER INTEGER bytes, like X509Certificate2.SerialNumber."""
-        number = self.certificate.serial_number
-        return number.to_bytes((number.bit_length() + 8) // 8, "big").hex().upper()
+        """Uppercase hex of the DER INTEGER bytes, like X509Certificate2.SerialNumber (negative ones too)."""
+        return pki.serial_hex(self.certificate.serial_number)
 
     @functools.cached_property
     def public_key_der(self) -> bytes:

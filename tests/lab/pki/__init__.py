@@ -20,7 +20,7 @@ from ._keys import DEFAULT_KEY_POOL, KeyInfo, KeyPool, KeyProvider, KeyType, Pri
 from ._loading import load_certificates
 from ._pfx import PfxContents, PfxEncryption, export_pfx, import_pfx, pfx_encryption
 from ._requests import build_csr, csr_signature_valid, parse_csr, placeholder_for_request
-from ._x509 import EKU_NAMES, SignatureHash, thumbprint
+from ._x509 import EKU_NAMES, SignatureHash, serial_hex, thumbprint
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -59,5 +59,6 @@ __all__ = [
     "parse_csr",
     "pfx_encryption",
     "placeholder_for_request",
+    "serial_hex",
     "thumbprint",
 ]

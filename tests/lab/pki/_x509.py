@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 import ipaddress
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal, overload
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from . import _der
@@ -50,6 +51,20 @@ EKU_NAMES: dict[str, ObjectIdentifier] = {
 def thumbprint(certificate: x509.Certificate) -> str:
     """The Windows thumbprint: uppercase hex SHA-1 of the DER encoding."""
     return certificate.fingerprint(hashes.SHA1()).hex().upper()
+
+
+def serial_bytes(number: int) -> bytes:
+    """The content octets of a DER INTEGER: minimal two's complement, big-endian."""
+    return number.to_bytes(((number if number >= 0 else ~number).bit_length() + 8) // 8, "big", signed=True)
+
+
+def serial_hex(number: int) -> str:
+    """A serial number as ``X509Certificate2.SerialNumber`` shows it: uppercase hex of the DER INTEGER bytes.
+
+    0x80FF is "0080FF"; a negative serial (RFC 5280 forbids it, real CAs issued some) is its two's
+    complement, -1 is "FF".
+    """
+    return serial_bytes(number).hex().upper()
 
 
 def parse_name(rfc4514: str) -> x509.Name:
@@ -95,14 +110,19 @@ def sign_certificate(
     serial_number: int | None = None,
     signature_hash: SignatureHash = "sha256",
 ) -> x509.Certificate:
-    """Build and sign a certificate; self-signed when ``issuer_key`` belongs to ``public_key``."""
+    """Build and sign a certificate; self-signed when ``issuer_key`` belongs to ``public_key``.
+
+    ``serial_number`` may be zero or negative, as in some real certificates (CertificateBuilder refuses
+    them, so the certificate is built with serial 1, then its serial replaced and the result signed again).
+    """
     self_signed = issuer_key.public_key() == public_key
+    serial = serial_number if serial_number is not None else x509.random_serial_number()
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(public_key)
-        .serial_number(serial_number if serial_number is not None else x509.random_serial_number())
+        .serial_number(serial if serial > 0 else 1)
         .not_valid_before(not_before.replace(microsecond=0))
         .not_valid_after(not_after.replace(microsecond=0))
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
@@ -120,7 +140,31 @@ def sign_certificate(
         )
     if ekus:
         builder = builder.add_extension(x509.ExtendedKeyUsage(eku_oids(ekus)), critical=False)
-    return sign(builder, issuer_key, signature_hash)
+    certificate = sign(builder, issuer_key, signature_hash)
+    if serial <= 0:
+        certificate = _with_serial(certificate, serial, issuer_key, signature_hash)
+    return certificate
+
+
+def _with_serial(certificate: x509.Certificate, serial: int, key: PrivateKey, signature_hash: str) -> x509.Certificate:
+    """The certificate with another serial number (any sign), signed again with the same algorithm."""
+    outer = _der.read_single(certificate.public_bytes(serialization.Encoding.DER), "certificate")
+    to_be_signed, algorithm, _signature = outer.children()
+    fields = to_be_signed.children()
+    number = fields[1] if fields[0].tag == _der.CONTEXT_0 else fields[0]
+    body = to_be_signed.content
+    body = body[: number.start] + _der.encode_tlv(_der.INTEGER, serial_bytes(serial)) + body[number.end :]
+    tbs = _der.encode_tlv(_der.SEQUENCE, body)
+    hash_class = _STRONG_HASHES[signature_hash] if signature_hash in _STRONG_HASHES else _WEAK_HASHES[signature_hash][0]
+    if isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(tbs, padding.PKCS1v15(), hash_class())
+    else:
+        signature = key.sign(tbs, ec.ECDSA(hash_class()))
+    algorithm_der = _der.encode_tlv(algorithm.tag, algorithm.content)
+    der = _der.encode_tlv(_der.SEQUENCE, tbs + algorithm_der + _der.encode_tlv(_BIT_STRING, b"\x00" + signature))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cryptography warns that RFC 5280 forbids serials <= 0
+        return x509.load_der_x509_certificate(der)
 
 
 @overload
