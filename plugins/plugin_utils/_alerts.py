@@ -563,6 +563,9 @@ class _Deadline:
 
     def __init__(self, seconds: float) -> None:
         self.expired = False
+        self.stage = "connect"
+        """The stage the session is in; at the deadline, :attr:`expired_in` keeps the one it had reached."""
+        self.expired_in = ""
         self.smtp: smtplib.SMTP | None = None
         self._done = False
         self._timer = threading.Timer(seconds, self._expire)
@@ -577,7 +580,7 @@ class _Deadline:
         self._timer.cancel()
 
     def _expire(self) -> None:
-        self.expired = True
+        self.expired, self.expired_in = True, self.stage
         self._shut_down()
 
     def _shut_down(self) -> None:
@@ -605,27 +608,27 @@ class _BoundedSMTP(smtplib.SMTP):
 
 def send_email(message: email.message.EmailMessage, settings: EmailSettings) -> None:
     """Deliver ``message``; ``settings.timeout`` bounds each network operation and the whole session."""
-    stage = "connect"
     deadline = _Deadline(settings.timeout)
     try:
         with deadline, _BoundedSMTP(deadline, settings.smtp_host, settings.smtp_port, settings.timeout) as smtp:
             if settings.starttls:
-                stage = "STARTTLS"
+                deadline.stage = "STARTTLS"
                 context = ssl.create_default_context()
                 if not settings.validate_certs:
                     context.check_hostname = False
                     context.verify_mode = ssl.CERT_NONE
                 smtp.starttls(context=context)
             if settings.username:
-                stage = "login"
+                deadline.stage = "login"
                 smtp.login(settings.username, settings.password or "")
-            stage = "send"
+            deadline.stage = "send"
             smtp.send_message(message, from_addr=settings.sender_address.addr_spec,
                               to_addrs=[address.addr_spec for address in settings.recipient_addresses])
     except (smtplib.SMTPException, OSError, ValueError) as error:  # ValueError: e.g. UnicodeError from smtplib
-        reason = _scrub(f"{type(error).__name__}: {error}", settings.secrets)
+        stage, reason = deadline.stage, _scrub(f"{type(error).__name__}: {error}", settings.secrets)
         if deadline.expired:
-            stage, reason = f"{stage} (timeout)", f"the relay did not finish within {settings.timeout:g} s"
+            stage = f"{deadline.expired_in} (timeout)"
+            reason = f"the relay did not finish within {settings.timeout:g} s"
         raise AlertDeliveryError(f"e-mail via {settings.smtp_host}:{settings.smtp_port}", f"SMTP {stage}",
                                  reason) from None
 

@@ -81,8 +81,11 @@ def _write(stream: Any, data: bytes, drip: float) -> None:
         stream.write(data)
         return
     for byte in data:
-        stream.write(bytes([byte]))
-        stream.flush()
+        try:
+            stream.write(bytes([byte]))
+            stream.flush()
+        except OSError:  # the client gave up
+            return
         time.sleep(drip)
 
 

@@ -323,7 +323,7 @@ def test_a_relay_that_drips_its_answers_cannot_hold_the_task(report, starttls):
         settings = email_settings(sink, timeout=1, starttls=starttls, validate_certs=False)
         message = _alerts.build_email(report, _alerts.select_findings(report, "critical"), "x", settings)
         started = time.monotonic()
-        with pytest.raises(_alerts.AlertDeliveryError, match=r"SMTP \w+ \(timeout\) failed: .* within 1 s"):
+        with pytest.raises(_alerts.AlertDeliveryError, match=r"SMTP connect \(timeout\) failed: .* within 1 s"):
             _alerts.send_email(message, settings)
         elapsed = time.monotonic() - started
     assert elapsed < 3, elapsed
