@@ -11,6 +11,11 @@ wall time divided by the number of hosts is its per host-task cost. The medians 
 both and their ratio are printed. win_ping is the baseline: the cheapest module round trip over the same
 transport, so the ratio is what one certificate inventory costs in units of "one Windows task".
 
+The lab also logs every module call (tests/lab/transport/host.py, ``EXCHANGE_PKI_LAB_STDIN_LOG``): the
+medians of the module's stdin (what Ansible sends: exec wrapper, module and arguments) and of its answer
+(the executor's JSON) are printed per fleet size, for exchange_batch and for win_ping, and each size's
+exchange_batch answer as a ratio to the smallest fleet's.
+
 Run from the repository root after ``make setup``:
 
     .venv/bin/python benchmarks/certificate_info_vs_win_ping.py [--servers 20 100] [--repeat 3] [--forks 10]
@@ -71,12 +76,16 @@ class CallbackModule(CallbackBase):
         Path(os.environ["BENCH_TIMES"]).write_text(json.dumps(self._times), encoding="utf-8")
 
 
+STDIN_LOG_ENV = "EXCHANGE_PKI_LAB_STDIN_LOG"  # tests/lab/transport/host.py
+MODULES = {"win_ping": "ansible.windows.win_ping", "certificate_info": "exchange.pki.exchange_batch"}
+
+
 @contextmanager
-def lab_fleet(servers: int, state_dir: Path) -> Iterator[Path]:
+def lab_fleet(servers: int, state_dir: Path, sizes_log: Path) -> Iterator[Path]:
     """A started lab of ``servers`` generated servers; yields its inventory and always stops it."""
     lab = [sys.executable, "-m", "tests.lab"]
     subprocess.run([*lab, "start", "--servers", str(servers), "--state-dir", str(state_dir)],
-                   cwd=REPO_ROOT, check=True, capture_output=True)
+                   cwd=REPO_ROOT, check=True, capture_output=True, env={**os.environ, STDIN_LOG_ENV: str(sizes_log)})
     try:
         yield state_dir / "inventory.yml"
     finally:
@@ -107,7 +116,8 @@ def run_plays(inventory: Path, workdir: Path, repeat: int, forks: int) -> dict[s
     proc = subprocess.run([str(ansible_playbook), "-i", str(inventory), "-f", str(forks), str(path)],
                           cwd=workdir, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise SystemExit(f"ansible-playbook failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        failures = "\n".join(line for line in proc.stdout.splitlines() if line.startswith(("fatal:", "failed:")))
+        raise SystemExit(f"ansible-playbook failed ({proc.returncode}):\n{failures[:4000]}\n{proc.stderr[-4000:]}")
     seconds: dict[str, list[float]] = {kind: [] for kind in TASKS}
     for name, (start, end) in json.loads(times.read_text(encoding="utf-8")).items():
         seconds[name.split()[0]].append(end - start)
@@ -124,15 +134,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = []
     for servers in args.servers:
         with tempfile.TemporaryDirectory(prefix="exchange-pki-bench-") as tmp:
-            with lab_fleet(servers, Path(tmp) / "lab") as inventory:
+            sizes_log = Path(tmp) / "sizes.tsv"
+            with lab_fleet(servers, Path(tmp) / "lab", sizes_log) as inventory:
                 seconds = run_plays(inventory, Path(tmp), args.repeat, args.forks)
+            sizes = read_sizes(sizes_log)
         per_host = {kind: statistics.median(values) / servers * 1000 for kind, values in seconds.items()}
-        rows.append((servers, per_host["win_ping"], per_host["certificate_info"]))
+        rows.append((servers, per_host["win_ping"], per_host["certificate_info"], sizes))
 
     print(f"forks {args.forks}, {args.repeat} alternating repetitions, median per host-task (task wall time / hosts)")
-    print(f"{'servers':>8} {'win_ping ms':>12} {'certificate_info ms':>20} {'ratio':>7}")
-    for servers, ping, info in rows:
-        print(f"{servers:>8} {ping:>12.1f} {info:>20.1f} {info / ping:>7.2f}")
+    print(f"{'servers':>8} {'win_ping ms':>12} {'certificate_info ms':>20} {'ratio':>7}"
+          f" {'stdin KB ping/info':>19} {'answer KB':>10} {'vs first':>9}")
+    first_answer = rows[0][3]["certificate_info"][1]
+    for servers, ping, info, sizes in rows:
+        stdin = f"{sizes['win_ping'][0] / 1000:.0f}/{sizes['certificate_info'][0] / 1000:.0f}"
+        answer = sizes["certificate_info"][1]
+        print(f"{servers:>8} {ping:>12.1f} {info:>20.1f} {info / ping:>7.2f}"
+              f" {stdin:>19} {answer / 1000:>10.1f} {answer / first_answer:>9.2f}")
+
+
+def read_sizes(log: Path) -> dict[str, tuple[float, float]]:
+    """Median (stdin bytes, answer bytes) of each benchmarked module's calls, from the lab's log."""
+    calls: dict[str, list[tuple[int, int]]] = {kind: [] for kind in MODULES}
+    kinds = {module: kind for kind, module in MODULES.items()}
+    for line in log.read_text(encoding="utf-8").splitlines():
+        module, stdin, answer = line.split("\t")
+        if module in kinds:
+            calls[kinds[module]].append((int(stdin), int(answer)))
+    return {kind: (statistics.median(s for s, _ in pairs), statistics.median(a for _, a in pairs))
+            for kind, pairs in calls.items()}
 
 
 if __name__ == "__main__":

@@ -1278,6 +1278,23 @@ Function Invoke-HostOperation {
 
 $module = [Ansible.Basic.AnsibleModule]::Create($args, $spec)
 
+# The session options, checked again here (the controller checks them first): both credential options empty
+# means "not given", one empty and the other not is an error (never drop a password silently); the URI must
+# be an http(s) URL with a host and no credentials, whitespace or control characters.
+$hasUsername = -not [string]::IsNullOrEmpty($module.Params.exchange_username)
+$hasPassword = -not [string]::IsNullOrEmpty($module.Params.exchange_password)
+if ($hasUsername -ne $hasPassword) {
+    $module.FailJson("exchange_username and exchange_password must both be given (not empty) or both be left out")
+}
+if ($null -ne $module.Params.exchange_uri) {
+    $uriText = [string]$module.Params.exchange_uri
+    $parsedUri = $null
+    $validUri = ($uriText -notmatch '[\x00-\x20\x7f]') -and [Uri]::TryCreate($uriText, [UriKind]::Absolute, [ref]$parsedUri)
+    if (-not $validUri -or $parsedUri.Scheme -notin @('http', 'https') -or -not $parsedUri.Host -or $parsedUri.UserInfo) {
+        $module.FailJson("exchange_uri must be an http:// or https:// URL with a host, without credentials, whitespace or control characters")
+    }
+}
+
 # Validate the whole batch before running anything: an argument error fails the module and runs nothing.
 $batch = [System.Collections.Generic.List[hashtable]]@()
 $seenIds = New-Object -TypeName 'System.Collections.Generic.HashSet[string]' -ArgumentList ([System.StringComparer]::Ordinal)

@@ -28,6 +28,13 @@ description:
     Argument values are data, never code. Bytes travel as C({"$bytes": "<base64>"}), secure strings as
     C({"$secret": "<name>"}) naming an entry of O(secrets), and dates as C({"$datetime": "<ISO-8601 UTC>Z"});
     every cmdlet is invoked with splatted parameters.
+  - >-
+    A server parameter (C(-Server) of the certificate cmdlets and of C(Get-ReceiveConnector), C(-Identity) of
+    C(Get-ExchangeServer) and C(Get-TransportService)) also takes C({"$local": "server"}): the Exchange server
+    the module runs on, resolved on the host (C(Get-ExchangeServer -Identity $env:COMPUTERNAME), else by the
+    host's FQDN), so that a read returns that server's objects only.
+  - C(host.certificates) selects certificates whose subject matches C(subject_pattern) or whose issuer matches
+    C(issuer_pattern) (case-insensitive regular expressions) when either is given.
   - A failed reading operation does not stop the batch; a failed changing operation skips every later one.
     The module itself only fails for argument errors (unknown operation or parameter, wrong value type,
     missing secret); operation errors are reported per operation.

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -239,6 +241,18 @@ _KINDS: dict[str, Callable[[Any], bool]] = {
 }
 
 
+def _valid_uri(uri: Any) -> bool:
+    """What the executor's [Uri]::TryCreate check accepts: an absolute http(s) URL with a host, no user info."""
+    if not isinstance(uri, str) or re.search(r"[\x00-\x20\x7f]", uri):
+        return False
+    try:
+        parsed = urllib.parse.urlsplit(uri)
+        parsed.port  # noqa: B018 - raises ValueError for a port outside 0-65535
+    except ValueError:
+        return False
+    return parsed.scheme.lower() in ("http", "https") and bool(parsed.hostname) and not parsed.username
+
+
 def _check_module_options(args: dict[str, Any]) -> None:
     unknown = sorted(key for key in args if key not in _MODULE_OPTIONS and not key.startswith("_ansible_"))
     if unknown:
@@ -254,6 +268,17 @@ def _check_module_options(args: dict[str, Any]) -> None:
         )
     if not isinstance(args.get("secrets") or {}, dict):
         raise ArgumentError("argument secrets is of type dict and we were unable to convert")
+    username, password = args.get("exchange_username"), args.get("exchange_password")
+    if bool(username) != bool(password):
+        raise ArgumentError(
+            "exchange_username and exchange_password must both be given (not empty) or both be left out"
+        )
+    uri = args.get("exchange_uri")
+    if uri is not None and not _valid_uri(uri):
+        raise ArgumentError(
+            "exchange_uri must be an http:// or https:// URL with a host, without credentials, whitespace or "
+            "control characters"
+        )
     authentication = args.get("exchange_authentication") or "Kerberos"
     if authentication not in _AUTHENTICATIONS:
         raise ArgumentError(

@@ -160,3 +160,83 @@ def test_an_account_without_exchange_roles_opens_the_session_but_gets_no_cmdlet(
     error = result["results"][0]["error"]
     assert error["fully_qualified_error_id"] == "CommandNotFoundException"
     assert result["results"][1]["status"] == "ok"
+
+
+# --- certificate_info's own batch (plugins/plugin_utils/_snapshot.py READS) against the lab -----------------
+
+def _snapshot_of(fleet: Fleet, server: str) -> tuple[object, int]:
+    """certificate_info's read of ``server``: its snapshot and the size of the executor's answer."""
+    from ansible_collections.exchange.pki.plugins.plugin_utils import _remote, _snapshot
+
+    sent = _snapshot.build_batch()
+    answer = fleet.run_module(server, MODULE, sent.module_args(), remote_user="CONTOSO\\ansible")
+    return _snapshot.read_snapshot(_remote.parse_batch_result(answer, sent)), len(json.dumps(answer))
+
+
+def test_certificate_info_reads_only_the_local_servers_objects() -> None:
+    from ansible_collections.exchange.pki.plugins.plugin_utils import _snapshot
+
+    sent = {operation.id: dict(operation.args) for operation in _snapshot.build_batch().operations}
+    assert sent["exchange_servers"] == {"Identity": LOCAL}
+    assert sent["transport_services"] == {"Identity": LOCAL}
+    assert sent["receive_connectors"] == {"Server": LOCAL}
+
+    fleet = Fleet.from_scenario("dag", now=NOW)
+    for name in fleet.server_names():
+        snapshot, _size = _snapshot_of(fleet, name)
+        assert snapshot.exchange_server.name == name.upper()
+        assert snapshot.receive_connectors and {c.server for c in snapshot.receive_connectors} == {name.upper()}
+        assert [service.name for service in snapshot.transport_services] == [name.upper()]
+        assert snapshot.local_transport_service is not None
+
+
+def test_one_servers_answer_does_not_grow_with_the_organisation() -> None:
+    """The issue 6 goal: the per-host answer of a 100-server organisation <= 1.2x that of a 10-server one."""
+    from tests.lab.model.generate import generate_scenario
+
+    sizes = {servers: _snapshot_of(Fleet.from_scenario(generate_scenario(servers), now=NOW), "ex1")[1]
+             for servers in (10, 100)}
+    assert sizes[100] <= 1.2 * sizes[10], sizes
+
+
+def test_certificate_info_inventories_a_cluster_certificate_issued_by_cliusr() -> None:
+    from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import is_cluster_certificate
+    from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import collect_certificates
+
+    fleet = Fleet.from_scenario("dag", now=NOW)
+    name = next(n for n in fleet.server_names() if fleet._org.servers[n].dag)  # noqa: SLF001
+    material = _issued_by_cliusr(f"{name.upper()}-PKU2U")
+    fleet._org.servers[name].add(StoredCertificate(material, PKU2U, True, friendly_name="PKU2U"))  # noqa: SLF001
+    snapshot, _size = _snapshot_of(fleet, name)
+    assert material.thumbprint in {certificate.thumbprint for certificate in snapshot.store_certificates}
+    certificates = collect_certificates(snapshot)
+    located = getattr(certificates, "parsed", certificates)  # the parsed certificates by thumbprint
+    assert is_cluster_certificate(located[material.thumbprint])
+
+
+# --- the session options, checked by the executor too ------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"exchange_username": "", "exchange_password": "Ex-Lab-2026!"},
+        {"exchange_username": "CONTOSO\\ansible", "exchange_password": ""},
+        {"exchange_uri": "ftp://ex1.contoso.lab/PowerShell/"},
+        {"exchange_uri": "ex1.contoso.lab"},
+        {"exchange_uri": "http://ex1.contoso.lab/PowerShell/\r\nX: 1"},
+        {"exchange_uri": "http://u:p@ex1.contoso.lab/PowerShell/"},
+        {"exchange_uri": ""},
+    ],
+)
+def test_the_executor_refuses_bad_session_options(options: dict) -> None:
+    fleet = Fleet.from_scenario("single", now=NOW)
+    result = fleet.run_module("ex1", MODULE, {"operations": [op("a", "Get-AuthConfig")], **options})
+    assert result["failed"] is True
+    assert ("exchange_uri" if "exchange_uri" in options else "exchange_username") in result["msg"]
+    assert "Ex-Lab-2026!" not in result["msg"]
+
+
+def test_both_credential_options_empty_mean_the_connections_identity() -> None:
+    fleet = Fleet.from_scenario("single", now=NOW)
+    args = {"operations": [op("a", "Get-AuthConfig")], "exchange_username": "", "exchange_password": ""}
+    assert fleet.run_module("ex1", MODULE, args, remote_user="CONTOSO\\ansible")["results"][0]["status"] == "ok"

@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +27,8 @@ from tests.lab.transport.files import FileSystem, FileSystemError
 SEPARATOR = b"\n\0\0\0\0\n"
 _COLLECTION_MODULE = re.compile(r"^ansible_collections\.(\w+)\.(\w+)\.plugins\.modules\.(\w+)\.ps1$")
 WIN_PING = "ansible.windows.win_ping"
+#: When set, every module call appends "<module>\t<stdin bytes>\t<answer bytes>" to this file (benchmarks).
+STDIN_LOG_ENV = "EXCHANGE_PKI_LAB_STDIN_LOG"
 #: Ansible's temp-dir cleanup (PowerShell shell plugin ``remove``) is the one plain script the lab serves.
 _REMOVE_ITEM = re.compile(r"^Remove-Item '(?P<path>(?:[^']|'')+)' -Force(?P<recurse> -Recurse)?;", re.MULTILINE)
 
@@ -241,7 +244,12 @@ class WindowsHost:
             }
         if not internal.get("diff"):
             result.pop("diff", None)
-        return CommandResult.module(result)
+        answer = CommandResult.module(result)
+        log = os.environ.get(STDIN_LOG_ENV)
+        if log:
+            with open(log, "a", encoding="utf-8") as stream:
+                stream.write(f"{module}\t{len(invocation.stdin)}\t{len(answer.stdout)}\n")
+        return answer
 
     def _win_ping(self, args: dict[str, Any]) -> dict[str, Any]:
         """ansible.windows.win_ping: the benchmark baseline (``data=crash`` throws, like the real module)."""
