@@ -113,4 +113,5 @@ options:
           - pending_request_stale
           - duplicate_certificates
           - shared_key_not_exportable
+          - unparseable_certificate
 """

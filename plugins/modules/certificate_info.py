@@ -195,18 +195,22 @@ certificates:
       returned: always
       sample: 365
     dns_names:
-      description: DNS names of the subject alternative name extension.
+      description:
+        - DNS names of the subject alternative name extension.
+        - V(null) when the certificate's extensions cannot be read (see RV(certificates[].parse_problems)).
       type: list
       elements: str
       returned: always
       sample: [mail.contoso.lab, autodiscover.contoso.lab]
     key_type:
-      description: Public key algorithm, one of V(rsa), V(ec), V(dsa), V(ed25519), V(unknown).
+      description:
+        - Public key algorithm, one of V(rsa), V(ec), V(dsa), V(ed25519), V(unknown).
+        - V(null) when the public key cannot be read.
       type: str
       returned: always
       sample: rsa
     key_size:
-      description: Public key size in bits.
+      description: Public key size in bits; V(null) when unknown.
       type: int
       returned: always
       sample: 2048
@@ -216,13 +220,15 @@ certificates:
       returned: always
       sample: sha256
     ekus:
-      description: Extended key usages as dotted OIDs; an empty list means no EKU extension (any purpose).
+      description:
+        - Extended key usages as dotted OIDs; an empty list means no EKU extension (any purpose).
+        - V(null) when the certificate's extensions cannot be read.
       type: list
       elements: str
       returned: always
       sample: ["1.3.6.1.5.5.7.3.1"]
     is_self_signed:
-      description: Whether the certificate is issued by itself.
+      description: Whether the certificate is issued by itself; V(null) when its signature cannot be checked.
       type: bool
       returned: always
       sample: false
@@ -301,6 +307,44 @@ certificates:
       sample:
         - {kind: iis_binding, name: "Default Web Site *:443:"}
         - {kind: exchange_service, name: SMTP}
+    parse_problems:
+      description:
+        - The parts of the certificate that could not be read and why, one entry per part; empty when the
+          certificate was read completely. The facts from those parts are V(null) and the finding
+          C(unparseable_certificate) (severity V(info)) names them.
+      type: list
+      elements: str
+      returned: always
+      sample: []
+unparseable_certificates:
+  description:
+    - Certificates whose bytes cannot be parsed at all. Each is still listed, by what the server says of it, with
+      the finding C(unparseable_certificate); the server's other certificates are unaffected.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    thumbprint:
+      description: SHA-1 of the certificate's bytes (uppercase hex), as Windows computes its thumbprint.
+      type: str
+      returned: always
+      sample: 5E0D7A5C3B9D1C1F0A7E2B8C4D6F9A1B3C5D7E9F
+    store:
+      description: The LocalMachine store it is in.
+      type: str
+      returned: always
+      sample: My
+    friendly_name:
+      description: Its friendly name; V(null) when it has none.
+      type: str
+      returned: always
+      sample: legacy import
+    reason:
+      description: Why it cannot be parsed.
+      type: str
+      returned: always
+      sample: "not a DER-encoded X.509 certificate: ..."
+  sample: []
 auth:
   description: The organisation's Auth (OAuth) certificate configuration (C(Get-AuthConfig)); V(null) when unreadable.
   returned: success

@@ -31,15 +31,17 @@ _CONNECTOR_READS = ("send_connectors", "receive_connectors", "hybrid")
 
 def build_facts(snapshot: ServerSnapshot, *, policy: Policy, now: datetime.datetime) -> dict[str, Any]:
     """The docs/facts.md dictionary for one server. ``now`` is the controller time (timezone-aware)."""
-    certificates = collect_certificates(snapshot)
+    collected = collect_certificates(snapshot)
+    certificates = collected.parsed
     graph = build_references(snapshot, certificates)
-    ctx = Context(snapshot, MappingProxyType(certificates), graph, policy, now)
+    ctx = Context(snapshot, MappingProxyType(certificates), graph, policy, now, collected.unreadable)
     findings = evaluate(ctx)
     return {
         "changed": False,
         "collected_at": format_utc_datetime(now),
         "server": _server_facts(snapshot),
         "certificates": [_certificate_facts(ctx, certificate) for certificate in certificates.values()],
+        "unparseable_certificates": [unreadable.as_dict() for unreadable in collected.unreadable.values()],
         "auth": _auth_facts(ctx),
         "iis_bindings": _iis_binding_facts(ctx),
         "connectors": [connector.as_dict() for connector in graph.connectors]
@@ -78,11 +80,11 @@ def _certificate_facts(ctx: Context, certificate: LocatedCertificate) -> dict[st
         "not_after": format_utc_datetime(facts.not_after),
         "days_remaining": facts.days_remaining(ctx.now),
         "lifetime_days": facts.lifetime_days(),
-        "dns_names": list(facts.dns_names),
+        "dns_names": _list_or_none(facts.dns_names),
         "key_type": facts.key_type,
         "key_size": facts.key_size,
         "signature_hash": facts.signature_hash,
-        "ekus": list(facts.ekus),
+        "ekus": _list_or_none(facts.ekus),
         "is_self_signed": facts.is_self_signed,
         "has_private_key": certificate.has_private_key,
         "private_key_exportable": certificate.private_key_exportable,
@@ -94,7 +96,13 @@ def _certificate_facts(ctx: Context, certificate: LocatedCertificate) -> dict[st
         "services": list(certificate.services),
         "roles": sorted(ctx.roles(certificate)),
         "references": [reference.as_dict() for reference in ctx.graph.references_of(certificate.thumbprint)],
+        "parse_problems": list(facts.problems),
     }
+
+
+def _list_or_none(values: tuple[str, ...] | None) -> list[str] | None:
+    """A list, or None when the part of the certificate it comes from could not be read."""
+    return None if values is None else list(values)
 
 
 def _auth_facts(ctx: Context) -> dict[str, Any] | None:

@@ -30,7 +30,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._references import (
     binding_name,
     binding_role,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot
+from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot, UnreadableCertificate
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import DAY, format_utc_datetime
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import AuthConfig, IisBinding
 
@@ -88,6 +88,8 @@ class Context:
     graph: ReferenceGraph
     policy: Policy
     now: datetime.datetime
+    #: Certificates whose bytes cannot be parsed, by thumbprint: references to them are not "missing".
+    unreadable: Mapping[str, UnreadableCertificate] = dataclasses.field(default_factory=dict)
 
     def roles(self, certificate: LocatedCertificate) -> frozenset[str]:
         return self.graph.roles_of(certificate.thumbprint)
@@ -101,6 +103,10 @@ class Context:
         """The certificate with this thumbprint if the server has it in My."""
         certificate = self.certificates.get(thumbprint) if thumbprint else None
         return certificate if certificate is not None and certificate.in_my_store else None
+
+    def is_unreadable(self, thumbprint: str | None) -> bool:
+        """Whether the server has this certificate but its bytes cannot be parsed (unparseable_certificate)."""
+        return thumbprint is not None and thumbprint in self.unreadable
 
     def days(self, certificate: LocatedCertificate) -> int:
         return certificate.facts.days_remaining(self.now)
@@ -216,7 +222,7 @@ def _key_findings(ctx: Context) -> Iterator[Finding]:
                 "with Remove-ExchangeCertificate if it is not needed.",
                 thumbprint=thumbprint,
             )
-        if not facts.allows_server_auth:
+        if facts.allows_server_auth is False:
             yield make_finding(
                 "missing_server_auth_eku",
                 f"{_label(certificate)} has an Extended Key Usage without Server Authentication "
@@ -318,8 +324,8 @@ def _duplicate_findings(ctx: Context) -> Iterator[Finding]:
     """
     groups: dict[tuple[Any, frozenset[str]], list[LocatedCertificate]] = collections.defaultdict(list)
     for certificate in ctx.in_my():
-        if ctx.expired(certificate) or AUTH_ROLES & ctx.roles(certificate):
-            continue
+        if ctx.expired(certificate) or AUTH_ROLES & ctx.roles(certificate) or certificate.facts.dns_names is None:
+            continue  # expired: `expired` says it; Auth: by design; unknown names: never a known duplicate
         names = frozenset(name.lower() for name in certificate.facts.dns_names)
         groups[(certificate.facts.subject_name, names)].append(certificate)
     for group in groups.values():
@@ -364,6 +370,8 @@ def _name_findings(ctx: Context) -> Iterator[Finding]:
     if not ctx.policy.required_names:
         return
     for certificate in _client_facing(ctx):
+        if certificate.facts.dns_names is None:
+            continue  # its names cannot be read: unknown, not "missing" (unparseable_certificate says so)
         missing = [name for name in ctx.policy.required_names if not certificate.facts.covers(name)]
         if missing:
             yield make_finding(
@@ -391,11 +399,12 @@ def _auth_findings(ctx: Context) -> Iterator[Finding]:
     if auth is None or not ctx.snapshot.has("auth_config"):
         return
     current = ctx.local(auth.current_certificate_thumbprint)
-    if current is None:
+    if current is None and not ctx.is_unreadable(auth.current_certificate_thumbprint):
         yield _auth_missing(auth.current_certificate_thumbprint)
-    else:
+    elif current is not None:
         yield from _auth_window(ctx, current, auth)
-    if auth.next_certificate_thumbprint is not None and ctx.local(auth.next_certificate_thumbprint) is None:
+    following = auth.next_certificate_thumbprint
+    if following is not None and ctx.local(following) is None and not ctx.is_unreadable(following):
         yield _auth_next_missing(ctx, auth)
     for thumbprint in dict.fromkeys((auth.current_certificate_thumbprint, auth.next_certificate_thumbprint)):
         certificate = ctx.local(thumbprint)
@@ -489,12 +498,12 @@ def _transport_findings(ctx: Context) -> Iterator[Finding]:
     )
     thumbprint = service.internal_transport_certificate_thumbprint
     certificate = ctx.local(thumbprint)
-    if certificate is None:
+    if certificate is None and not ctx.is_unreadable(thumbprint):
         where = "none is configured" if thumbprint is None else f"{thumbprint} is not installed on this server"
         yield make_finding("no_internal_transport",
                            f"This server has no internal transport certificate ({where}); server-to-server SMTP "
                            "cannot use TLS.", recreate, thumbprint=thumbprint)
-    elif ctx.expired(certificate):
+    elif certificate is not None and ctx.expired(certificate):
         yield make_finding("internal_transport_expired",
                            f"The internal transport certificate {_label(certificate)} expired on "
                            f"{format_utc_datetime(certificate.facts.not_after)}.", recreate,
@@ -525,6 +534,8 @@ def _binding_findings(ctx: Context, binding: IisBinding) -> Iterator[Finding]:
     bind = ("Bind a valid certificate: Enable-ExchangeCertificate -Thumbprint <T> -Services IIS for the Default Web "
             "Site, or the binding's SSL certificate in IIS Manager for Exchange Back End (the server's 'Microsoft "
             "Exchange' certificate); then run iisreset.")
+    if certificate is None and ctx.is_unreadable(thumbprint):
+        return  # installed, but its bytes cannot be parsed: unparseable_certificate says so
     if certificate is None:
         what = "no certificate" if thumbprint is None else f"certificate {thumbprint}, which is not in the store"
         yield make_finding("iis_binding_missing_cert", f"IIS binding {name} points at {what}.", bind,
@@ -563,6 +574,36 @@ def _connector_command(connector: ConnectorMatch) -> str:
     return f"{cmdlet} -Identity '{connector.name}'"
 
 
+def _unparseable_findings(ctx: Context) -> Iterator[Finding]:
+    """unparseable_certificate: bytes that cannot be parsed (warning), or parts of a certificate (info)."""
+    for unreadable in ctx.unreadable.values():
+        named = f" ({unreadable.friendly_name})" if unreadable.friendly_name else ""
+        yield make_finding(
+            "unparseable_certificate",
+            f"The certificate {unreadable.thumbprint}{named} in store {unreadable.store} cannot be parsed "
+            f"({unreadable.reason}); none of its facts are known and no other rule can check it.",
+            _INSPECT.format(store=unreadable.store, t=unreadable.thumbprint),
+            thumbprint=unreadable.thumbprint,
+        )
+    for certificate in ctx.certificates.values():
+        if certificate.facts.problems:
+            yield make_finding(
+                "unparseable_certificate",
+                f"Parts of {_label(certificate)} cannot be read ({'; '.join(certificate.facts.problems)}); the facts "
+                "from those parts are null and the rules that need them stay silent.",
+                _INSPECT.format(store=certificate.store, t=certificate.thumbprint),
+                thumbprint=certificate.thumbprint,
+                severity="info",
+            )
+
+
+_INSPECT = (
+    "Inspect it on the server (certutil -store {store} {t}, or Get-Item Cert:\\LocalMachine\\{store}\\{t} | "
+    "Format-List *). If nothing uses it, remove it; if Exchange or IIS uses it, replace it with a standard X.509 v3 "
+    "certificate from your CA and move its services first."
+)
+
+
 _RULES: tuple[Callable[[Context], Iterable[Finding]], ...] = (
     _expiry_findings,
     _key_findings,
@@ -576,6 +617,7 @@ _RULES: tuple[Callable[[Context], Iterable[Finding]], ...] = (
     _pending_request_findings,
     _duplicate_findings,
     _shared_key_findings,
+    _unparseable_findings,
 )
 
 

@@ -132,6 +132,9 @@ _SPECS = (
     FindingSpec("shared_key_not_exportable", "warning", "Client-facing certificate cannot be distributed",
                 "exchange-facts Rolling changes; Export-ExchangeCertificate",
                 url=_LEARN + "exchange/architecture/client-access/export-certificates"),
+    FindingSpec("unparseable_certificate", "warning", "Certificate cannot be parsed",
+                "RFC 5280 section 4.1 (the certificate structure); exchange-facts Get-ExchangeCertificate (RawData)",
+                url="https://www.rfc-editor.org/rfc/rfc5280#section-4.1"),
 )
 CATALOGUE: Mapping[str, FindingSpec] = MappingProxyType({spec.id: spec for spec in _SPECS})
 # Severity ranks for sorting and for "worst severity": 0 is the most severe.

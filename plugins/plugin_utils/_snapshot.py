@@ -34,16 +34,18 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
     PENDING_REQUEST_STATUS,
     REQUEST_STORE,
     CertificateFacts,
+    CertificateParseError,
     LocatedCertificate,
     is_cluster_certificate,
     parse_certificate,
+    sha1_thumbprint,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import (
     ExchangeAccessDenied,
     ExchangePkiError,
     ExchangeToolsMissing,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._remote import LOCAL_SERVER, Batch, BatchResult
+from ansible_collections.exchange.pki.plugins.plugin_utils._remote import Batch, BatchResult
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     AuthConfig,
     ClusterFacts,
@@ -74,11 +76,9 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
 
 # --- the reads ------------------------------------------------------------------------------------
 
-# Cluster certificates (EF "CLIUSR"; docs/findings.md: subject OR issuer CN=CLIUSR / CN=CSUSR) live outside My,
-# in a store whose name and location are not documented: every LocalMachine store is searched, selected on the
-# host by subject or issuer (a PKU2U certificate issued by CLIUSR may carry another subject).
+# Cluster certificates (EF "CLIUSR": Subject CN=CLIUSR / CN=CSUSR) live outside My, in a store whose name and
+# location are not documented: every LocalMachine store is searched, filtered on the host.
 CLUSTER_SUBJECT_PATTERN = r"^CN=(CLIUSR|CSUSR)(,|$)"
-CLUSTER_ISSUER_PATTERN = CLUSTER_SUBJECT_PATTERN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,22 +109,16 @@ def _all(parse_item: Callable[[Any], Any], kind: str) -> Callable[[Any], tuple[A
 
 READS: tuple[Read, ...] = (
     Read("host_info", "host.info", parse_host_info, missing=None),
-    # Per-server objects are read for the local server only (resolved on the host): one server's answer does
-    # not grow with the organisation (issue 6).
-    Read("exchange_servers", "Get-ExchangeServer", _all(parse_exchange_server, "ExchangeServer[]"),
-         {"Identity": LOCAL_SERVER}),
+    Read("exchange_servers", "Get-ExchangeServer", _all(parse_exchange_server, "ExchangeServer[]")),
     Read("exchange_certificates", "Get-ExchangeCertificate", parse_exchange_certificates, missing=None),
     Read("store_certificates", "host.certificates", parse_store_certificates, {"stores": ["My", "REQUEST"]}),
     Read("cluster_certificates", "host.certificates", parse_store_certificates,
-         {"stores": ["*"], "subject_pattern": CLUSTER_SUBJECT_PATTERN, "issuer_pattern": CLUSTER_ISSUER_PATTERN},
-         qualifier="cluster certificates"),
+         {"stores": ["*"], "subject_pattern": CLUSTER_SUBJECT_PATTERN}, qualifier="cluster certificates"),
     Read("iis_bindings", "host.iis_bindings", parse_iis_bindings),
     Read("auth_config", "Get-AuthConfig", parse_auth_config, missing=None),
-    Read("transport_services", "Get-TransportService", _all(parse_transport_service, "TransportService[]"),
-         {"Identity": LOCAL_SERVER}),
+    Read("transport_services", "Get-TransportService", _all(parse_transport_service, "TransportService[]")),
     Read("send_connectors", "Get-SendConnector", _all(parse_send_connector, "SendConnector[]")),
-    Read("receive_connectors", "Get-ReceiveConnector", _all(parse_receive_connector, "ReceiveConnector[]"),
-         {"Server": LOCAL_SERVER}),
+    Read("receive_connectors", "Get-ReceiveConnector", _all(parse_receive_connector, "ReceiveConnector[]")),
     Read("hybrid", "Get-HybridConfiguration", parse_hybrid_configuration, missing=None),
     Read("dags", "Get-DatabaseAvailabilityGroup", _all(parse_dag, "DatabaseAvailabilityGroup[]")),
     Read("cluster", "host.cluster", parse_cluster, missing=None),
@@ -174,6 +168,21 @@ class Readings:
 _READ_BY_ID = {read.id: read for read in READS}
 
 
+def _same_server(name: str | None, fqdn: str | None, host: HostInfo) -> bool:
+    """Whether an organisation-wide object names the managed host (by name or FQDN, case-insensitively)."""
+    if name is not None and name.casefold() == host.computer_name.casefold():
+        return True
+    return fqdn is not None and host.fqdn is not None and fqdn.casefold() == host.fqdn.casefold()
+
+
+def _local_exchange_server(servers: tuple[ExchangeServer, ...], host: HostInfo) -> ExchangeServer | None:
+    return next((server for server in servers if _same_server(server.name, server.fqdn, host)), None)
+
+
+def _local_receive_connectors(connectors: tuple[ReceiveConnector, ...], host: HostInfo) -> tuple[ReceiveConnector, ...]:
+    return tuple(connector for connector in connectors if _same_server(connector.server, None, host))
+
+
 def build_snapshot(readings: Readings) -> ServerSnapshot:
     """The engine's view of one server (the fatal gaps listed in this file's docstring raise ExchangePkiError)."""
     if readings.failed("host_info"):
@@ -186,14 +195,14 @@ def build_snapshot(readings: Readings) -> ServerSnapshot:
     host: HostInfo = values["host_info"]
     return ServerSnapshot(
         host_info=host,
-        exchange_server=next(iter(values["exchange_servers"]), None),  # the local server, resolved on the host
+        exchange_server=_local_exchange_server(values["exchange_servers"], host),
         exchange_certificates=values["exchange_certificates"],
         store_certificates=(*values["store_certificates"], *values["cluster_certificates"]),
         iis_bindings=values["iis_bindings"],
         auth_config=values["auth_config"],
         transport_services=values["transport_services"],
         send_connectors=values["send_connectors"],
-        receive_connectors=values["receive_connectors"],
+        receive_connectors=_local_receive_connectors(values["receive_connectors"], host),
         hybrid=values["hybrid"],
         dags=values["dags"],
         cluster=values["cluster"],
@@ -271,39 +280,86 @@ def _store_rank(store: str) -> int:
     return 0 if folded == MY_STORE.casefold() else 1 if folded == REQUEST_STORE.casefold() else 2
 
 
-def collect_certificates(snapshot: ServerSnapshot) -> dict[str, LocatedCertificate]:
+@dataclasses.dataclass(frozen=True)
+class UnreadableCertificate:
+    """A certificate whose DER bytes cannot be parsed at all: listed by what the host says of it, and why."""
+
+    thumbprint: str  # SHA-1 of the bytes, as Windows computes it
+    store: str
+    friendly_name: str | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"thumbprint": self.thumbprint, "store": self.store, "friendly_name": self.friendly_name,
+                "reason": self.reason}
+
+
+@dataclasses.dataclass(frozen=True)
+class Certificates:
+    """The server's certificates: the parsed ones by computed thumbprint, and those that cannot be parsed."""
+
+    parsed: Mapping[str, LocatedCertificate]
+    unreadable: Mapping[str, UnreadableCertificate]
+
+
+def collect_certificates(snapshot: ServerSnapshot) -> Certificates:
     """The server's certificates by computed thumbprint: My, pending requests and cluster certificates.
 
     Other stores (Root, CA, ...) only hold trust anchors and Exchange's self-signed copies and are left
-    out. A certificate seen in several of the kept stores is reported once, in the first by rank.
+    out. A certificate seen in several of the kept stores is reported once, in the first by rank. One
+    certificate that cannot be parsed never hides the others: it is kept aside as an
+    :class:`UnreadableCertificate` (the host's cluster read already selected by name, so one from a store
+    other than My/REQUEST is kept too).
     """
-    parsed: dict[bytes, CertificateFacts] = {}
+    parsed: dict[bytes, CertificateFacts | str] = {}
 
-    def facts_of(der: bytes) -> CertificateFacts:
+    def facts_of(der: bytes) -> CertificateFacts | str:
+        """The facts, or why the bytes cannot be parsed."""
         if der not in parsed:
-            parsed[der] = parse_certificate(der)
+            try:
+                parsed[der] = parse_certificate(der)
+            except CertificateParseError as error:
+                parsed[der] = str(error)
         return parsed[der]
 
     found: dict[str, LocatedCertificate] = {}
+    unreadable: dict[str, UnreadableCertificate] = {}
 
     def keep(candidate: LocatedCertificate) -> None:
         current = found.get(candidate.thumbprint)
         if current is None or _store_rank(candidate.store) < _store_rank(current.store):
             found[candidate.thumbprint] = candidate
 
+    def keep_unreadable(der: bytes, store: str, friendly_name: str | None, reason: str) -> None:
+        thumbprint = sha1_thumbprint(der)
+        current = unreadable.get(thumbprint)
+        if current is None or _store_rank(store) < _store_rank(current.store):
+            unreadable[thumbprint] = UnreadableCertificate(thumbprint, store, friendly_name or (
+                current.friendly_name if current else None), reason)
+
     for entry in snapshot.store_certificates:
-        located = LocatedCertificate(facts_of(entry.raw_data), entry.store, store_entry=entry)
+        facts = facts_of(entry.raw_data)
+        if isinstance(facts, str):
+            keep_unreadable(entry.raw_data, entry.store, entry.friendly_name, facts)
+            continue
+        located = LocatedCertificate(facts, entry.store, store_entry=entry)
         if _store_rank(entry.store) < 2 or is_cluster_certificate(located):
             keep(located)
     for record in snapshot.exchange_certificates or ():
         facts = facts_of(record.raw_data)
         store = REQUEST_STORE if record.status == PENDING_REQUEST_STATUS else MY_STORE
+        if isinstance(facts, str):
+            keep_unreadable(record.raw_data, store, record.friendly_name, facts)
+            continue
         located = found.get(facts.thumbprint)
         if located is not None and _store_rank(located.store) < 2:  # enrich the store's My/REQUEST entry
             found[facts.thumbprint] = dataclasses.replace(located, exchange=record)
         else:
             keep(LocatedCertificate(facts, store, exchange=record))
-    return dict(sorted(found.items(), key=lambda item: _certificate_order(item[1])))
+    return Certificates(
+        parsed=dict(sorted(found.items(), key=lambda item: _certificate_order(item[1]))),
+        unreadable=dict(sorted(unreadable.items(), key=lambda item: (_store_rank(item[1].store), item[0]))),
+    )
 
 
 def _certificate_order(certificate: LocatedCertificate) -> tuple[int, str, datetime.datetime, str]:

@@ -643,7 +643,7 @@ def _leaf_facts(facts: CertificateFacts, ip_addresses: list[str], now: datetime.
         "not_before": format_utc_datetime(facts.not_before),
         "not_after": format_utc_datetime(facts.not_after),
         "days_remaining": facts.days_remaining(now),
-        "dns_names": list(facts.dns_names),
+        "dns_names": None if facts.dns_names is None else list(facts.dns_names),
         "ip_addresses": ip_addresses,
     }
 

@@ -16,10 +16,15 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import cryptography_vectors
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
+from ansible_collections.exchange.pki.plugins.plugin_utils import _snapshot
 from ansible_collections.exchange.pki.plugins.plugin_utils import _values as values
+from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import sha1_thumbprint
 from ansible_collections.exchange.pki.plugins.plugin_utils._facts import build_facts
 from ansible_collections.exchange.pki.plugins.plugin_utils._findings import EXCLUSIONS
 from ansible_collections.exchange.pki.plugins.plugin_utils._policy import CATALOGUE, Policy
@@ -296,6 +301,13 @@ FIRES: dict[str, Case] = {
         ("duplicate_certificates", "info", _duplicate(2).thumbprint)}),
     "shared_key_not_exportable": lambda: (server({"mail": _with(MAIL, exportable=False)}), {},
                                           {("shared_key_not_exportable", "warning", MAIL.thumbprint)}),
+    "unparseable_certificate": lambda: (_with_raw(server(), GARBAGE), {},
+                                        {("unparseable_certificate", "warning", sha1_thumbprint(GARBAGE))}),
+    # Parts unreadable (two basicConstraints): info, and no rule guesses from the null parts (EKUs, names).
+    "unparseable_certificate_partial": lambda: (_with_raw(server(), _partial_der()), {},
+                                                {("unparseable_certificate", "info", sha1_thumbprint(_partial_der())),
+                                                 ("expired", "critical", sha1_thumbprint(_partial_der())),
+                                                 ("weak_signature", "warning", sha1_thumbprint(_partial_der()))}),
 }
 CLOSE: dict[str, Case] = {
     "expired": lambda: (server({"last": (last := Install(issue("CN=last", days=(-365, 1))))}), {},
@@ -353,6 +365,15 @@ CLOSE: dict[str, Case] = {
     "duplicate_certificates_expired": lambda: (
         server({"a": _duplicate(1), "b": _duplicate(3, days=(-400, -1))}), {},
         {("expired", "critical", _duplicate(3, days=(-400, -1)).thumbprint)}),
+    # An IIS binding and the internal transport certificate pointing at the unreadable certificate: it is installed,
+    # so neither is "missing"; unparseable_certificate alone says what is wrong.
+    "unparseable_certificate": lambda: (
+        dataclasses.replace(
+            _with_raw(server(), GARBAGE),
+            iis_bindings=(binding("Default Web Site", "*:443:", sha1_thumbprint(GARBAGE)),
+                          binding("Exchange Back End", "*:444:", DEFAULT.thumbprint)),
+            transport_services=(TransportService("EX1", None, sha1_thumbprint(GARBAGE)),)),
+        {}, {("unparseable_certificate", "warning", sha1_thumbprint(GARBAGE))}),
     "shared_key_not_exportable": lambda: (  # neither IIS nor SMTP: nothing to distribute behind a load balancer
         server({"owa": _with(MAIL, issued=issue("CN=owa"), services=("IMAP",), exportable=False)}), {}, set()),
 }
@@ -363,6 +384,22 @@ AZURE_FABRIC = Install(issue("DC=Windows Azure CRP Certificate Generator", issue
                              ekus=("client_auth",), key=("rsa", 1024), serial=1))
 AZURE_FABRIC_2 = Install(issue("DC=Windows Azure CRP Certificate Generator", issuer="self", days=(-400, -10),
                                ekus=("client_auth",), key=("rsa", 1024), serial=2))
+
+
+GARBAGE = b"\x30\x03\x02\x01\x00"  # a DER SEQUENCE that is no certificate
+TWO_BASIC_CONSTRAINTS = (pathlib.Path(cryptography_vectors.__file__).parent / "x509" / "custom"
+                         / "two_basic_constraints.pem").read_bytes()
+
+
+def _with_raw(snapshot: ServerSnapshot, raw: bytes, store: str = "My",
+              friendly: str | None = "legacy") -> ServerSnapshot:
+    """The snapshot with one more certificate in ``store``, given as raw bytes (the host's answer)."""
+    entry = StoreCertificate(store, sha1_thumbprint(raw), raw, friendly, True, "csp", None, False, True)
+    return dataclasses.replace(snapshot, store_certificates=(*snapshot.store_certificates, entry))
+
+
+def _partial_der() -> bytes:
+    return x509.load_pem_x509_certificate(TWO_BASIC_CONSTRAINTS).public_bytes(serialization.Encoding.DER)
 
 
 def _cliusr(days: int) -> str:
@@ -672,3 +709,41 @@ def test_duplicate_self_signed_defaults_keep_the_internal_transport_certificate(
     assert "InternalTransportCertificateThumbprint" in remediation
     assert "Enable-ExchangeCertificate" not in remediation
     assert default.thumbprint != twin.thumbprint
+
+
+def test_one_unparseable_certificate_does_not_hide_the_others() -> None:
+    facts = facts_of(_with_raw(server(), GARBAGE, friendly="old import"))
+    assert facts["unparseable_certificates"] == [{
+        "thumbprint": sha1_thumbprint(GARBAGE), "store": "My", "friendly_name": "old import",
+        "reason": facts["unparseable_certificates"][0]["reason"]}]
+    assert facts["unparseable_certificates"][0]["reason"]  # names why
+    (finding,) = facts["findings"]
+    assert "old import" in finding["message"] and facts["unparseable_certificates"][0]["reason"] in finding["message"]
+    healthy = facts_of(server())
+    assert facts["certificates"] == healthy["certificates"]  # every other certificate keeps its full facts
+
+
+def test_a_partly_readable_certificate_keeps_what_can_be_read() -> None:
+    facts = facts_of(_with_raw(server(), _partial_der()))
+    (partial,) = [c for c in facts["certificates"] if c["thumbprint"] == sha1_thumbprint(_partial_der())]
+    assert partial["subject"] and partial["not_after"] and partial["serial_number"]
+    assert partial["dns_names"] == [] and partial["ekus"] == []  # read on their own (_certificate._read_directly)
+    assert partial["parse_problems"] == [
+        "extensions: duplicate extension 2.5.29.19 (DNS names and EKUs read on their own)"
+    ]
+    assert all(c["parse_problems"] == [] for c in facts["certificates"] if c is not partial)
+
+
+def test_unknown_names_are_not_a_name_mismatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bound certificate whose SAN cannot be read: its names are unknown, not missing."""
+    parse = _snapshot.parse_certificate
+
+    def names_unreadable(der: bytes) -> Any:
+        facts = parse(der)
+        if facts.thumbprint != MAIL.thumbprint:
+            return facts
+        return dataclasses.replace(facts, dns_names=None, problems=("extensions: malformed (test)",))
+
+    monkeypatch.setattr(_snapshot, "parse_certificate", names_unreadable)
+    findings = findings_of(server(), required_names=["mail.contoso.lab", "owa.contoso.lab"])
+    assert findings == {("unparseable_certificate", "info", MAIL.thumbprint)}

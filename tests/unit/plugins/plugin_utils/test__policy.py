@@ -99,10 +99,12 @@ def test_policy_argspec_is_a_fresh_copy() -> None:
 
 ISSUE_CATALOGUE = (
     "expired expiring_critical expiring_warning not_yet_valid weak_key weak_signature missing_private_key untrusted "
-    "name_mismatch missing_server_auth_eku auth_missing auth_expiring auth_next_not_staged auth_next_missing auth_key_not_csp "
+    "name_mismatch missing_server_auth_eku auth_missing auth_expiring auth_next_not_staged auth_next_missing "
+    "auth_key_not_csp "
     "no_internal_transport internal_transport_expired iis_binding_missing_cert iis_binding_expired "
     "back_end_binding_missing connector_certificate_not_found cluster_certificate_expired "
-    "cluster_certificate_expiring pending_request_stale duplicate_certificates shared_key_not_exportable"
+    "cluster_certificate_expiring pending_request_stale duplicate_certificates shared_key_not_exportable "
+    "unparseable_certificate"
 ).split()
 
 
