@@ -54,8 +54,8 @@ options:
           - Host names clients use, for example V(mail.contoso.com) and V(autodiscover.contoso.com).
           - The certificate bound to the Default Web Site on port 443 must cover each of them (wildcards as in
             RFC 6125), otherwise the finding C(name_mismatch) is raised.
-          - Internationalised names may be given in either form (V(bücher.example) or V(xn--bcher-kva.example)):
-            names are compared in A-label form (IDNA 2008), and a name that has none is an error naming it.
+          - Internationalised names may be given in either form, V(bücher.example) or V(xn--bcher-kva.example).
+            Names are compared in A-label form (IDNA 2008), and a name that has none is an error naming it.
           - Empty disables the check.
         type: list
         elements: str
