@@ -184,6 +184,20 @@ def test_fail_on_severity_fails_the_hosts_but_still_reports(dag_lab: Lab, tmp_pa
         ({"inventory_probes": [{"name": "owa", "starttls": "ftp"}]},
          "value of starttls must be one of: none, smtp, imap, pop3, got: ftp found in inventory_probes"),
         ({"inventory_probes": [{"name": "owa"}, {"name": "owa"}]}, "probe names must be unique"),
+        ({"inventory_probes": [{"name": ""}]}, "inventory_probes[0].name must not be empty"),
+        ({"inventory_probes": [{"name": "owa", "port": 0}]},
+         'inventory_probes[0].port must be an integer from 1 to 65535, got "0"'),
+        ({"inventory_probes": [{"name": "owa"}, {"name": "smtp", "port": 65536}]},
+         'inventory_probes[1].port must be an integer from 1 to 65535, got "65536"'),
+        ({"inventory_probes": [{"name": "owa", "port": "{{ 0 - 443 }}"}]},
+         'inventory_probes[0].port must be an integer from 1 to 65535, got "-443"'),
+        ({"inventory_probes": [{"name": "owa", "expected_thumbprint": "AB:CD:EF"}]},
+         'inventory_probes[0].expected_thumbprint must be 40 hexadecimal digits (spaces and colons allowed), '
+         'got "AB:CD:EF"'),
+        ({"inventory_probes": [{"name": "owa", "expected_thumbprint": "G" * 40}]},
+         "inventory_probes[0].expected_thumbprint must be 40 hexadecimal digits"),
+        ({"inventory_probes": [{"name": "owa", "timeout": 0}]},
+         "inventory_probes[0].timeout must be a number of seconds above 0 and at most 300"),
     ],
 )
 def test_bad_role_arguments_are_rejected_by_name(
@@ -201,5 +215,42 @@ def test_exchange_password_never_reaches_the_output(dag_lab: Lab, tmp_path: Path
     credential = {"inventory_exchange_username": "CONTOSO\\ansible", "inventory_exchange_password": EXCHANGE_PASSWORD}
     run = run_inventory_playbook(dag_lab, tmp_path, credential, "-vvv")
     assert run.returncode == 2, run.output
-    assert "user name or password is incorrect" in run.output  # the module's own message, repeated by the rescue
+    assert "user name or password is incorrect" in run.output  # the module's own message, repeated by the role
+    assert "ex1 was not inventoried (authentication_refused): " in run.output
     assert EXCHANGE_PASSWORD not in run.output
+
+
+def test_probe_that_fails_at_run_time_is_recorded_as_failed(dag_lab: Lab, tmp_path: Path, hosts: list[str]) -> None:
+    """A probe valid for the first host but refused by tls_probe on the others is recorded there as failed."""
+    probes = [
+        {"name": "owa", "port": "{{ exchange_pki_lab_ports.https }}", "server_name": "mail.contoso.lab"},
+        {"name": "zero_port", "port": "{{ exchange_pki_lab_ports.https if inventory_hostname == 'ex1' else 0 }}"},
+    ]
+    run = run_inventory_playbook(dag_lab, tmp_path, {"inventory_probes": probes, "inventory_cache_dir": "facts"})
+    assert run.returncode == 0, run.output
+    for host in hosts:
+        probed = run.cached(host)["probes"]
+        assert sorted(probed) == ["owa", "zero_port"], host
+        assert probed["owa"]["failed"] is False, host
+        if host == "ex1":
+            assert probed["zero_port"]["failed"] is False
+        else:
+            assert probed["zero_port"]["failed"] is True and "port" in probed["zero_port"]["msg"], (host, probed)
+
+
+def test_probes_whose_templates_fail_are_recorded_not_dropped(dag_lab: Lab, tmp_path: Path, hosts: list[str]) -> None:
+    """A template error in one probe stops the host's probe task: every probe of that host is recorded as failed."""
+    probes = [
+        {"name": "owa", "port": "{{ exchange_pki_lab_ports.https }}", "server_name": "mail.contoso.lab"},
+        {"name": "undefined", "port": "{{ exchange_pki_lab_ports.https if inventory_hostname == 'ex1' else nothing }}"},
+    ]
+    run = run_inventory_playbook(dag_lab, tmp_path, {"inventory_probes": probes, "inventory_cache_dir": "facts"})
+    assert run.returncode == 0, run.output
+    for host in hosts:
+        probed = run.cached(host)["probes"]
+        assert sorted(probed) == ["owa", "undefined"], host
+        for name in probed:
+            if host == "ex1":
+                assert probed[name]["failed"] is False, (host, name, probed)
+            else:
+                assert probed[name]["failed"] is True and "'nothing' is undefined" in probed[name]["msg"], (host, name)
