@@ -123,7 +123,13 @@ class ReportInputError(ExchangePkiError, ValueError):
 
 def parse_time(value: str | None) -> datetime.datetime | None:
     """A certificate's or host's timestamp from the facts (ISO-8601), None when absent."""
-    return parse_iso_datetime(value) if value else None
+    return _parse_time(value) if value else None
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_time(value: str) -> datetime.datetime:
+    """Cached: a fleet repeats the same dates (one certificate on many servers, one collection time)."""
+    return parse_iso_datetime(value)
 
 
 def report_time(text: str | None) -> datetime.datetime:
@@ -560,10 +566,13 @@ _OPTIONAL_TYPES: Mapping[str, tuple[type, ...]] = {
     "collected_at": (str,), "auth": (Mapping,), "cluster": (Mapping,), "summary": (Mapping,),
     "iis_bindings": (list, tuple), "connectors": (list, tuple), "internal_transport_thumbprint": (str,),
 }
-_CERT_TEXT = ("subject", "issuer", "serial_number", "store", "friendly_name", "status", "key_type", "key_provider",
-              "signature_hash")
-_CERT_INTEGERS = ("days_remaining", "lifetime_days", "key_size")
-_CERT_TEXT_LISTS = ("roles", "services", "dns_names", "ekus")
+_CERT_KINDS: Mapping[str, type] = {
+    **dict.fromkeys(("subject", "issuer", "serial_number", "store", "friendly_name", "status", "key_type",
+                     "key_provider", "signature_hash"), str),
+    **dict.fromkeys(("days_remaining", "lifetime_days", "key_size"), int),
+    **dict.fromkeys(("roles", "services", "dns_names", "ekus"), list),
+}
+"""The type of each checked certificate key (``list``: a list of strings); a null value is always allowed."""
 
 
 def _type_name(value: Any) -> str:
@@ -599,34 +608,35 @@ def _check_fact(host: str, fact: Mapping[str, Any]) -> None:
 
 def _checked_certificate(host: str, index: int, cert: Any) -> datetime.datetime | None:
     """Check one certificate entry; returns its parsed ``not_after``."""
-    where = f"host {host}: certificates[{index}]"
     if not isinstance(cert, Mapping):
-        raise ReportInputError(f"{where} is not a mapping")
+        raise ReportInputError(f"host {host}: certificates[{index}] is not a mapping")
     thumbprint = cert.get("thumbprint")
     if not isinstance(thumbprint, str) or not thumbprint.strip():
-        raise ReportInputError(f"{where}: thumbprint is missing or not a string")
-    where = f"{where} ({clean_text(thumbprint)})"
-    for key in _CERT_TEXT:
-        if cert.get(key) is not None and not isinstance(cert[key], str):
-            raise ReportInputError(f"{where}: {key} is a {_type_name(cert[key])}, not a string")
-    for key in _CERT_INTEGERS:
-        value = cert.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise ReportInputError(f"{where}: {key} {_shown(value)} is not an integer")
-    for key in _CERT_TEXT_LISTS:
-        value = cert.get(key)
-        if value is not None and (not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value)):
-            raise ReportInputError(f"{where}: {key} is not a list of strings")
-    try:
-        parse_time(cert.get("not_before"))
-    except (TypeError, ValueError):
-        raise ReportInputError(f"{where}: not_before {clean_text(cert.get('not_before'))!r} is not an ISO-8601 time") \
-            from None
-    try:
-        return parse_time(cert.get("not_after"))
-    except (TypeError, ValueError):
-        raise ReportInputError(f"{where}: not_after {clean_text(cert.get('not_after'))!r} is not an ISO-8601 time") \
-            from None
+        raise ReportInputError(f"host {host}: certificates[{index}]: thumbprint is missing or not a string")
+    kinds = _CERT_KINDS
+    for key, value in cert.items():
+        kind = kinds.get(key)
+        if kind is None or value is None or (type(value) is kind and kind is not list):  # the usual case, fast
+            continue
+        if kind is str:
+            if not isinstance(value, str):
+                raise _certificate_error(host, index, thumbprint, f"{key} is a {_type_name(value)}, not a string")
+        elif kind is int:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise _certificate_error(host, index, thumbprint, f"{key} {_shown(value)} is not an integer")
+        elif not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+            raise _certificate_error(host, index, thumbprint, f"{key} is not a list of strings")
+    for key in ("not_before", "not_after"):
+        try:
+            moment = parse_time(cert.get(key))
+        except (TypeError, ValueError):
+            raise _certificate_error(host, index, thumbprint,
+                                     f"{key} {_shown(cert.get(key))} is not an ISO-8601 time") from None
+    return moment
+
+
+def _certificate_error(host: str, index: int, thumbprint: str, problem: str) -> ReportInputError:
+    return ReportInputError(f"host {host}: certificates[{index}] ({clean_text(thumbprint)}): {problem}")
 
 
 def _checked_finding(host: str, index: int, finding: Any) -> Mapping[str, Any]:

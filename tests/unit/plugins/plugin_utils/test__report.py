@@ -152,7 +152,11 @@ def test_csv_has_one_row_per_certificate_and_per_missing_host(fleet):
     assert mail["dag"] == "DAG1"
 
 
-@pytest.mark.parametrize("value", ["=HYPERLINK(\"x\")", "+1", "-2+3", "@SUM(A1)"])
+class Unsafe(str):
+    """Like Ansible's AnsibleUnsafeText: a subclass of str."""
+
+
+@pytest.mark.parametrize("value", ["=HYPERLINK(\"x\")", "+1", "-2+3", "@SUM(A1)", Unsafe("=cmd|' /C calc'!A0")])
 def test_csv_neutralises_formulas(value):
     cert = certificate("CN=web", days_remaining=100, friendly_name=value)
     rows = list(csv.DictReader(io.StringIO(text(formats.render_csv, report_of({"ex1": host_fact("ex1", [cert])})))))
@@ -612,6 +616,13 @@ def test_a_failing_format_leaves_the_previous_files_untouched(fleet, tmp_path, m
     with pytest.raises(RuntimeError):
         formats.write_reports(report_of(fleet), tmp_path, list(formats.FORMATS))
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == snapshot  # no temporary file either
+
+
+def test_a_rename_that_fails_leaves_no_temporary_file(fleet, tmp_path):
+    (tmp_path / formats.FORMATS["json"].filename).mkdir()  # a directory where the file should go
+    with pytest.raises(OSError):
+        formats.write_reports(report_of(fleet), tmp_path, ["csv", "json", "markdown"])
+    assert not list(tmp_path.glob(".*"))
 
 
 def test_a_failing_first_write_leaves_no_directory(fleet, tmp_path, monkeypatch):
