@@ -544,12 +544,12 @@ def _host_view(host: str, fact: Any) -> HostView:
     certificates = []
     for index, cert in enumerate(fact["certificates"]):
         not_after = _checked_certificate(host, index, cert)
-        about = by_thumbprint.get(cert["thumbprint"], ())
+        about = by_thumbprint.get(cert["thumbprint"])
         certificates.append(CertificateView(
             host=host,
             data=cert,
-            severity=worst(finding["severity"] for finding in about),
-            finding_ids=tuple(sorted({finding["id"] for finding in about})),
+            severity=worst(finding["severity"] for finding in about) if about else None,
+            finding_ids=tuple(sorted({finding["id"] for finding in about})) if about else (),
             not_after=not_after,
         ))
     unavailable = fact.get("unavailable") or {}
@@ -566,13 +566,11 @@ _OPTIONAL_TYPES: Mapping[str, tuple[type, ...]] = {
     "collected_at": (str,), "auth": (Mapping,), "cluster": (Mapping,), "summary": (Mapping,),
     "iis_bindings": (list, tuple), "connectors": (list, tuple), "internal_transport_thumbprint": (str,),
 }
-_CERT_KINDS: Mapping[str, type] = {
-    **dict.fromkeys(("subject", "issuer", "serial_number", "store", "friendly_name", "status", "key_type",
-                     "key_provider", "signature_hash"), str),
-    **dict.fromkeys(("days_remaining", "lifetime_days", "key_size"), int),
-    **dict.fromkeys(("roles", "services", "dns_names", "ekus"), list),
-}
-"""The type of each checked certificate key (``list``: a list of strings); a null value is always allowed."""
+_CERT_TEXT = ("subject", "issuer", "serial_number", "store", "friendly_name", "status", "key_type", "key_provider",
+              "signature_hash")
+_CERT_INTEGERS = ("days_remaining", "lifetime_days", "key_size")
+_CERT_TEXT_LISTS = ("roles", "services", "dns_names", "ekus")
+"""The checked keys of a certificate, by type; a null value is always allowed."""
 
 
 def _type_name(value: Any) -> str:
@@ -613,19 +611,25 @@ def _checked_certificate(host: str, index: int, cert: Any) -> datetime.datetime 
     thumbprint = cert.get("thumbprint")
     if not isinstance(thumbprint, str) or not thumbprint.strip():
         raise ReportInputError(f"host {host}: certificates[{index}]: thumbprint is missing or not a string")
-    kinds = _CERT_KINDS
-    for key, value in cert.items():
-        kind = kinds.get(key)
-        if kind is None or value is None or (type(value) is kind and kind is not list):  # the usual case, fast
+    get = cert.get
+    for key in _CERT_TEXT:
+        value = get(key)
+        if value is not None and type(value) is not str and not isinstance(value, str):
+            raise _certificate_error(host, index, thumbprint, f"{key} is a {_type_name(value)}, not a string")
+    for key in _CERT_INTEGERS:
+        value = get(key)
+        if value is not None and type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
+            raise _certificate_error(host, index, thumbprint, f"{key} {_shown(value)} is not an integer")
+    for key in _CERT_TEXT_LISTS:
+        value = get(key)
+        if value is None:
             continue
-        if kind is str:
-            if not isinstance(value, str):
-                raise _certificate_error(host, index, thumbprint, f"{key} is a {_type_name(value)}, not a string")
-        elif kind is int:
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise _certificate_error(host, index, thumbprint, f"{key} {_shown(value)} is not an integer")
-        elif not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
-            raise _certificate_error(host, index, thumbprint, f"{key} is not a list of strings")
+        try:
+            if not isinstance(value, (list, tuple)):
+                raise TypeError
+            "".join(value)  # raises TypeError unless every item is text, at C speed
+        except TypeError:
+            raise _certificate_error(host, index, thumbprint, f"{key} is not a list of strings") from None
     for key in ("not_before", "not_after"):
         try:
             moment = parse_time(cert.get(key))

@@ -219,7 +219,7 @@ def render_json(report: FleetReport) -> Iterator[str]:
     yield '"hosts": ['
     lines = []
     for index, host in enumerate(report.hosts):
-        lines.append(("\n" if index == 0 else ",\n") + dump(_json_host(host), sort_keys=True))
+        lines.append(("\n" if index == 0 else ",\n") + dump(_json_host(host)))  # keys in the facts' order
         if len(lines) == 100:
             yield "".join(lines)
             lines.clear()
@@ -366,6 +366,17 @@ def _certificate_series(report: FleetReport) -> Iterator[tuple[str, CertificateV
                 yield f'{base}{escape(role)}"}}', cert
 
 
+def _joined(lines: Iterable[str], size: int = 2000) -> Iterator[str]:
+    """``lines`` joined into chunks of ``size`` lines (fewer, larger chunks; never the whole file in memory)."""
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) == size:
+            yield "".join(batch)
+            batch.clear()
+    yield "".join(batch)
+
+
 def render_prometheus(report: FleetReport) -> Iterator[str]:
     """A node_exporter textfile in the style of cert-manager's certificate metrics, led by the action plan."""
     name = "exchange_pki_action_plan_problems"
@@ -376,12 +387,12 @@ def render_prometheus(report: FleetReport) -> Iterator[str]:
     name = "exchange_pki_certificate_expiration_timestamp_seconds"
     yield _metric_header(name, "The date after which the certificate expires (not_after), as a Unix timestamp; "
                                "one series per role of the certificate.")
-    yield "".join(f"{name}{labels} {int(cert.not_after.timestamp())}\n" for labels, cert in series)
+    yield from _joined(f"{name}{labels} {int(cert.not_after.timestamp())}\n" for labels, cert in series)
     name = "exchange_pki_certificate_days_remaining"
     yield _metric_header(name, "Whole days until the certificate expires, as collected; negative when expired; "
                                "one series per role of the certificate.")
-    yield "".join(f"{name}{labels} {int(cert.days_remaining)}\n"
-                  for labels, cert in series if cert.days_remaining is not None)
+    yield from _joined(f"{name}{labels} {int(cert.days_remaining)}\n"
+                       for labels, cert in series if cert.days_remaining is not None)
     del series
     name = "exchange_pki_findings"
     yield _metric_header(name, "Number of findings on the server, by severity.")
@@ -459,22 +470,23 @@ FORMATS: Mapping[str, ReportFormat] = {
 
 
 class _ContentDigest:
-    """SHA-256 over the bytes of a text with its volatile lines left out, and SHA-256 of all its bytes.
+    """SHA-256 over the bytes of a text without its volatile lines, and a digest of those lines alone.
 
     Fed in blocks of any size. Volatile lines are found with one compiled pattern anchored on the line feed
-    before them (searching a block at C speed, not line by line); a line may start with blanks.
+    before them (searching a block at C speed, not line by line); a line may start with blanks. Two texts are
+    byte-identical when both digests are equal (the volatile digest also records where each line was).
     """
 
     def __init__(self, volatile_prefixes: tuple[str, ...]) -> None:
         self._content = hashlib.sha256()
-        self._raw = hashlib.sha256()
+        self._volatile = hashlib.sha256()
+        self._offset = 0  # content bytes digested so far
         self._tail = b""
         self._pattern = re.compile(
             rb"\n[^\S\n]*(?:" + b"|".join(re.escape(prefix.encode()) for prefix in volatile_prefixes) + rb")"
         ) if volatile_prefixes else None
 
     def feed(self, data: bytes) -> None:
-        self._raw.update(data)
         end = data.rfind(b"\n") + 1
         if not end:
             self._tail += data
@@ -495,15 +507,18 @@ class _ContentDigest:
             if start < position:
                 continue
             self._content.update(view[position:start])
+            self._offset += start - position
             position = data.index(b"\n", match.end()) + 1
+            self._volatile.update(b"%d:" % self._offset + view[start:position])
         self._content.update(view[position:])
+        self._offset += len(data) - position
 
     def digests(self) -> tuple[str, str]:
-        """(content digest, digest of every byte)."""
+        """(content digest, digest of the volatile lines and their places)."""
         if self._tail:
             self._lines(self._tail + b"\n")
             self._tail = b""
-        return self._content.hexdigest(), self._raw.hexdigest()
+        return self._content.hexdigest(), self._volatile.hexdigest()
 
 
 def _file_digests(path: Path, volatile_prefixes: tuple[str, ...]) -> tuple[str, str] | None:
@@ -550,7 +565,7 @@ class _Rendered:
     path: Path
     temporary: Path | None
     content: str
-    raw: str
+    volatile: str
 
 
 def write_reports(
@@ -617,7 +632,7 @@ def _commit(item: _Rendered) -> WriteOutcome:
     wrong_mode = _wrong_mode(item.path)
     changed = old is None or old[0] != item.content or wrong_mode
     if item.temporary is not None:
-        if old is not None and old[1] == item.raw:
+        if old == (item.content, item.volatile):
             item.temporary.unlink()  # byte-identical: keep the file (and its time stamps)
             if wrong_mode:
                 os.chmod(item.path, FILE_MODE)

@@ -98,12 +98,15 @@ def test_role_writes_every_format(role_runs):
     assert document["summary"]["hosts_missing"] == ["ex5"]
     assert document["summary"]["findings"] == {"critical": 4, "warning": 7, "info": 0}
     rows = list(csv.DictReader(io.StringIO((dest / "exchange_pki_report.csv").read_text())))
-    assert len(rows) == document["summary"]["certificates"] + 1
+    assert [row["record"] for row in rows[:len(document["action_plan"])]] == ["action"] * len(document["action_plan"])
+    assert len([row for row in rows if row["record"] != "action"]) == document["summary"]["certificates"] + 1
+    assert document["summary"]["not_collected"] == {"ex5": {"reason": None, "message": None}}
     parser = pytest.importorskip("prometheus_client.parser", reason="prometheus-client is a test requirement")
     names = {family.name for family in parser.text_string_to_metric_families(
         (dest / "exchange_pki_report.prom").read_text())}
     assert "exchange_pki_certificate_expiration_timestamp_seconds" in names
-    assert "- **Not collected:** ex5" in first.stdout  # the summary printed in the job log
+    assert "- **Not collected:** ex5 (reason unknown)" in first.stdout  # the summary printed in the job log
+    assert "## Action plan" in first.stdout
 
 
 def test_role_sends_the_alerts(role_runs):
@@ -249,3 +252,12 @@ def test_report_over_the_lab(dag_lab, playbook, tmp_path):
     assert document["summary"]["hosts_missing"] == []
     assert document["summary"]["findings"]["critical"] > 0  # the dag scenario's mail certificate expires in 20 days
     assert [dag["name"] for dag in document["dags"]] == ["DAG1"]
+    # the same mail certificate on four servers, the one Auth configuration, ex2's cluster certificate: the
+    # critical findings of every server are three problems, the cluster certificate last (inform only)
+    critical = [item for item in document["action_plan"] if item["severity"] == "critical"]
+    assert document["summary"]["findings"]["critical"] > len(critical)
+    assert [item["scope"] for item in critical][:2] == ["certificate", "organization"], critical
+    assert critical[0]["servers"] == sorted(lab_hosts) and critical[0]["subject"] == "CN=mail.contoso.lab"
+    assert critical[-1]["finding_id"] == "cluster_certificate_expired"
+    assert critical[-1]["action"].startswith("Inform, do not modify")
+    assert len(critical) == 3, critical
