@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -23,9 +24,10 @@ READ_CERTS = """\
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """The `single` scenario plus a second server whose Exchange session meets the double hop."""
+    """The `single` scenario plus a server whose Exchange session meets the double hop and one without Exchange."""
     double_hop = {"name": "ex9", "exchange_session": "double_hop"}
-    started = start_variant_lab(tmp_path_factory, "faults", servers=(double_hop,))
+    no_exchange = {"name": "ex8", "exchange_session": "no_exchange"}
+    started = start_variant_lab(tmp_path_factory, "faults", servers=(double_hop, no_exchange))
     try:
         yield started
     finally:
@@ -99,3 +101,76 @@ def test_a_module_the_lab_does_not_implement_fails_clearly(lab, playbook):
     result = run.result("ex1")
     assert result["failed"] is True
     assert "win_shell" in result["msg"]
+
+
+# --- certificate_info names each failure (failure_reason, issue 6) ------------------------------------------
+
+WRONG_PASSWORD = "Wrong-Password-7c1e"  # noqa: S105 - must never reach any output
+
+
+def inventory_task(**options: str) -> str:
+    return f"""\
+- name: Inventory
+  exchange.pki.certificate_info: {json.dumps(options)}
+  register: result
+  ignore_errors: true
+  ignore_unreachable: true
+"""
+
+
+def test_a_dropped_connection_is_unreachable_with_its_reason_not_a_bug(lab, playbook):
+    lab.control("fault", "--server", "ex1", "--operation", "Get-ExchangeCertificate", "--drop", "--times", "1")
+    run = playbook(lab, inventory_task(), hosts="ex1")
+    result = run.result("ex1")
+    assert result.get("unreachable") is True, result
+    assert result["failure_reason"] == "connection_dropped"
+    assert "Unexpected failure" not in result["msg"] and "exception" not in result
+    assert "Unexpected failure" not in run.stdout
+
+
+def test_a_wrong_explicit_password_is_authentication_refused(lab, playbook):
+    run = playbook(lab, inventory_task(exchange_username="CONTOSO\\ansible", exchange_password=WRONG_PASSWORD),
+                   hosts="ex1")
+    result = run.result("ex1")
+    assert result["failed"] is True
+    assert result["failure_reason"] == "authentication_refused"
+    assert "user name or password is incorrect" in result["msg"]
+    assert "double hop" not in result["msg"] and "Exchange server" not in result["msg"]
+    assert WRONG_PASSWORD not in run.stdout + run.stderr + json.dumps(result)
+
+
+def test_an_account_without_exchange_roles_is_access_denied_naming_the_roles(lab, playbook):
+    result = playbook(lab, inventory_task(exchange_username="CONTOSO\\helpdesk", exchange_password="Help-Desk-2026!"),
+                      hosts="ex1").result("ex1")
+    assert result["failed"] is True
+    assert result["failure_reason"] == "access_denied"
+    assert "RBAC" in result["msg"] and "View-Only Organization Management" in result["msg"]
+    assert "is an Exchange server" not in result["msg"] and "double hop" not in result["msg"]
+
+
+def test_the_double_hop_is_access_denied_with_its_remedies(lab, playbook):
+    result = playbook(lab, inventory_task(), hosts="ex9").result("ex9")
+    assert result["failed"] is True
+    assert result["failure_reason"] == "access_denied"
+    assert "double hop" in result["msg"] and "become" in result["msg"]
+
+
+def test_a_host_without_the_exchange_endpoint_is_exchange_unavailable(lab, playbook):
+    result = playbook(lab, inventory_task(), hosts="ex8").result("ex8")
+    assert result["failed"] is True
+    assert result["failure_reason"] == "exchange_unavailable"
+
+
+def test_rejected_connection_credentials_are_unreachable_authentication_refused(lab, playbook):
+    run = playbook(lab, inventory_task(), hosts="ex1", host_vars={"ansible_password": WRONG_PASSWORD})
+    result = run.result("ex1")
+    assert result.get("unreachable") is True, result
+    assert result["failure_reason"] == "authentication_refused"
+    assert WRONG_PASSWORD not in run.stdout + run.stderr
+
+
+def test_a_hostile_exchange_uri_fails_naming_the_option(lab, playbook):
+    result = playbook(lab, inventory_task(exchange_uri="file:///etc/hostname"), hosts="ex1").result("ex1")
+    assert result["failed"] is True
+    assert result["failure_reason"] == "failed"
+    assert "exchange_uri must be an http" in result["msg"]
