@@ -14,6 +14,8 @@ options:
       - Connection URI of the Exchange management endpoint that the remote executor opens an implicit
         remoting session to (configuration C(Microsoft.Exchange)).
       - Defaults to C(http://<FQDN of the managed host>/PowerShell/).
+      - Must be an C(http://) or C(https://) URL with a host, without a user name or password, query, fragment,
+        whitespace or control characters; anything else fails the task naming this option.
     type: str
   exchange_username:
     description:
@@ -21,7 +23,9 @@ options:
       - Without it the session uses the identity of the Ansible connection. Over WinRM that identity can
         only authenticate onward to the Exchange endpoint (the double hop) with become (C(become_method=runas)),
         CredSSP or Kerberos delegation; an explicit credential is the other way.
-      - Requires O(exchange_password).
+      - Requires O(exchange_password). Both empty (V("")) means not given, so that
+        C("{{ user | default('') }}") works; one empty and the other not fails the task.
+      - Must not contain control characters (CR, LF, NUL).
     type: str
   exchange_password:
     description:
@@ -32,7 +36,8 @@ options:
     description:
       - Authentication mechanism of the Exchange session.
       - C(Kerberos) is what the Exchange endpoint accepts by default; C(Basic) requires Basic
-        authentication to be enabled on the PowerShell virtual directory.
+        authentication to be enabled on the PowerShell virtual directory, and an C(https://) O(exchange_uri)
+        (refused over C(http://), where the password would cross the network in clear).
     type: str
     choices: [Kerberos, Negotiate, Default, Basic]
     default: Kerberos
