@@ -131,7 +131,7 @@ def ee_problems(definition_path: pathlib.Path, tarball_name: str, python: Sequen
                              f"{PYTHON_REQUIREMENTS} ({name}{collection_pins[name]})")
 
     core = str((dependencies.get("ansible_core") or {}).get("package_pip", ""))
-    _, core_specifier = split_requirement(core) if core else ("", "")
+    core_specifier = split_requirement(core)[1] if core else ""
     if core_specifier != requires_ansible.replace(" ", ""):
         found.append(f"{definition_path}: ansible_core {core!r} is not meta/runtime.yml's requires_ansible "
                      f"{requires_ansible!r}")

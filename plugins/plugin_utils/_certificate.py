@@ -425,9 +425,11 @@ def sha1_thumbprint(der: bytes) -> str:
 # What cryptography raises on certificates it cannot read: ValueError for malformed DER, UnsupportedAlgorithm
 # for unknown key types, and classes of their own (not ValueError) for an invalid version, a duplicate
 # extension and the SAN name forms it does not model. OverflowError and TypeError for good measure.
-_READ_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, OverflowError, UnsupportedAlgorithm)
-if HAS_CRYPTOGRAPHY:
-    _READ_ERRORS += (x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+_READ_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, OverflowError)
+if HAS_CRYPTOGRAPHY:  # the import sanity test loads this file without cryptography
+    _READ_ERRORS += (
+        UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
+    )
 
 
 _MAX_REASON = 300  # cryptography's ASN.1 errors carry a parse path; enough to locate the problem
