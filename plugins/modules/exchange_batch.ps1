@@ -124,7 +124,7 @@ $OperationTable = @{
     }
     'Get-DatabaseAvailabilityGroup' = @{
         Kind = 'exchange'; Changes = $false; Required = @()
-        Parameters = @{ Identity = 'string'; Status = 'switch' }
+        Parameters = @{ Identity = 'string'; Status = 'switch'; Server = 'server' }
     }
     'host.info' = @{
         Kind = 'host'; Changes = $false; Required = @()
@@ -801,6 +801,19 @@ Function Invoke-ExchangeOperation {
         }
         'Export-ExchangeCertificate' {
             $callParams.BinaryEncoded = [System.Management.Automation.SwitchParameter]::Present
+        }
+        'Get-DatabaseAvailabilityGroup' {
+            if ($callParams.ContainsKey('Server')) {
+                # The cmdlet has no -Server: keep the DAGs the server is a member of, so that one server's
+                # answer does not list every DAG of the organisation.
+                $member = [string]$callParams.Server
+                $callParams.Remove('Server')
+                $all = & $command @callParams
+                $output = @($all | Where-Object {
+                        (ConvertTo-ProjectedValue -Conversion 'names' -Value (Get-PropertyValue -InputObject $_ -Name 'Servers')) -contains $member
+                    })
+                return @{ Value = ConvertTo-ExchangeResultValue -Op $Op -Output $output }
+            }
         }
         'Remove-ExchangeCertificate' {
             # Remove asks "Are you sure you want to perform this action?" (ConfirmImpact High), which fails

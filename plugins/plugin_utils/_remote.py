@@ -121,7 +121,7 @@ OPERATIONS: Mapping[str, OperationSpec] = MappingProxyType({spec.name: spec for 
                Identity=_S, TlsCertificateName=_S),
     _operation("Get-HybridConfiguration", "exchange"),
     _operation("Get-ExchangeServer", "exchange", Identity=_SRV),
-    _operation("Get-DatabaseAvailabilityGroup", "exchange", Identity=_S, Status=_SW),
+    _operation("Get-DatabaseAvailabilityGroup", "exchange", Identity=_S, Status=_SW, Server=_SRV),
     _operation("host.info", "host"),
     _operation("host.certificates", "host", stores=_L, subject_pattern=_S, issuer_pattern=_S),
     _operation(

@@ -45,7 +45,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._errors import (
     ExchangePkiError,
     ExchangeToolsMissing,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._remote import Batch, BatchResult
+from ansible_collections.exchange.pki.plugins.plugin_utils._remote import LOCAL_SERVER, Batch, BatchResult
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     AuthConfig,
     ClusterFacts,
@@ -76,9 +76,11 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
 
 # --- the reads ------------------------------------------------------------------------------------
 
-# Cluster certificates (EF "CLIUSR": Subject CN=CLIUSR / CN=CSUSR) live outside My, in a store whose name and
-# location are not documented: every LocalMachine store is searched, filtered on the host.
+# Cluster certificates (EF "CLIUSR"; docs/findings.md: subject OR issuer CN=CLIUSR / CN=CSUSR) live outside My,
+# in a store whose name and location are not documented: every LocalMachine store is searched, selected on the
+# host by subject or issuer (a PKU2U certificate issued by CLIUSR may carry another subject).
 CLUSTER_SUBJECT_PATTERN = r"^CN=(CLIUSR|CSUSR)(,|$)"
+CLUSTER_ISSUER_PATTERN = CLUSTER_SUBJECT_PATTERN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,18 +111,25 @@ def _all(parse_item: Callable[[Any], Any], kind: str) -> Callable[[Any], tuple[A
 
 READS: tuple[Read, ...] = (
     Read("host_info", "host.info", parse_host_info, missing=None),
-    Read("exchange_servers", "Get-ExchangeServer", _all(parse_exchange_server, "ExchangeServer[]")),
+    # Per-server objects are read for the local server only (resolved on the host): one server's answer does
+    # not grow with the organisation (issue 6).
+    Read("exchange_servers", "Get-ExchangeServer", _all(parse_exchange_server, "ExchangeServer[]"),
+         {"Identity": LOCAL_SERVER}),
     Read("exchange_certificates", "Get-ExchangeCertificate", parse_exchange_certificates, missing=None),
     Read("store_certificates", "host.certificates", parse_store_certificates, {"stores": ["My", "REQUEST"]}),
     Read("cluster_certificates", "host.certificates", parse_store_certificates,
-         {"stores": ["*"], "subject_pattern": CLUSTER_SUBJECT_PATTERN}, qualifier="cluster certificates"),
+         {"stores": ["*"], "subject_pattern": CLUSTER_SUBJECT_PATTERN, "issuer_pattern": CLUSTER_ISSUER_PATTERN},
+         qualifier="cluster certificates"),
     Read("iis_bindings", "host.iis_bindings", parse_iis_bindings),
     Read("auth_config", "Get-AuthConfig", parse_auth_config, missing=None),
-    Read("transport_services", "Get-TransportService", _all(parse_transport_service, "TransportService[]")),
+    Read("transport_services", "Get-TransportService", _all(parse_transport_service, "TransportService[]"),
+         {"Identity": LOCAL_SERVER}),
     Read("send_connectors", "Get-SendConnector", _all(parse_send_connector, "SendConnector[]")),
-    Read("receive_connectors", "Get-ReceiveConnector", _all(parse_receive_connector, "ReceiveConnector[]")),
+    Read("receive_connectors", "Get-ReceiveConnector", _all(parse_receive_connector, "ReceiveConnector[]"),
+         {"Server": LOCAL_SERVER}),
     Read("hybrid", "Get-HybridConfiguration", parse_hybrid_configuration, missing=None),
-    Read("dags", "Get-DatabaseAvailabilityGroup", _all(parse_dag, "DatabaseAvailabilityGroup[]")),
+    Read("dags", "Get-DatabaseAvailabilityGroup", _all(parse_dag, "DatabaseAvailabilityGroup[]"),
+         {"Server": LOCAL_SERVER}),
     Read("cluster", "host.cluster", parse_cluster, missing=None),
 )
 
@@ -168,21 +177,6 @@ class Readings:
 _READ_BY_ID = {read.id: read for read in READS}
 
 
-def _same_server(name: str | None, fqdn: str | None, host: HostInfo) -> bool:
-    """Whether an organisation-wide object names the managed host (by name or FQDN, case-insensitively)."""
-    if name is not None and name.casefold() == host.computer_name.casefold():
-        return True
-    return fqdn is not None and host.fqdn is not None and fqdn.casefold() == host.fqdn.casefold()
-
-
-def _local_exchange_server(servers: tuple[ExchangeServer, ...], host: HostInfo) -> ExchangeServer | None:
-    return next((server for server in servers if _same_server(server.name, server.fqdn, host)), None)
-
-
-def _local_receive_connectors(connectors: tuple[ReceiveConnector, ...], host: HostInfo) -> tuple[ReceiveConnector, ...]:
-    return tuple(connector for connector in connectors if _same_server(connector.server, None, host))
-
-
 def build_snapshot(readings: Readings) -> ServerSnapshot:
     """The engine's view of one server (the fatal gaps listed in this file's docstring raise ExchangePkiError)."""
     if readings.failed("host_info"):
@@ -195,14 +189,14 @@ def build_snapshot(readings: Readings) -> ServerSnapshot:
     host: HostInfo = values["host_info"]
     return ServerSnapshot(
         host_info=host,
-        exchange_server=_local_exchange_server(values["exchange_servers"], host),
+        exchange_server=next(iter(values["exchange_servers"]), None),  # the local server, resolved on the host
         exchange_certificates=values["exchange_certificates"],
         store_certificates=(*values["store_certificates"], *values["cluster_certificates"]),
         iis_bindings=values["iis_bindings"],
         auth_config=values["auth_config"],
         transport_services=values["transport_services"],
         send_connectors=values["send_connectors"],
-        receive_connectors=_local_receive_connectors(values["receive_connectors"], host),
+        receive_connectors=values["receive_connectors"],
         hybrid=values["hybrid"],
         dags=values["dags"],
         cluster=values["cluster"],

@@ -134,7 +134,9 @@ OPERATIONS: dict[str, Operation] = {
     "Set-ReceiveConnector": _cmdlet(cmdlets.set_receive_connector, True, Identity="str", TlsCertificateName="str"),
     "Get-HybridConfiguration": _cmdlet(cmdlets.get_hybrid_configuration),
     "Get-ExchangeServer": _cmdlet(cmdlets.get_exchange_server, Identity="server"),
-    "Get-DatabaseAvailabilityGroup": _cmdlet(cmdlets.get_database_availability_group, Identity="str", Status="bool"),
+    "Get-DatabaseAvailabilityGroup": _cmdlet(
+        cmdlets.get_database_availability_group, Identity="str", Status="bool", Server="server"
+    ),
     "host.info": _host(hostops.info),
     "host.certificates": _host(hostops.certificates, stores="list", subject_pattern="str", issuer_pattern="str"),
     "host.iis_bindings": _host(hostops.iis_bindings),

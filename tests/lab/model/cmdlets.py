@@ -784,4 +784,9 @@ def get_database_availability_group(ctx: Context, args: dict[str, Any]) -> list[
         dags = [dag for dag in dags if dag.name.casefold() == args["Identity"].casefold()]
         if not dags:
             raise object_not_found(ctx.org, args["Identity"], "Get-DatabaseAvailabilityGroup")
+    if args.get("Server"):  # the executor's filter (the cmdlet has no -Server): the DAGs the server is in
+        member = ctx.org.server(args["Server"])
+        if member is None:
+            raise object_not_found(ctx.org, args["Server"], "Get-DatabaseAvailabilityGroup")
+        dags = [dag for dag in dags if member.name in dag.members]
     return [views.database_availability_group(ctx.org, dag, bool(args.get("Status"))) for dag in dags]

@@ -75,6 +75,14 @@ def test_the_local_answer_does_not_grow_with_the_organisation() -> None:
     assert org_12 > 4 * org_2
 
 
+def test_the_dags_of_the_local_server_only(dag: Fleet) -> None:
+    for name in dag.server_names():
+        local = _ok(batch(dag, name, op("d", "Get-DatabaseAvailabilityGroup", Server=LOCAL)))
+        member_of = [d["Name"] for d in _ok(batch(dag, name, op("d", "Get-DatabaseAvailabilityGroup")))
+                     if name.upper() in d["Servers"]]
+        assert [d["Name"] for d in local] == member_of
+
+
 def test_local_marker_values_other_than_server_are_argument_errors(dag: Fleet) -> None:
     name = dag.server_names()[0]
     for args in ({"Identity": {"$local": "dag"}}, {"Identity": {"$local": 1}}):
@@ -180,6 +188,7 @@ def test_certificate_info_reads_only_the_local_servers_objects() -> None:
     assert sent["exchange_servers"] == {"Identity": LOCAL}
     assert sent["transport_services"] == {"Identity": LOCAL}
     assert sent["receive_connectors"] == {"Server": LOCAL}
+    assert sent["dags"] == {"Server": LOCAL}
 
     fleet = Fleet.from_scenario("dag", now=NOW)
     for name in fleet.server_names():
@@ -188,6 +197,7 @@ def test_certificate_info_reads_only_the_local_servers_objects() -> None:
         assert snapshot.receive_connectors and {c.server for c in snapshot.receive_connectors} == {name.upper()}
         assert [service.name for service in snapshot.transport_services] == [name.upper()]
         assert snapshot.local_transport_service is not None
+        assert [dag.name for dag in snapshot.dags] == ([snapshot.dag.name] if snapshot.dag is not None else [])
 
 
 def test_one_servers_answer_does_not_grow_with_the_organisation() -> None:
