@@ -17,6 +17,10 @@ the end), and the median time of each of A's tasks, so a regression shows where 
 Run from the repository root after ``make setup``:
 
     .venv/bin/python benchmarks/inventory_playbook.py [--servers 100] [--repeat 3] [--forks 10]
+
+``--collections-path DIR`` measures another copy of the collection (for example an earlier commit exported
+with ``git archive`` into ``DIR/ansible_collections/exchange/pki`` beside its dependencies), so a before/after
+comparison runs the same way.
 """
 
 from __future__ import annotations
@@ -85,12 +89,12 @@ def lab_fleet(servers: int, state_dir: Path) -> Iterator[Path]:
         subprocess.run([*lab, "stop", "--state-dir", str(state_dir)], cwd=REPO_ROOT, check=True, capture_output=True)
 
 
-def timed_run(argv: list[str], cwd: Path, forks: int) -> tuple[float, list[tuple[str, float]]]:
+def timed_run(argv: list[str], cwd: Path, forks: int, collections: Path) -> tuple[float, list[tuple[str, float]]]:
     """Run ansible-playbook; return its wall seconds and the seconds of each task."""
     times = cwd / "times.json"
     env = dict(
         os.environ,
-        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_PATH),
+        ANSIBLE_COLLECTIONS_PATH=str(collections),
         ANSIBLE_CALLBACK_PLUGINS=str(Path(__file__).parent),
         ANSIBLE_CALLBACKS_ENABLED=CallbackModule.CALLBACK_NAME,
         ANSIBLE_FORKS=str(forks),
@@ -113,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--servers", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--forks", type=int, default=10)
+    parser.add_argument("--collections-path", type=Path, default=COLLECTIONS_PATH)
     args = parser.parse_args(argv)
 
     walls: dict[str, list[float]] = {"playbook": [], "bare": []}
@@ -124,12 +129,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         bare.write_text(json.dumps(BARE_PLAYBOOK), encoding="utf-8")
         with lab_fleet(args.servers, workdir / "lab") as inventory:
             for _ in range(args.repeat):
-                wall, tasks = timed_run(["-i", str(inventory), "exchange.pki.inventory"], workdir, args.forks)
+                wall, tasks = timed_run(["-i", str(inventory), "exchange.pki.inventory"], workdir, args.forks,
+                                        args.collections_path)
                 walls["playbook"].append(wall)
                 spans["playbook"].append(sum(seconds for _, seconds in tasks))
                 for name, seconds in tasks:
                     per_task.setdefault(name, []).append(seconds)
-                wall, tasks = timed_run(["-i", str(inventory), str(bare)], workdir, args.forks)
+                wall, tasks = timed_run(["-i", str(inventory), str(bare)], workdir, args.forks, args.collections_path)
                 walls["bare"].append(wall)
                 spans["bare"].append(sum(seconds for _, seconds in tasks))
 
