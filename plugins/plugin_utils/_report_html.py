@@ -541,7 +541,7 @@ def _server_rows(report: FleetReport, hosts: Mapping[str, int], strings: _String
             status += f" ({passed}/{len(probes)} probes passed)" if status == "collected" else ""
         worst = next((severity for severity in SEVERITIES if counts[severity]), None)
         if problems:
-            worst = min((worst, *(severity for _k, severity, _t in problems)), key=lambda s: _lane(s))
+            worst = min((worst, *(severity for _k, severity, _t in problems)), key=_lane)
         server = host.server
         yield [
             hosts[host.host], host.server_name if host.server_name != host.host else "",
