@@ -72,7 +72,7 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_stats(self, stats: Any) -> None:
         end = time.perf_counter()
-        ends = [start for _, start in self._starts[1:]] + [end]
+        ends = [start for _name, start in self._starts[1:]] + [end]
         tasks = [[name, stop - start] for (name, start), stop in zip(self._starts, ends, strict=True)]
         Path(os.environ["BENCH_TIMES"]).write_text(json.dumps(tasks), encoding="utf-8")
 
@@ -128,16 +128,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         bare = workdir / "bare.yml"
         bare.write_text(json.dumps(BARE_PLAYBOOK), encoding="utf-8")
         with lab_fleet(args.servers, workdir / "lab") as inventory:
-            for _ in range(args.repeat):
+            for _run in range(args.repeat):
                 wall, tasks = timed_run(["-i", str(inventory), "exchange.pki.inventory"], workdir, args.forks,
                                         args.collections_path)
                 walls["playbook"].append(wall)
-                spans["playbook"].append(sum(seconds for _, seconds in tasks))
+                spans["playbook"].append(sum(seconds for _name, seconds in tasks))
                 for name, seconds in tasks:
                     per_task.setdefault(name, []).append(seconds)
                 wall, tasks = timed_run(["-i", str(inventory), str(bare)], workdir, args.forks, args.collections_path)
                 walls["bare"].append(wall)
-                spans["bare"].append(sum(seconds for _, seconds in tasks))
+                spans["bare"].append(sum(seconds for _name, seconds in tasks))
 
     median = {key: {kind: statistics.median(values[kind]) for kind in values} for key, values in
               (("wall", walls), ("span", spans))}

@@ -70,7 +70,7 @@ def test_faulty_hosts_fail_with_their_reason_and_the_healthy_one_is_inventoried(
 
 
 def test_report_shows_why_each_host_was_not_collected(faulty_run) -> None:
-    _, _, cwd = faulty_run
+    cwd = faulty_run[2]
     hosts = report_hosts(cwd)
     assert "not_collected" not in hosts["ex1"]
     for host, reason in FAULTS.items():
@@ -80,7 +80,7 @@ def test_report_shows_why_each_host_was_not_collected(faulty_run) -> None:
 
 
 def test_winrm_password_is_not_in_the_output(faulty_run) -> None:
-    _, output, _ = faulty_run
+    output = faulty_run[1]
     assert WINRM_PASSWORD not in output
 
 
