@@ -521,6 +521,8 @@ def _failure(host: str, fact: Any) -> tuple[str | None, str | None]:
     if not isinstance(record, Mapping):
         raise ReportInputError(f"host {host}: not_collected must be a mapping with reason and message")
     reason = record.get("reason")
+    if isinstance(reason, str):
+        reason = reason.strip() or None  # a templated value may carry the blanks of its YAML block
     if is_censored(reason):
         reason = None
     elif reason is not None and reason not in NOT_COLLECTED_REASONS:

@@ -469,6 +469,11 @@ def test_a_failed_task_result_passed_as_the_fact_is_a_failure_record(fleet):
     assert (ex5.not_collected_reason, ex5.not_collected_message) == ("access_denied", "Access denied to Exchange")
 
 
+def test_a_templated_reason_with_blanks_is_accepted(fleet):
+    fleet["ex5"] = not_collected(" unreachable\n", "timed out")
+    assert report_of(fleet).hosts[-1].not_collected_reason == "unreachable"
+
+
 def test_an_unknown_failure_reason_is_refused(fleet):
     fleet["ex5"] = not_collected("bored", "x")
     with pytest.raises(_report.ReportInputError, match=r"^host ex5: not_collected.reason 'bored' is not one of"):
