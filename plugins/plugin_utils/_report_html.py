@@ -53,16 +53,16 @@ TIMELINE_FUTURE = 3 * 365 * DAY
 WEEKLY_MAX_DAYS = 560
 """Charts spanning up to 80 weeks count expiries per week; longer ones per calendar month."""
 
-ACTION_ROWS = 100
+ACTION_ROWS = 50
 """Action plan items rendered as HTML (readable without JavaScript); the script pages through the rest."""
 
-ATTENTION_ROWS = 200
+ATTENTION_ROWS = 100
 """Rows of the "servers to look at" table rendered as HTML; the rest is counted (every row is in the CSV/JSON)."""
 
-DAG_TABLES = 20
+DAG_TABLES = 10
 """DAGs whose members differ drawn side by side; further ones are listed one line each, up to :data:`DAG_LINES`."""
 
-DAG_LINES = 500
+DAG_LINES = 100
 
 JSON_ROWS_PER_LINE = 500
 """Rows of the JSON block per line of the file (the writer digests the file line by line)."""

@@ -115,7 +115,7 @@ SCRIPT = """\
 (function () {
   "use strict";
   var LANES = ["critical", "warning", "info", "ok"];
-  var PAGE_SIZE = 100;
+  var PAGE_SIZE = 50;
   var data = JSON.parse(document.getElementById("report-data").textContent);
   if (window.performance && performance.mark) { performance.mark("exchange-pki-data"); }
   var hosts = data.hosts;
