@@ -601,7 +601,7 @@ def test_a_dripping_server_is_left_within_the_timeout(drip, starttls: str, openi
     server = drip(opening, data)
     error, elapsed = timed_probe(server.port, starttls, timeout)
 
-    assert elapsed < timeout + 2, f"the probe took {elapsed:.1f} s with timeout={timeout}"
+    assert elapsed < timeout + 10, f"the probe took {elapsed:.1f} s with timeout={timeout}"
     assert error.stage == stage
     assert f"timed out: the probe did not finish within timeout={timeout:g} s" in str(error)
 
@@ -614,7 +614,7 @@ def test_the_timeout_bounds_the_stages_together(serve, pki: Pki) -> None:
     with pytest.raises(TlsProbeError, match=r"timeout=1 s") as error:
         probe(server.port, starttls="smtp", timeout=1.0, smtp_helo="probe.contoso.test")
     assert error.value.stage == "starttls"
-    assert time.monotonic() - start < 1.0 + 2
+    assert time.monotonic() - start < 1.0 + 10  # loose: shared machines; without a deadline it is 1.2 s + TLS
     # The same server within a timeout of 3 s: the dialogue itself is fine.
     served = probe(server.port, starttls="smtp", timeout=3.0, smtp_helo="probe.contoso.test")
     assert served.leaf == pki.mail.der
@@ -634,7 +634,7 @@ def test_a_name_that_takes_too_long_to_resolve_fails_at_connect(monkeypatch: pyt
             handshake(ProbeRequest("mail.contoso.test", 443, timeout=0.5))
     finally:
         release.set()
-    assert time.monotonic() - start < 0.5 + 2
+    assert time.monotonic() - start < 0.5 + 10  # the resolver hangs 30 s
     assert error.value.stage == "connect"
     assert str(error.value) == (
         "connecting to mail.contoso.test:443 failed: timed out resolving the host name: "
@@ -693,7 +693,7 @@ def test_the_default_helo_does_not_wait_for_a_hanging_reverse_lookup(
         probe(server.port, starttls="smtp", timeout=5.0)
     finally:
         release.set()
-    assert time.monotonic() - start < 2 + 2  # the lookup gets at most 2 s
+    assert time.monotonic() - start < 2 + 10  # the lookup gets at most 2 s; it hangs 30 s
     assert server.received[0] == "EHLO [127.0.0.1]"
 
 
