@@ -160,7 +160,7 @@ def read_sizes(log: Path) -> dict[str, tuple[float, float]]:
         module, stdin, answer = line.split("\t")
         if module in kinds:
             calls[kinds[module]].append((int(stdin), int(answer)))
-    return {kind: (statistics.median(s for s, _ in pairs), statistics.median(a for _, a in pairs))
+    return {kind: (statistics.median(pair[0] for pair in pairs), statistics.median(pair[1] for pair in pairs))
             for kind, pairs in calls.items()}
 
 

@@ -85,7 +85,7 @@ def main() -> None:
             with (dest / "facts.json").open("w") as handle:
                 json.dump(facts, handle)
 
-        def report(names: list[str] = all_formats) -> None:
+        def report(names: tuple[str, ...] = tuple(all_formats)) -> None:
             model = _report.build_report(facts, title="Benchmark", now=NOW)
             formats.write_reports(model, dest / "report", names)
 

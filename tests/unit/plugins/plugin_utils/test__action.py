@@ -243,8 +243,9 @@ def test_unreachable_results_carry_the_failure_reason(error, reason):
 @pytest.mark.parametrize(
     ("error", "reason"),
     [
-        (ExchangeAuthenticationRefused("Get-AuthConfig", RemoteError("The user name or password is incorrect.",
-                                                                      "OpenError", "LogonFailure,PSSessionOpenFailed")),
+        (ExchangeAuthenticationRefused(
+            "Get-AuthConfig",
+            RemoteError("The user name or password is incorrect.", "OpenError", "LogonFailure,PSSessionOpenFailed")),
          "authentication_refused"),
         (ExchangePermissionDenied("Get-AuthConfig", RemoteError("not recognized", "ObjectNotFound",
                                                                 "CommandNotFoundException")), "access_denied"),

@@ -626,9 +626,9 @@ def test_the_protocol_documents_the_local_server_and_the_issuer_pattern() -> Non
 
 def test_access_denied_with_an_explicit_credential_is_the_credential_not_the_double_hop() -> None:
     denied = _error("Connecting to remote server ex1 failed: Access is denied.", "AccessDenied,PSSessionOpenFailed")
-    assert type(classify_error("Get-AuthConfig", denied)) is ExchangeAccessDenied
+    assert type(classify_error("Get-AuthConfig", denied)) is ExchangeAccessDenied  # pylint: disable=unidiomatic-typecheck
     refused = classify_error("Get-AuthConfig", denied, explicit_credential=True)
-    assert type(refused) is ExchangeAuthenticationRefused
+    assert type(refused) is ExchangeAuthenticationRefused  # pylint: disable=unidiomatic-typecheck
     assert refused.failure_reason == "authentication_refused"
     assert "double hop" not in str(refused) and "exchange_username" in str(refused)
 
@@ -665,7 +665,7 @@ def test_explicit_credential_reaches_the_classification_through_run_batch() -> N
     without = run_batch(FakeActionPlugin(answer), batch, {}, check_mode=False, session=ExchangeSessionOptions())
     with pytest.raises(ExchangeAccessDenied) as raised:
         without.require("auth")
-    assert type(raised.value) is ExchangeAccessDenied
+    assert type(raised.value) is ExchangeAccessDenied  # pylint: disable=unidiomatic-typecheck
 
 
 @pytest.mark.parametrize(

@@ -179,7 +179,7 @@ def test_the_json_block_cannot_be_closed_from_inside(fleet):
     assert "\u2028" not in block and "\u202e" not in block and block.isascii()
     data = Page(text).data()
     assert any(row[1] == HOSTILE_SUBJECT for row in data["certificates"])
-    assert [HOSTILE_SUBJECT.split(",")[0].removeprefix("CN="), HOSTILE_SUBJECT] in data["issuers"] or any(
+    assert [HOSTILE_SUBJECT.split(",", maxsplit=1)[0].removeprefix("CN="), HOSTILE_SUBJECT] in data["issuers"] or any(
         issuer[1] == HOSTILE_SUBJECT for issuer in data["issuers"])
     urls = {data["strings"][row[7]] for row in data["findings"]}
     assert urls and all(url == "" or url.startswith("https://") for url in urls)  # never javascript:
