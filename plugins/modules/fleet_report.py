@@ -19,11 +19,14 @@ description:
   - A server without facts shows why (unreachable, authentication refused, access denied, connection dropped,
     Exchange unavailable, failed); a read that failed on a collected server (C(unavailable) in its fact) marks
     the facts it reads as unknown and counts as a warning, and so does a TLS probe (C(probes)) that failed.
-  - C(exchange_pki_report.html) is one self-contained page (inline style, script and SVG; no external asset)
-    with summary cards, an expiry timeline chart (one marker per certificate, colored by severity), the
-    findings grouped by severity and then by server, each database availability group's members side by side
-    with the certificates that differ from the other members highlighted, a server table and a sortable,
-    filterable certificate table. Every value is HTML-escaped.
+  - C(exchange_pki_report.html) is one self-contained page (inline style, script and SVG; no external asset). It
+    opens with the action plan, summary cards, the servers to look at (not collected, failed reads, failed
+    probes), an expiry timeline (certificates counted per week or month and severity) and each database
+    availability group's members side by side, with the certificates that differ highlighted and why that
+    matters; all of this is plain HTML, readable with JavaScript off. The certificate, finding and server
+    tables travel as compact JSON inside the page and are shown 50 rows at a time, with filter and sort, so a
+    fleet of 10,000 servers stays a page a browser opens in seconds; the full detail is in the CSV and JSON.
+    Every value is escaped.
   - >-
     C(exchange_pki_report.csv) has a C(record) column: first one C(action) row per problem of the action plan,
     then one C(certificate) row per server and certificate with its key facts, severity, finding ids and their
@@ -90,8 +93,6 @@ extends_documentation_fragment:
   - exchange.pki._attributes
   - exchange.pki._attributes.action
   - exchange.pki._attributes.controller
-requirements:
-  - jinja2 >= 3.0 on the controller (for the HTML page; ansible-core installs it).
 attributes:
   check_mode:
     support: full

@@ -170,9 +170,12 @@ def clean_text(value: Any) -> str | None:
 
 @functools.lru_cache(maxsize=8192)
 def subject_cn(subject: str | None) -> str:
-    """The first CN of a subject or issuer (the whole name when it has none, ``-`` when empty); cached, since a
-    fleet repeats the same few issuers on every row."""
-    return common_name(subject or "") or subject or "-"
+    """The first CN of a subject or issuer (the whole name when it has none or cannot be split, such as a lone
+    quote in hostile facts; ``-`` when empty); cached, since a fleet repeats the same few issuers on every row."""
+    try:
+        return common_name(subject or "") or subject or "-"
+    except ValueError:
+        return subject or "-"
 
 
 # --- the model ------------------------------------------------------------------------------------
@@ -616,11 +619,11 @@ def _checked_certificate(host: str, index: int, cert: Any) -> datetime.datetime 
     get = cert.get
     for key in _CERT_TEXT:
         value = get(key)
-        if value is not None and type(value) is not str and not isinstance(value, str):
+        if value is not None and not isinstance(value, str):
             raise _certificate_error(host, index, thumbprint, f"{key} is a {_type_name(value)}, not a string")
     for key in _CERT_INTEGERS:
         value = get(key)
-        if value is not None and type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise _certificate_error(host, index, thumbprint, f"{key} {_shown(value)} is not an integer")
     for key in _CERT_TEXT_LISTS:
         value = get(key)

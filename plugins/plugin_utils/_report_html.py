@@ -28,7 +28,6 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import common_name
 from ansible_collections.exchange.pki.plugins.plugin_utils._policy import SEVERITIES
 from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
     ActionItem,
@@ -39,6 +38,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
     collection_note,
     finding_url,
     probe_problem,
+    subject_cn,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._report_html_assets import SCRIPT, STYLE
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import DAY, format_utc_datetime
@@ -79,15 +79,6 @@ DAG_WHY = (
 def _e(value: Any) -> str:
     """HTML-escape any value as text or a quoted attribute value; ``None`` becomes an empty string."""
     return "" if value is None else html.escape(str(value), quote=True)
-
-
-@functools.lru_cache(maxsize=4096)
-def _cn(subject: str | None) -> str:
-    """The first CN of a subject (the whole subject when it has none or cannot be split, e.g. a lone quote)."""
-    try:
-        return common_name(subject or "") or subject or "-"
-    except ValueError:
-        return subject or "-"
 
 
 def _short(thumbprint: str | None) -> str:
@@ -325,7 +316,7 @@ def _plan_html(plan: Sequence[ActionItem]) -> Iterator[str]:
         severity = LANES[_lane(item.severity)]
         certificate = ""
         if item.thumbprint or item.subject:
-            certificate = (f'<br><span class="muted">{_e(_cn(item.subject))}</span> '
+            certificate = (f'<br><span class="muted">{_e(subject_cn(item.subject))}</span> '
                            f'<span class="mono muted">{_e(item.thumbprint or "")}</span>')
         yield (f'<tr class="sev-{severity}"><td><span class="badge {severity}">{severity}</span></td>'
                f'<td><strong>{_e(item.title)}</strong>{certificate}<br><code class="muted">{_e(item.finding_id)}'
@@ -387,7 +378,8 @@ def _cards_html(report: FleetReport) -> Iterator[str]:
     if earliest:
         yield (f'<div class="card {earliest.severity_or_ok}"><div class="label">Earliest expiry</div>'
                f'<div class="value">{_e(earliest.days_remaining)} d</div><div class="detail">'
-               f"{_date(earliest.not_after)} &middot; {_e(_cn(earliest.subject))} on {_e(earliest.host)}</div></div>\n")
+               f"{_date(earliest.not_after)} &middot; {_e(subject_cn(earliest.subject))} "
+               f"on {_e(earliest.host)}</div></div>\n")
     else:
         yield ('<div class="card ok"><div class="label">Earliest expiry</div><div class="value">-</div>'
                '<div class="detail">no certificate</div></div>\n')
@@ -401,7 +393,7 @@ def _dag_cell(cell: Sequence[CertificateView], odd: bool) -> str:
     for cert in cell:
         parts.append(
             f'<div class="cert"><span class="badge {cert.severity_or_ok}">{cert.severity_or_ok}</span> '
-            f'<span class="mono">{_e(_short(cert.thumbprint))}</span><br>{_e(_cn(cert.subject))} '
+            f'<span class="mono">{_e(_short(cert.thumbprint))}</span><br>{_e(subject_cn(cert.subject))} '
             f'<span class="muted">&middot; {_date(cert.not_after)}</span></div>'
         )
     if not cell:
@@ -524,7 +516,7 @@ def _finding_rows(report: FleetReport, hosts: Mapping[str, int], strings: _Strin
             thumbprint = finding.get("thumbprint") or ""
             yield [
                 hosts[host.host], _lane(finding["severity"]), strings(finding["id"]), thumbprint,
-                _cn(subjects.get(thumbprint)) if thumbprint else "", str(finding.get("message") or ""),
+                subject_cn(subjects.get(thumbprint)) if thumbprint else "", str(finding.get("message") or ""),
                 strings(finding.get("remediation")),
                 strings(_web_url(finding.get("url") or finding_url(finding["id"]))),
             ]
@@ -584,7 +576,7 @@ def _data_block(report: FleetReport, plan: Sequence[ActionItem]) -> Iterator[str
     yield ",\n"
     yield from _json_array("certificates", _certificate_rows(report, hosts, issuers, strings))
     yield ",\n"
-    yield '"issuers":' + _json([[_cn(issuer) if issuer else "-", issuer] for issuer in issuers]) + ",\n"
+    yield '"issuers":' + _json([[subject_cn(issuer) if issuer else "-", issuer] for issuer in issuers]) + ",\n"
     yield from _json_array("findings", _finding_rows(report, hosts, strings))
     yield ",\n"
     yield from _json_array("servers", _server_rows(report, hosts, strings))

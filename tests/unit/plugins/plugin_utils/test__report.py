@@ -615,8 +615,8 @@ def test_a_failing_format_leaves_the_previous_files_untouched(fleet, tmp_path, m
         yield "half a file\n"
         raise RuntimeError("renderer bug")
 
-    monkeypatch.setitem(formats.FORMATS, "prometheus", dataclasses.replace(formats.FORMATS["prometheus"],
-                                                                          render=broken))
+    monkeypatch.setitem(formats.FORMATS, "prometheus",
+                        dataclasses.replace(formats.FORMATS["prometheus"], render=broken))
     fleet["ex1"]["certificates"][0]["not_after"] = "2026-12-14T10:00:00Z"  # every format would change
     with pytest.raises(RuntimeError):
         formats.write_reports(report_of(fleet), tmp_path, list(formats.FORMATS))
@@ -675,3 +675,13 @@ def test_severities_have_one_owner_and_the_report_modules_no_import_cycle():
                         for alias in node.names}
     assert not imports("_report") & {"_report_html", "_report_formats", "_alerts"}
     assert "_report_formats" not in imports("_report_html")
+
+
+@pytest.mark.parametrize("subject", ['CN="x', '"', 'CN="unbalanced, O=x'])
+def test_a_subject_that_cannot_be_split_is_shown_whole(subject):
+    # Hostile or broken facts: the report shows the whole subject instead of failing with a traceback.
+    assert _report.subject_cn(subject) == subject
+    cert = certificate("CN=web", days_remaining=10)
+    cert.update(subject=subject, issuer=subject)
+    model = report_of({"ex1": host_fact("ex1", [cert])})
+    assert text(formats.render_markdown, model) and text(formats.render_csv, model)

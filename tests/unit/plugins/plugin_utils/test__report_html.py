@@ -186,9 +186,9 @@ def test_the_json_block_cannot_be_closed_from_inside(fleet):
 
 
 def test_a_subject_that_cannot_be_split_is_shown_whole():
-    assert report_html._cn('CN="unbalanced, O=x') == 'CN="unbalanced, O=x'
-    assert report_html._cn("CN=a\\, b, O=x") == "a, b"
-    assert report_html._cn("") == "-"
+    assert report_html.subject_cn('CN="unbalanced, O=x') == 'CN="unbalanced, O=x'
+    assert report_html.subject_cn("CN=a\\, b, O=x") == "a, b"
+    assert report_html.subject_cn("") == "-"
 
 
 def test_the_script_only_sets_text_and_checked_links():
