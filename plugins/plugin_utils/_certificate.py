@@ -498,15 +498,10 @@ def _parse(der: bytes) -> CertificateFacts:
             f"X.509 certificate ({len(der)} bytes) with unreadable names, serial number or dates: {_reason(error)}"
         ) from None
     try:
-        extensions = certificate.extensions
-        dns_names: tuple[str, ...] | None = _dns_names(extensions)
-        ekus: tuple[str, ...] | None = _ekus(extensions)
+        extensions: x509.Extensions | None = certificate.extensions
     except _READ_ERRORS as error:
-        # cryptography reads all extensions or none; the names and EKUs are then read on their own.
-        dns_names, ekus = _read_directly(certificate)
-        recovered = [what for what, value in (("DNS names", dns_names), ("EKUs", ekus)) if value is not None]
-        problems.append(f"extensions: {_reason(error)}"
-                        + (f" ({' and '.join(recovered)} read on their own)" if recovered else ""))
+        extensions = None
+        problems.append(f"extensions: {_reason(error)}")
     try:
         key: Any = certificate.public_key()
         spki_sha256: str | None = hashlib.sha256(
@@ -519,11 +514,11 @@ def _parse(der: bytes) -> CertificateFacts:
     return CertificateFacts(
         thumbprint=sha1_thumbprint(der),
         **known,
-        dns_names=dns_names,
+        dns_names=None if extensions is None else _dns_names(extensions),
         key_type=None if key is None else _key_type(key),
         key_size=None if key is None else _key_size(key),
         signature_hash=signature_hash,
-        ekus=ekus,
+        ekus=None if extensions is None else _ekus(extensions),
         is_self_signed=_is_self_signed(certificate, key),
         public_key_sha256=spki_sha256,
         der=der,
@@ -569,100 +564,6 @@ def _ekus(extensions: x509.Extensions) -> tuple[str, ...]:
     if usages is None:
         return ()
     return tuple(oid.dotted_string for oid in usages)  # type: ignore[attr-defined]
-
-
-# --- extensions cryptography will not read ---------------------------------------------------------
-# A minimal DER reader (definite lengths, low tag numbers) for the two extensions the rules need when
-# cryptography refuses the certificate's extensions as a whole (one duplicate or malformed extension,
-# a SAN name form it does not model). Anything unexpected means "unknown" (None), never an exception.
-
-_SAN_OID = "2.5.29.17"
-_EKU_OID = "2.5.29.37"
-_DER_SEQUENCE, _DER_OID, _DER_OCTET_STRING, _DER_EXTENSIONS, _DER_DNS_NAME = 0x30, 0x06, 0x04, 0xA3, 0x82
-_Element = tuple[int, bytes]  # (tag, content)
-
-
-def _der_elements(data: bytes) -> list[_Element]:
-    """The consecutive DER elements that fill ``data`` exactly; ValueError if they do not."""
-    elements = []
-    offset = 0
-    while offset < len(data):
-        if offset + 2 > len(data) or data[offset] & 0x1F == 0x1F:
-            raise ValueError("truncated element or high tag number")
-        tag, first, offset = data[offset], data[offset + 1], offset + 2
-        length = first
-        if first & 0x80:
-            count = first & 0x7F
-            if not 0 < count <= 4 or offset + count > len(data):
-                raise ValueError("unsupported length")
-            length, offset = int.from_bytes(data[offset:offset + count], "big"), offset + count
-        if offset + length > len(data):
-            raise ValueError("truncated content")
-        elements.append((tag, data[offset:offset + length]))
-        offset += length
-    return elements
-
-
-def _der_oid(content: bytes) -> str:
-    arcs: list[int] = []
-    value = 0
-    for byte in content:
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            arcs.append(value)
-            value = 0
-    if not arcs or content[-1] & 0x80:
-        raise ValueError("malformed object identifier")
-    first = min(arcs[0] // 40, 2)
-    return ".".join(str(arc) for arc in (first, arcs[0] - 40 * first, *arcs[1:]))
-
-
-def _read_directly(certificate: x509.Certificate) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
-    """(DNS names, EKU OIDs) from the certificate's bytes; each () without the extension, None if unreadable."""
-    try:
-        ((tag, body),) = _der_elements(certificate.tbs_certificate_bytes)
-        fields = _der_elements(body) if tag == _DER_SEQUENCE else []
-        found: dict[str, list[bytes]] = {_SAN_OID: [], _EKU_OID: []}
-        for field_tag, field in fields:
-            if field_tag != _DER_EXTENSIONS:
-                continue
-            ((list_tag, extensions),) = _der_elements(field)
-            for extension_tag, extension in _der_elements(extensions) if list_tag == _DER_SEQUENCE else ():
-                parts = _der_elements(extension) if extension_tag == _DER_SEQUENCE else []
-                if parts and parts[0][0] == _DER_OID and parts[-1][0] == _DER_OCTET_STRING:
-                    found.setdefault(_der_oid(parts[0][1]), []).append(parts[-1][1])
-    except _READ_ERRORS:
-        return None, None
-    return _direct_values(found[_SAN_OID], _san_dns_names), _direct_values(found[_EKU_OID], _eku_oids)
-
-
-def _direct_values(values: list[bytes], read: Any) -> tuple[str, ...] | None:
-    """No extension: (); one: what ``read`` finds in it, None if it cannot; duplicates: None (ambiguous)."""
-    if not values:
-        return ()
-    if len(values) > 1:
-        return None
-    try:
-        return read(values[0])
-    except ValueError:
-        return None
-
-
-def _san_dns_names(value: bytes) -> tuple[str, ...]:
-    ((tag, names),) = _der_elements(value)
-    if tag != _DER_SEQUENCE:
-        raise ValueError("not a SEQUENCE of names")
-    return tuple(name.decode("utf-8", "replace") for kind, name in _der_elements(names) if kind == _DER_DNS_NAME)
-
-
-def _eku_oids(value: bytes) -> tuple[str, ...]:
-    ((tag, oids),) = _der_elements(value)
-    if tag != _DER_SEQUENCE:
-        raise ValueError("not a SEQUENCE of object identifiers")
-    elements = _der_elements(oids)
-    if not elements or any(kind != _DER_OID for kind, _oid in elements):  # empty would read as "any purpose"
-        raise ValueError("not a SEQUENCE of object identifiers")
-    return tuple(_der_oid(oid) for _kind, oid in elements)
 
 
 def _key_type(key: Any) -> str:
