@@ -45,14 +45,13 @@ except ImportError:  # the action plugin says so, naming CRYPTOGRAPHY_REQUIREMEN
 else:
     HAS_CRYPTOGRAPHY = True
 
-try:
-    import idna
-except ImportError:  # only needed for internationalized names (U-labels); the error says so
-    HAS_IDNA = False
-else:
-    HAS_IDNA = True
-
-from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import CertificateFacts, parse_certificate
+from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
+    HAS_IDNA,
+    CertificateFacts,
+    DnsNameError,
+    dns_name_to_a_label,
+    parse_certificate,
+)
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
 
@@ -418,7 +417,6 @@ _STARTTLS_DIALOGUES: dict[str, Callable[[_LineChannel, ProbeRequest], None]] = {
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")  # host names in the wild also hold underscores
 _LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # RFC 5321 sub-domain
-_IDNA_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})  # UTS #46 label separators
 MAX_NAME_LENGTH = 253  # a DNS name in text form, without the trailing dot
 MAX_HELO_LENGTH = 255  # RFC 5321 section 4.5.3.1.2
 
@@ -460,7 +458,8 @@ def check_text(option: str, text: str, *, max_length: int, spaces: bool = False)
 
 def to_a_label(option: str, name: str) -> str:
     """A DNS name with each internationalized label (U-label) converted to its A-label (IDNA 2008, UTS #46
-    mapping) with the ``idna`` library; ASCII names are returned unchanged."""
+    mapping) by the collection's one conversion, :func:`_certificate.dns_name_to_a_label`; ASCII names are
+    returned unchanged."""
     if name.isascii():
         return name
     if not HAS_IDNA:
@@ -469,10 +468,8 @@ def to_a_label(option: str, name: str) -> str:
             "the Python library idna on the controller; install it or give the A-label"
         )
     try:
-        mapped = idna.uts46_remap(name.translate(_IDNA_DOTS), std3_rules=False, transitional=False)
-        return ".".join(label if label.isascii() else idna.alabel(label).decode("ascii")
-                        for label in mapped.split("."))
-    except (idna.IDNAError, UnicodeError) as exc:
+        return dns_name_to_a_label(name)
+    except DnsNameError as exc:
         raise ProbeOptionError(option, f"{shown(name)} is not a valid internationalized name (IDNA 2008): {exc}") \
             from None
 
@@ -552,7 +549,7 @@ def covers(facts: CertificateFacts, ip_addresses: Sequence[str], name: str) -> b
     address = _ip_address(name)
     if address is not None:
         return any(_ip_address(presented) == address for presented in ip_addresses)
-    return facts.covers(to_a_label("expected_names", name))  # certificates hold A-labels
+    return facts.covers(name)  # compared in A-label form (dns_name_matches)
 
 
 # -- facts ----------------------------------------------------------------------------------------------
