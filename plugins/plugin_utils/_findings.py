@@ -31,7 +31,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._references import (
     binding_role,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot, UnreadableCertificate
-from ansible_collections.exchange.pki.plugins.plugin_utils._time import DAY, format_utc_datetime
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime, whole_days
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import AuthConfig, IisBinding
 
 _STATUS_SEVERITY = MappingProxyType({  # HealthChecker: Status rules (Unknown is treated like Untrusted)
@@ -301,7 +301,7 @@ def _pending_request_findings(ctx: Context) -> Iterator[Finding]:
     for certificate in ctx.certificates.values():
         if not certificate.is_pending_request:
             continue
-        age = (ctx.now - certificate.facts.not_before) // DAY
+        age = whole_days(ctx.now, certificate.facts.not_before)
         if age > ctx.policy.pending_request_stale_days:
             yield make_finding(
                 "pending_request_stale",
