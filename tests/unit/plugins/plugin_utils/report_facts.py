@@ -13,12 +13,14 @@ import datetime
 import hashlib
 from typing import Any
 
-NOW = datetime.datetime(2026, 11, 25, 8, 0, tzinfo=datetime.timezone.utc)
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
+from tests.unit.clock import NOW
+
 CA = "CN=Contoso Lab Issuing CA, DC=contoso, DC=lab"
 
 
 def iso(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return format_utc_datetime(moment)
 
 
 def thumbprint(*seed: object) -> str:

@@ -33,8 +33,8 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import ExchangeCertificateRecord, StoreCertificate
 from tests.lab.pki import AuthorityRegistry, CertificateSpec, make_certificate
+from tests.unit.clock import NOW
 
-NOW = datetime.datetime(2026, 11, 25, 8, 0, tzinfo=datetime.timezone.utc)
 THUMBPRINT = "9F1C2B3A4D5E6F708192A3B4C5D6E7F801234567"
 
 

@@ -21,8 +21,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
     parse_certificate,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._policy import Policy, PolicyError
-
-NOW = datetime.datetime(2026, 11, 25, 8, 0, tzinfo=datetime.timezone.utc)
+from tests.unit.clock import NOW
 
 
 @pytest.mark.parametrize(
