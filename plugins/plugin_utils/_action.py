@@ -20,6 +20,11 @@ implements :meth:`ExchangePkiAction.execute`. The skeleton translates what goes 
 
 Every failed or unreachable result carries ``failure_reason`` (one of _errors.FAILURE_REASONS): the error's
 own for domain errors and unreachable hosts, ``failed`` for user errors and bugs.
+
+A module that changes a server derives from :class:`ChangingAction` and only decides: read (``_snapshot``)
+-> decide (a ``_plan.Plan``) -> in check mode return the plan and diff, send nothing -> apply the plan (one
+batch per phase, the confirming re-read in the last one) -> confirm -> record (``_ledger``).
+docs/developing.md walks through adding one.
 """
 
 from __future__ import annotations
@@ -34,6 +39,20 @@ from ansible.errors import AnsibleAction, AnsibleActionFail, AnsibleConnectionFa
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError, HostUnreachable
+from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import (
+    ChangeRecord,
+    LedgerError,
+    append_records,
+    make_record,
+)
+from ansible_collections.exchange.pki.plugins.plugin_utils._plan import (
+    Plan,
+    StepOutcome,
+    describe_value,
+    first_failure,
+    not_run,
+    outcomes,
+)
 from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
     EXCHANGE_SESSION_ARGSPEC,
     Batch,
@@ -42,6 +61,12 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
     SessionOptionError,
     is_dropped_connection,
     run_batch,
+)
+from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import (
+    ServerSnapshot,
+    build_batch,
+    read_snapshot,
+    unavailable_warnings,
 )
 
 
@@ -145,3 +170,153 @@ class ControllerAction(ExchangePkiAction, metaclass=abc.ABCMeta):
 
     TRANSFERS_FILES = False
     _requires_connection = False
+
+
+#: The id prefix of the confirming re-read that travels after a plan's last phase.
+CONFIRM_PREFIX = "confirm."
+
+
+@dataclasses.dataclass(frozen=True)
+class Applied:
+    """What sending a plan did: every step's outcome, the first failure, and the re-read server (when it ran)."""
+
+    outcomes: tuple[StepOutcome, ...]
+    failure: StepOutcome | None
+    after: ServerSnapshot | None
+    after_problem: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return any(outcome.changed for outcome in self.outcomes)
+
+
+class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
+    """The skeleton of every module that changes a server: subclasses implement :meth:`decide` only.
+
+    Round trips: one read (:meth:`read`), then, unless the plan is empty or the task runs in check mode, one
+    batch per phase of the plan; the last phase also carries the server read again (ids prefixed
+    :data:`CONFIRM_PREFIX`), so that :meth:`confirm` checks the result without another round trip.
+
+    The result always holds ``plan`` (the steps with their reasons) and the plan's own ``result`` keys, and
+    ``diff`` when the task runs with ``--diff``. When something was sent it also holds ``change_record``,
+    which is appended to the ``ledger`` file when that option is set. Check mode writes no ledger record.
+    """
+
+    @abc.abstractmethod
+    def decide(self, args: dict[str, Any], snapshot: ServerSnapshot, task_vars: Mapping[str, Any]) -> Plan:
+        """The plan that brings the server read in ``snapshot`` to what ``args`` ask (no steps: nothing to do).
+
+        Raise ``AnsibleActionFail`` (bad input) or :class:`ExchangePkiError` (a refusal, e.g. a reference
+        that blocks a removal) to stop before anything is sent.
+        """
+
+    def read(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> ServerSnapshot:
+        """The server read the decision starts from (one round trip)."""
+        return read_snapshot(self.run_batch(build_batch(), task_vars, args))
+
+    def confirm(self, args: dict[str, Any], plan: Plan, after: ServerSnapshot,
+                task_vars: Mapping[str, Any]) -> list[str]:
+        """What is still wrong after the plan ran; by default, whatever deciding again would still change."""
+        del plan  # the default asks the question afresh
+        again = self.decide(args, after, task_vars)
+        return [f"{step.operation}: {step.reason}" for step in again.steps if step.changes]
+
+    def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
+        snapshot = self.read(args, task_vars)
+        plan = self.decide(args, snapshot, task_vars)
+        return self.carry_out(plan, args, task_vars, server=snapshot.server_name, warnings=snapshot.unavailable)
+
+    def carry_out(self, plan: Plan, args: dict[str, Any], task_vars: Mapping[str, Any], *,
+                  server: str | None, warnings: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Return ``plan`` (check mode, or nothing to do) or apply, confirm and record it."""
+        result: dict[str, Any] = {"changed": plan.changed, "plan": plan.describe(), **plan.result}
+        all_warnings = [*plan.warnings, *unavailable_warnings(warnings or {})]
+        if all_warnings:
+            result["warnings"] = all_warnings
+        if self._task.diff and plan.changed:
+            result["diff"] = plan.diff()
+        if not plan.changed or self.check_mode:
+            return result
+
+        applied = self.apply(plan, args, task_vars)
+        problems: list[str] = []
+        if applied.failure is None:
+            if applied.after is None:
+                problems.append(f"the server could not be read again to confirm the change: {applied.after_problem}")
+            else:
+                problems = self.confirm(args, plan, applied.after, task_vars)
+        result["changed"] = applied.changed
+        result["steps"] = [outcome.describe() for outcome in applied.outcomes]
+        if applied.failure is not None:
+            message = f"step {applied.failure.step.id} ({applied.failure.step.operation}) failed: " \
+                      f"{applied.failure.message}"
+        elif problems:
+            message = "the change was sent but the server does not show it: " + "; ".join(problems)
+        else:
+            message = None
+        record = self.change_record(plan, args, task_vars, server=server, applied=applied, message=message)
+        result["change_record"] = record.as_dict()
+        ledger_error = self.append_to_ledger(args, record)
+        if message is not None:
+            result.update(failed=True, msg=message, failure_reason="failed")
+        elif ledger_error is not None:
+            result.update(failed=True, msg=ledger_error, failure_reason="failed")
+        return result
+
+    def apply(self, plan: Plan, args: dict[str, Any], task_vars: Mapping[str, Any]) -> Applied:
+        """Send the plan phase by phase; stop at the first failed step; re-read the server with the last phase."""
+        phases = plan.phases()
+        values: dict[str, Any] = {}
+        done: list[StepOutcome] = []
+        for index, phase in enumerate(phases):
+            batch = plan.batch(phase, values)
+            last = index == len(phases) - 1
+            if last:
+                build_batch(batch, prefix=CONFIRM_PREFIX)
+            answer = self.run_batch(batch, task_vars, args)
+            found = outcomes(phase, answer)
+            done.extend(found)
+            values.update({outcome.step.id: outcome.value for outcome in found})
+            failure = first_failure(found)
+            if failure is not None:
+                later = [step for other in phases[index + 1:] for step in other]
+                return Applied((*done, *not_run(later)), failure, None)
+            if last:
+                try:
+                    after = read_snapshot(answer, prefix=CONFIRM_PREFIX)
+                except ExchangePkiError as error:
+                    return Applied(tuple(done), None, None, str(error))
+                return Applied(tuple(done), None, after)
+        return Applied(tuple(done), None, None, "the plan had no steps to send")
+
+    def change_record(self, plan: Plan, args: Mapping[str, Any], task_vars: Mapping[str, Any], *,
+                      server: str | None, applied: Applied, message: str | None) -> ChangeRecord:
+        """The ledger record of an applied plan (secrets scrubbed)."""
+        secrets = [*plan.secrets(), *(value for key, value in args.items()
+                                       if isinstance(value, str) and key.endswith("password") and value)]
+        hostname = str(task_vars.get("inventory_hostname") or "") or None
+        remote_user = task_vars.get("ansible_user") or task_vars.get("ansible_winrm_user")
+        return make_record(
+            server=server or hostname or "unknown",
+            module=self._task.resolved_action or self._task.action,
+            action=plan.action,
+            result="failed" if message is not None else "changed" if applied.changed else "unchanged",
+            before=describe_value(dict(plan.before)),
+            after=describe_value(dict(plan.after)),
+            secrets=secrets,
+            host=hostname,
+            remote_user=str(remote_user) if remote_user else None,
+            message=message,
+        )
+
+    @staticmethod
+    def append_to_ledger(args: Mapping[str, Any], record: ChangeRecord) -> str | None:
+        """Append ``record`` to the ``ledger`` file when one is set; the error message when that failed."""
+        path = args.get("ledger")
+        if not path:
+            return None
+        try:
+            append_records(path, [record])
+        except LedgerError as error:
+            return str(error)
+        return None

@@ -134,11 +134,15 @@ READS: tuple[Read, ...] = (
 )
 
 
-def build_batch() -> Batch:
-    """The server read as a batch: every read, none of them changing anything."""
-    batch = Batch()
+def build_batch(batch: Batch | None = None, *, prefix: str = "") -> Batch:
+    """The server read as a batch: every read, none of them changing anything.
+
+    Given a ``batch``, the reads are appended to it (after a module's changes: the confirming re-read travels
+    in the same round trip), their ids prefixed with ``prefix``; :func:`read_snapshot` takes the same prefix.
+    """
+    batch = Batch() if batch is None else batch
     for read in READS:
-        batch.add(read.op, read.args, id=read.id)
+        batch.add(read.op, read.args, id=prefix + read.id)
     return batch
 
 
@@ -150,16 +154,17 @@ class Readings:
     unavailable: Mapping[str, str]
 
     @classmethod
-    def from_result(cls, result: BatchResult) -> Readings:
+    def from_result(cls, result: BatchResult, prefix: str = "") -> Readings:
         """Parse every read; a refused or missing Exchange session is fatal and raised as is."""
         values: dict[str, Any] = {}
         unavailable: dict[str, str] = {}
         for read in READS:
-            error = result[read.id].exception()
+            answer = result[prefix + read.id]
+            error = answer.exception()
             if isinstance(error, (ExchangeAccessDenied, ExchangeToolsMissing)):
                 raise error
             if error is None:
-                values[read.id] = read.parse(result[read.id].value)
+                values[read.id] = read.parse(answer.value)
             else:
                 values[read.id] = read.missing
                 unavailable[read.name] = str(error)
@@ -204,9 +209,9 @@ def build_snapshot(readings: Readings) -> ServerSnapshot:
     )
 
 
-def read_snapshot(result: BatchResult) -> ServerSnapshot:
+def read_snapshot(result: BatchResult, *, prefix: str = "") -> ServerSnapshot:
     """The snapshot of the answer to :func:`build_batch` (the fatal gaps of this file's docstring raise)."""
-    return build_snapshot(Readings.from_result(result))
+    return build_snapshot(Readings.from_result(result, prefix))
 
 
 def unavailable_warnings(unavailable: Mapping[str, str]) -> list[str]:

@@ -21,6 +21,7 @@ class FakeTask:
     async_val: int = 0
     action: str = "exchange.pki.plugin"
     resolved_action: str = "exchange.pki.plugin"
+    diff: bool = False
 
 
 def run_action(cls: type[ActionBase], args: dict[str, Any], *, check_mode: bool = False) -> dict[str, Any]:
