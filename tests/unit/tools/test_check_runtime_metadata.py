@@ -11,6 +11,8 @@ import yaml
 
 from tools import check_runtime_metadata
 
+SESSION = "exchange.pki.exchange_session"
+
 
 def module_doc(name: str, fragment: str) -> str:
     """A module file whose DOCUMENTATION extends one doc fragment."""
@@ -41,9 +43,9 @@ def make_collection(root: pathlib.Path, modules: list[str], group: list[str] | N
         ([], [], []),
         (["a_mod", "b_mod"], ["a_mod"], ["modules missing from action group 'exchange': b_mod"]),
         (["a_mod"], ["a_mod", "gone"],
-         ["action group 'exchange' lists modules that do not exist or take no Exchange session options: gone"]),
+         [f"action group 'exchange' lists modules that do not exist or do not extend {SESSION}: gone"]),
         (["a_mod"], ["a_mod", "probe"],
-         ["action group 'exchange' lists modules that do not exist or take no Exchange session options: probe"]),
+         [f"action group 'exchange' lists modules that do not exist or do not extend {SESSION}: probe"]),
         (["a_mod"], None, ["modules missing from action group 'exchange': a_mod"]),
         (["a_mod", "b_mod"], ["b_mod", "a_mod"], ["action group 'exchange' is not sorted: b_mod, a_mod"]),
         (["a_mod"], ["a_mod", "a_mod"], ["listed more than once in action group 'exchange': a_mod"]),
@@ -67,3 +69,20 @@ def test_main_exit_code(tmp_path, capsys, group, status):
 
     assert check_runtime_metadata.main([str(root)]) == status
     assert capsys.readouterr().out.startswith("meta/runtime.yml: ")
+
+
+def test_lifecycle_group_follows_the_ledger_fragment(tmp_path):
+    """A changing module (extends exchange.pki.ledger) must be in the lifecycle group, and only such modules."""
+    root = make_collection(tmp_path, ["a_mod"], ["a_mod"])
+    changer = root / "plugins" / "modules" / "changer.py"
+    changer.write_text(module_doc("changer", "exchange.pki.ledger"))
+
+    assert check_runtime_metadata.problems(root) == ["modules missing from action group 'lifecycle': changer"]
+
+    runtime = yaml.safe_load((root / "meta" / "runtime.yml").read_text())
+    runtime["action_groups"]["lifecycle"] = ["a_mod", "changer"]
+    (root / "meta" / "runtime.yml").write_text(yaml.safe_dump(runtime))
+
+    assert check_runtime_metadata.problems(root) == [
+        "action group 'lifecycle' lists modules that do not exist or do not extend exchange.pki.ledger: a_mod",
+    ]
