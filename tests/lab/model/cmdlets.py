@@ -569,10 +569,22 @@ def export_exchange_certificate(ctx: Context, args: dict[str, Any]) -> dict[str,
     """EF "Export": only when PrivateKeyExportable. Encryption: Windows Server 2016 writes legacy
     3DES/SHA-1 PKCS#12, later Windows AES-256 (assumption matching EF "Import": 2016 only reads legacy)."""
     cmdlet = "Export-ExchangeCertificate"
-    for name in ("Thumbprint", "Password"):
-        if args.get(name) is None:
-            raise missing_mandatory(name, cmdlet)
+    if args.get("Thumbprint") is None:
+        raise missing_mandatory("Thumbprint", cmdlet)
     server = target_server(ctx, args, cmdlet)
+    pending = server.find(args["Thumbprint"], REQUEST)
+    if pending is not None:
+        # Microsoft's Export-ExchangeCertificate page: it exports "existing certificates and pending certificate
+        # requests (also known as CSRs)"; with -BinaryEncoded the request's DER. The request is rebuilt from the
+        # key that waits on the server (PKCS#1 v1.5 signatures are deterministic: the same bytes as at creation).
+        csr = pki.build_csr(
+            pending.private_key,  # type: ignore[arg-type]
+            subject=pending.material.certificate.subject.rfc4514_string(),
+            dns_names=pending.requested_domains,
+        )
+        return {"FileData": base64.b64encode(csr).decode("ascii")}
+    if args.get("Password") is None:
+        raise missing_mandatory("Password", cmdlet)
     stored = server.find(args["Thumbprint"])
     if stored is None:
         raise certificate_not_found(server, args["Thumbprint"], cmdlet)

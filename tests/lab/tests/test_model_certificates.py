@@ -140,6 +140,19 @@ def test_generate_request_defaults_and_completion_on_the_originating_server(flee
     assert not [c for c in certificates(fleet, "ex1").values() if c["Status"] == "PendingRequest"]
 
 
+def test_export_of_a_pending_request_gives_its_csr_again(fleet: Fleet) -> None:
+    """Export-ExchangeCertificate exports pending requests too (Microsoft's cmdlet page): the same request."""
+    made = value(fleet, "ex1", "New-ExchangeCertificate", GenerateRequest=True, BinaryEncoded=True,
+                 SubjectName="C=US,O=Contoso,CN=mail.contoso.lab", DomainName=["owa.contoso.lab"])["FileData"]
+    (pending,) = [c for c in certificates(fleet, "ex1").values() if c["Status"] == "PendingRequest"]
+    again = value(fleet, "ex1", "Export-ExchangeCertificate", Thumbprint=pending["Thumbprint"])["FileData"]
+    assert again == made
+    csr = pki.parse_csr(base64.b64decode(again))
+    assert csr.public_key().public_numbers() == pki.parse_csr(base64.b64decode(made)).public_key().public_numbers()
+    missing = error(fleet, "ex1", "Export-ExchangeCertificate", Thumbprint=_mail(fleet)["Thumbprint"])
+    assert "Password" in missing["message"]  # a certificate (not a request) still needs the PFX password
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
