@@ -462,10 +462,12 @@ def _in_unprivileged_child(function: Callable[[], str]) -> str:
             os.setgid(65534)
             os.setuid(65534)
             answer = function()
-        except BaseException as exc:  # pylint: disable=broad-exception-caught - reported to the parent
+        except BaseException as exc:  # pylint: disable=broad-exception-caught
+            # Anything the child meets is reported to the parent.
             answer, status = f"child failed: {type(exc).__name__}: {exc}", 1
         os.write(write_end, answer.encode("utf-8", "backslashreplace"))
-        os._exit(status)  # pylint: disable=protected-access - a forked child must not run pytest's cleanup
+        # A forked child must not run pytest's cleanup.
+        os._exit(status)  # pylint: disable=protected-access
     os.close(write_end)
     chunks = []
     while chunk := os.read(read_end, 65536):
