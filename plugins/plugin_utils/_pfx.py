@@ -461,7 +461,7 @@ def pfx_encryption(data: bytes) -> Literal["legacy", "modern", "unknown"]:
             and all(algorithm.startswith(_PKCS12_PBE_PREFIX) for algorithm in layout.content_encryptions)
             and layout.mac_digest in (None, _SHA1)):
         return "legacy"
-    if all(bag.startswith(_PBES2 + "/") and bag.split("/")[-1] in _AES_CBC for bag in layout.key_bags):
+    if all(bag.startswith(_PBES2 + "/") and bag.rsplit("/", maxsplit=1)[-1] in _AES_CBC for bag in layout.key_bags):
         return "modern"
     return "unknown"
 
