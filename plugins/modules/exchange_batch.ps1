@@ -114,6 +114,22 @@ $OperationTable = @{
         Kind = 'exchange'; Changes = $true; Required = @('Identity')
         Parameters = @{ Identity = 'string'; TlsCertificateName = 'string' }
     }
+    'Get-ImapSettings' = @{
+        Kind = 'exchange'; Changes = $false; Required = @()
+        Parameters = @{ Server = 'server' }
+    }
+    'Set-ImapSettings' = @{
+        Kind = 'exchange'; Changes = $true; Required = @('X509CertificateName')
+        Parameters = @{ Server = 'server'; X509CertificateName = 'string' }
+    }
+    'Get-PopSettings' = @{
+        Kind = 'exchange'; Changes = $false; Required = @()
+        Parameters = @{ Server = 'server' }
+    }
+    'Set-PopSettings' = @{
+        Kind = 'exchange'; Changes = $true; Required = @('X509CertificateName')
+        Parameters = @{ Server = 'server'; X509CertificateName = 'string' }
+    }
     'Get-HybridConfiguration' = @{
         Kind = 'exchange'; Changes = $false; Required = @()
         Parameters = @{}
@@ -147,6 +163,10 @@ $OperationTable = @{
     'host.cluster' = @{
         Kind = 'host'; Changes = $false; Required = @()
         Parameters = @{}
+    }
+    'host.add_certificate' = @{
+        Kind = 'host'; Changes = $true; Required = @('store', 'certificate')
+        Parameters = @{ store = 'string'; certificate = 'bytes' }
     }
     'host.restart_service' = @{
         Kind = 'host'; Changes = $true; Required = @('name')
@@ -206,6 +226,9 @@ $ObjectProjections = @{
         Identity = 'string'; Name = 'string'; Server = 'name'; Enabled = 'bool'; Fqdn = 'string'
         Bindings = 'list'; TransportRole = 'enum'; TlsCertificateName = 'string'; AuthMechanism = 'flags'
     }
+    ProtocolSettings = [ordered]@{
+        Server = 'name'; X509CertificateName = 'string'
+    }
     HybridConfiguration = [ordered]@{
         Name = 'string'; TlsCertificateName = 'string'; SendingTransportServers = 'names'
         ReceivingTransportServers = 'names'; Domains = 'list'; Features = 'list'
@@ -236,6 +259,10 @@ $ExchangeResultShapes = @{
     'Set-SendConnector' = 'none'
     'Get-ReceiveConnector' = 'ReceiveConnector[]'
     'Set-ReceiveConnector' = 'none'
+    'Get-ImapSettings' = 'ProtocolSettings[]'
+    'Set-ImapSettings' = 'none'
+    'Get-PopSettings' = 'ProtocolSettings[]'
+    'Set-PopSettings' = 'none'
     'Get-HybridConfiguration' = 'HybridConfiguration'
     'Get-ExchangeServer' = 'ExchangeServer[]'
     'Get-DatabaseAvailabilityGroup' = 'DatabaseAvailabilityGroup[]'
@@ -1093,6 +1120,35 @@ Function Get-ClusterFact {
     }
 }
 
+Function Add-StoreCertificate {
+    <#
+    .SYNOPSIS
+    Adds a certificate (DER, no key) to LocalMachine\CA or LocalMachine\Root unless it is there already.
+    Returns the holder of Invoke-HostOperation: Changed is $false when the store already held it.
+    #>
+    param (
+        [Parameter(Mandatory)][string]$Store,
+        [Parameter(Mandatory)][byte[]]$Certificate
+    )
+
+    if (@('CA', 'Root') -cnotcontains $Store) {
+        throw "host.add_certificate: store must be 'CA' or 'Root', got '$Store'"
+    }
+    $x509 = New-Object -TypeName System.Security.Cryptography.X509Certificates.X509Certificate2 -ArgumentList @(, $Certificate)
+    $location = [System.Security.Cryptography.X509Certificates.StoreLocation]::LocalMachine
+    $target = New-Object -TypeName System.Security.Cryptography.X509Certificates.X509Store -ArgumentList $Store, $location
+    $target.Open([System.Security.Cryptography.X509Certificates.OpenFlags]::ReadWrite)
+    try {
+        $findType = [System.Security.Cryptography.X509Certificates.X509FindType]::FindByThumbprint
+        $present = $target.Certificates.Find($findType, $x509.Thumbprint, $false).Count -gt 0
+        if (-not $present) { $target.Add($x509) }
+    }
+    finally {
+        $target.Close()
+    }
+    return @{ Value = @{ Thumbprint = $x509.Thumbprint; Store = $Store; Added = (-not $present) }; Changed = (-not $present) }
+}
+
 Function Get-CliusrAccount {
     <#
     .SYNOPSIS
@@ -1270,6 +1326,7 @@ Function Invoke-HostOperation {
                 -CertificateHash $Parameters.certificate_hash -CertificateStore $Parameters['certificate_store']
         }
         'host.cluster' { $value = Get-ClusterFact }
+        'host.add_certificate' { return Add-StoreCertificate -Store $Parameters.store -Certificate $Parameters.certificate }
         'host.restart_service' { $value = Restart-NamedService -Name $Parameters.name }
         'host.recycle_app_pool' { Restart-AppPool -Name $Parameters.name }
         'host.iis_reset' { Invoke-IisReset }
@@ -1347,7 +1404,8 @@ try {
                 Invoke-HostOperation -Op $entry.Op -Parameters $entry.Parameters
             }
             $result.status = 'ok'
-            $result.changed = [bool]$changes
+            # A changing operation that found nothing to change says so (holder Changed = $false).
+            $result.changed = [bool]$changes -and ($outcome.Changed -ne $false)
             $result.value = $outcome.Value
         }
         catch {

@@ -132,6 +132,10 @@ OPERATIONS: dict[str, Operation] = {
     "Set-SendConnector": _cmdlet(cmdlets.set_send_connector, True, Identity="str", TlsCertificateName="str"),
     "Get-ReceiveConnector": _cmdlet(cmdlets.get_receive_connector, Identity="str", Server="server"),
     "Set-ReceiveConnector": _cmdlet(cmdlets.set_receive_connector, True, Identity="str", TlsCertificateName="str"),
+    "Get-ImapSettings": _cmdlet(cmdlets.get_imap_settings, Server="server"),
+    "Set-ImapSettings": _cmdlet(cmdlets.set_imap_settings, True, Server="server", X509CertificateName="str"),
+    "Get-PopSettings": _cmdlet(cmdlets.get_pop_settings, Server="server"),
+    "Set-PopSettings": _cmdlet(cmdlets.set_pop_settings, True, Server="server", X509CertificateName="str"),
     "Get-HybridConfiguration": _cmdlet(cmdlets.get_hybrid_configuration),
     "Get-ExchangeServer": _cmdlet(cmdlets.get_exchange_server, Identity="server"),
     "Get-DatabaseAvailabilityGroup": _cmdlet(
@@ -149,6 +153,7 @@ OPERATIONS: dict[str, Operation] = {
         certificate_store="str",
     ),
     "host.cluster": _host(hostops.cluster),
+    "host.add_certificate": _host(hostops.add_certificate, True, store="str", certificate="bytes"),
     "host.restart_service": _host(hostops.restart_service, True, name="str"),
     "host.recycle_app_pool": _host(hostops.recycle_app_pool, True, name="str"),
     "host.iis_reset": _host(hostops.iis_reset, True),
@@ -224,7 +229,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "Remove-ExchangeCertificate": ("Thumbprint",),
     "Set-SendConnector": ("Identity",),
     "Set-ReceiveConnector": ("Identity",),
+    "Set-ImapSettings": ("X509CertificateName",),
+    "Set-PopSettings": ("X509CertificateName",),
     "host.set_iis_binding": ("site", "binding_information", "certificate_hash"),
+    "host.add_certificate": ("store", "certificate"),
     "host.restart_service": ("name",),
     "host.recycle_app_pool": ("name",),
     "host.certreq_submit": ("request", "config"),
@@ -472,7 +480,10 @@ class BatchRun:
                 if error is None:
                     try:
                         value = operation.handler(context, _resolve_arguments(context, name, op_args))
-                        result.update(status="ok", value=value, changed=operation.changes)
+                        changed = operation.changes and not isinstance(value, cmdlets.Unchanged)
+                        if isinstance(value, cmdlets.Unchanged):
+                            value = value.value
+                        result.update(status="ok", value=value, changed=changed)
                     except OperationError as failure:
                         error = failure.record
                 if error is not None:

@@ -61,6 +61,13 @@ class Context:
     identity: Account | None = None
 
 
+@dataclass(frozen=True)
+class Unchanged:
+    """The value of a changing operation that found nothing to change (the executor then reports changed false)."""
+
+    value: Any
+
+
 # --------------------------------------------------------------------------------------------
 # Error records
 # --------------------------------------------------------------------------------------------
@@ -774,6 +781,46 @@ def set_receive_connector(ctx: Context, args: dict[str, Any]) -> None:
     ctx.org.record(
         connector.server, cmdlet, connector=connector.name, before=before, after=connector.tls_certificate_name
     )
+
+
+# --------------------------------------------------------------------------------------------
+# IMAP / POP settings (EF "Enable": IMAP/POP with wildcard certificates: X509CertificateName)
+# --------------------------------------------------------------------------------------------
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_NAME_OR_WILDCARD = re.compile(rf"(\*\.)?({_LABEL}\.)*{_LABEL}", re.IGNORECASE)
+
+
+def get_imap_settings(ctx: Context, args: dict[str, Any]) -> list[dict[str, Any]]:
+    return [views.protocol_settings(target_server(ctx, args, "Get-ImapSettings"), "IMAP")]
+
+
+def get_pop_settings(ctx: Context, args: dict[str, Any]) -> list[dict[str, Any]]:
+    return [views.protocol_settings(target_server(ctx, args, "Get-PopSettings"), "POP")]
+
+
+def _set_protocol_settings(ctx: Context, args: dict[str, Any], protocol: str, cmdlet: str) -> None:
+    name = args.get("X509CertificateName")
+    if name is None:
+        raise missing_mandatory("X509CertificateName", cmdlet)
+    if not _HOST_NAME_OR_WILDCARD.fullmatch(name) or len(name) > 253:
+        raise invalid_argument(
+            f"Cannot validate argument on parameter 'X509CertificateName'. '{name}' is not a valid host name.",
+            cmdlet,
+            "ParameterArgumentValidationError",
+            name,
+        )
+    server = target_server(ctx, args, cmdlet)
+    before = server.x509_certificate_names[protocol]
+    server.x509_certificate_names[protocol] = name
+    ctx.org.record(server.name, cmdlet, before=before, after=name)
+
+
+def set_imap_settings(ctx: Context, args: dict[str, Any]) -> None:
+    _set_protocol_settings(ctx, args, "IMAP", "Set-ImapSettings")
+
+
+def set_pop_settings(ctx: Context, args: dict[str, Any]) -> None:
+    _set_protocol_settings(ctx, args, "POP", "Set-PopSettings")
 
 
 def get_hybrid_configuration(ctx: Context, args: dict[str, Any]) -> dict[str, Any] | None:

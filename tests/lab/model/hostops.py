@@ -7,11 +7,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from cryptography import x509
+
 from .. import pki
 from . import views
-from .certificates import MY, Material
+from .certificates import INTERMEDIATE, MY, ROOT, Material, StoredCertificate
 from .clock import iso
-from .cmdlets import Context
+from .cmdlets import Context, Unchanged
 from .errors import ErrorRecord, OperationError
 from .organization import IIS_SITE_IDS, OS_BUILDS, POWERSHELL_BUILDS, IisBinding
 
@@ -152,6 +154,30 @@ def set_iis_binding(ctx: Context, args: dict[str, Any]) -> None:
         before=before,
         after=stored.thumbprint,
     )
+
+
+def add_certificate(ctx: Context, args: dict[str, Any]) -> Unchanged | dict[str, Any]:
+    """Add a certificate (no key) to LocalMachine\\CA or Root, as X509Store.Add does; present already: no change."""
+    store = args.get("store")
+    if store not in (INTERMEDIATE, ROOT):
+        raise _error(
+            f"host.add_certificate: store must be 'CA' or 'Root', got '{store}'",
+            "InvalidArgument", "RuntimeException", "RuntimeException", str(store),
+        )  # fmt: skip
+    try:
+        material = Material(x509.load_der_x509_certificate(args.get("certificate") or b""))
+    except ValueError:
+        raise _error(
+            "Cannot find the requested object. (Exception from HRESULT: 0x80092004)",
+            "NotSpecified", "CryptographicException", "CryptographicException",
+        ) from None  # fmt: skip
+    value = {"Thumbprint": material.thumbprint, "Store": store, "Added": False}
+    if ctx.server.find(material.thumbprint, store) is not None:
+        return Unchanged(value)
+    ctx.server.add(StoredCertificate(material, store, has_private_key=False))
+    ctx.org.record(ctx.server.name, "host.add_certificate", store=store, thumbprint=material.thumbprint,
+                   subject=material.subject)
+    return {**value, "Added": True}
 
 
 def cluster(ctx: Context, args: dict[str, Any]) -> dict[str, Any] | None:

@@ -206,6 +206,9 @@ class Server:
         self.owa_auth_certificate: str | None = None
         self.next_servicelet_tick: datetime | None = None
         self.cliusr_password_last_set: datetime | None = None
+        #: Set-ImapSettings / Set-PopSettings -X509CertificateName (EF "Enable": IMAP/POP with wildcard
+        #: certificates). Exchange's value after setup is not documented in exchange-facts: modelled as unset.
+        self.x509_certificate_names: dict[str, str | None] = {"IMAP": None, "POP": None}
 
     # -- stores ------------------------------------------------------------------------------
     def store(self, name: str) -> dict[str, StoredCertificate]:

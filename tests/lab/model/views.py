@@ -144,6 +144,14 @@ def receive_connector(org: Organization, connector: ReceiveConnector) -> dict[st
     }
 
 
+def protocol_settings(server: Server, protocol: str) -> dict[str, Any]:
+    """Get-ImapSettings / Get-PopSettings of one server (the projected properties)."""
+    return {
+        "Server": server.exchange_name,
+        "X509CertificateName": server.x509_certificate_names[protocol],
+    }
+
+
 def hybrid_configuration(org: Organization, hybrid: HybridConfiguration) -> dict[str, Any]:
     return {
         "Name": hybrid.name,

@@ -405,3 +405,41 @@ def test_mutations_record_changes_without_secrets(fleet: Fleet) -> None:
     assert entries[0]["lab_time"] == "2026-11-25T08:00:00Z"
     text = repr(fleet.dump())
     assert PASSWORD not in text and "PRIVATE KEY" not in text and "Ex-Lab-2026!" not in text
+
+
+def test_add_certificate_to_the_intermediate_store_once(fleet: Fleet) -> None:
+    issuer = fleet.lab_ca_pem()
+    der = x509.load_pem_x509_certificate(issuer).public_bytes(serialization.Encoding.DER)
+    first = batch(fleet, "ex1", op("a", "host.add_certificate", store="CA", certificate=as_bytes(der)))
+    again = batch(fleet, "ex1", op("a", "host.add_certificate", store="CA", certificate=as_bytes(der)))
+    assert first["results"][0]["changed"] is True and first["results"][0]["value"]["Added"] is True
+    assert again["results"][0]["changed"] is False and again["results"][0]["value"]["Added"] is False
+    assert again["changed"] is False
+    stored = value(fleet, "ex1", "host.certificates", stores=["CA"])
+    assert [c["Thumbprint"] for c in stored].count(first["results"][0]["value"]["Thumbprint"]) == 1
+    assert [m["operation"] for m in fleet.dump()["mutations"]] == ["host.add_certificate"]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ({"store": "My"}, "store must be 'CA' or 'Root'"),
+        ({"store": "CA", "certificate": {"$bytes": "AAEC"}}, "0x80092004"),
+    ],
+    ids=["store", "not-a-certificate"],
+)
+def test_add_certificate_refusals(fleet: Fleet, args: dict, fragment: str) -> None:
+    args.setdefault("certificate", as_bytes(base64.b64decode(_mail(fleet)["RawData"])))
+    failure = error(fleet, "ex1", "host.add_certificate", **args)
+    assert fragment in failure["message"]
+    assert fleet.dump()["mutations"] == []
+
+
+def test_imap_and_pop_x509_certificate_name(fleet: Fleet) -> None:
+    assert value(fleet, "ex1", "Get-ImapSettings", Server="ex1") == [{"Server": "EX1", "X509CertificateName": None}]
+    value(fleet, "ex1", "Set-ImapSettings", Server="ex1", X509CertificateName="mail.contoso.lab")
+    assert value(fleet, "ex1", "Get-ImapSettings", Server="ex1")[0]["X509CertificateName"] == "mail.contoso.lab"
+    assert value(fleet, "ex1", "Get-PopSettings", Server="ex1")[0]["X509CertificateName"] is None
+    assert value(fleet, "ex2", "Get-ImapSettings", Server="ex2")[0]["X509CertificateName"] is None  # per server
+    failure = error(fleet, "ex1", "Set-PopSettings", Server="ex1", X509CertificateName="bad name\r\n")
+    assert "X509CertificateName" in failure["message"]
