@@ -22,7 +22,7 @@ options:
         other network filesystems C(flock) is not guaranteed to lock, so do not share one ledger there.
       - When the record cannot be appended the task fails, naming the path and the record.
       - Set it once for all modules of a play with C(module_defaults) for the action group
-        C(group/exchange.pki.exchange) (an example is in C(docs/ledger.md)).
+        C(group/exchange.pki.lifecycle) (an example is in C(docs/ledger.md)).
       - Passwords and private keys are never written to the ledger.
       - Without it no ledger is written; C(change_record) is returned all the same.
     type: path
