@@ -16,8 +16,12 @@ from tools.check_runtime_metadata import documentation
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 MODULES = sorted(path for path in (ROOT / "plugins" / "modules").glob("*.py") if path.stem != "__init__")
 FRAGMENT = "exchange.pki._attributes"
-# Modules whose controller side parses certificates with cryptography.
-NEEDS_CRYPTOGRAPHY = {"certificate_info", "tls_probe"}
+# Modules whose controller side parses certificates, requests or keys with cryptography (every module that reads a
+# server through _snapshot parses its certificates from their raw bytes).
+NEEDS_CRYPTOGRAPHY = {
+    "adcs_request", "auth_certificate", "certificate_export", "certificate_import", "certificate_info",
+    "certificate_remove", "certificate_request", "certificate_services", "tls_probe",
+}
 
 
 def _fragments(path: pathlib.Path) -> list[str]:
