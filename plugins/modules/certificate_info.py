@@ -44,8 +44,9 @@ notes:
   - Without O(exchange_username) the Exchange session uses the identity of the Ansible connection, which over
     WinRM cannot authenticate onward to the Exchange endpoint (the double hop) unless the task uses become
     (C(become_method=runas)), the connection uses CredSSP or Kerberos delegation.
-  - C(Get-ExchangeServer), C(Get-TransportService) and C(Get-ReceiveConnector) are read organisation-wide and
-    filtered to the managed server on the controller (the batch cannot name the server before it has run).
+  - C(Get-ExchangeServer), C(Get-TransportService), C(Get-ReceiveConnector) and the DAG are read for the managed
+    server only, which the executor resolves on the host (the inventory name need not be the Exchange server's
+    name), so one server's answer does not grow with the size of the organisation.
 seealso:
   - module: exchange.pki.exchange_batch
   - name: Exchange Server HealthChecker certificate checks
