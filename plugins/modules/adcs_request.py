@@ -165,6 +165,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+changed:
+  description:
+    - Whether a request was (or, in check mode, would be) submitted to the CA, or O(certificate_path) or
+      O(chain_path) written. Retrieving a request is no change.
+  returned: always
+  type: bool
+  sample: true
 status:
   description:
     - V(issued), V(pending) or V(denied) (V(failed) when the CA could not process the request). V(null) in check

@@ -158,6 +158,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+changed:
+  description:
+    - Whether O(dest) was (or, in check mode, would be) written or its mode tightened. Returning RV(content)
+      alone is no change.
+  returned: always
+  type: bool
+  sample: true
 thumbprint:
   description: The thumbprint of the exported certificate (normalised, upper case).
   returned: always
