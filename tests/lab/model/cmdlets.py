@@ -92,6 +92,15 @@ def certificate_not_found(server: Server, thumbprint: str, cmdlet: str) -> Opera
     )
 
 
+def server_unavailable(server: Server, cmdlet: str) -> OperationError:
+    """-Server naming a host that is down (EF "MonitorExchangeAuthCertificate": unreachable servers). The wording
+    and the Reason are assumptions; what the facts fix is that it is not "not found" (InvalidOperationException)."""
+    message = f"A special Rpc error occurs on server {server.exchange_name}: The RPC server is unavailable."
+    return OperationError(
+        ErrorRecord(message, "ResourceUnavailable", _fqid("RpcException", cmdlet), "RpcException", server.exchange_name)
+    )
+
+
 def object_not_found(org: Organization, identity: str, cmdlet: str) -> OperationError:
     message = (
         f"The operation couldn't be performed because object '{identity}' couldn't be found "
@@ -162,6 +171,8 @@ def target_server(ctx: Context, args: dict[str, Any], cmdlet: str) -> Server:
     server = ctx.org.server(name)
     if server is None:
         raise object_not_found(ctx.org, name, cmdlet)
+    if not server.reachable and server is not ctx.server:
+        raise server_unavailable(server, cmdlet)
     return server
 
 

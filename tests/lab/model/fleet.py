@@ -187,8 +187,9 @@ class Fleet:
 
     def set_unreachable(self, server: str, unreachable: bool) -> None:
         with self.lock:
-            name = self._server(server).name
-            (self._unreachable.add if unreachable else self._unreachable.discard)(name)
+            host = self._server(server)
+            (self._unreachable.add if unreachable else self._unreachable.discard)(host.name)
+            host.reachable = not unreachable  # -Server calls from the other hosts fail too
 
     def is_unreachable(self, server: str) -> bool:
         with self.lock:

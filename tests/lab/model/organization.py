@@ -206,6 +206,9 @@ class Server:
         self.owa_auth_certificate: str | None = None
         self.next_servicelet_tick: datetime | None = None
         self.cliusr_password_last_set: datetime | None = None
+        #: False while the host is down (Fleet.set_unreachable): WinRM to it fails, and so do the Exchange cmdlets
+        #: that other servers run against it with -Server (EF "MonitorExchangeAuthCertificate": unreachable servers).
+        self.reachable = True
         #: Set-ImapSettings / Set-PopSettings -X509CertificateName (EF "Enable": IMAP/POP with wildcard
         #: certificates). Exchange's value after setup is not documented in exchange-facts: modelled as unset.
         self.x509_certificate_names: dict[str, str | None] = {"IMAP": None, "POP": None}
