@@ -214,14 +214,14 @@ def parse_subject(text: str) -> Subject:
             raise RequestOptionError(f"subject {text!r}: {canonical} (RDN {position}) has an empty value")
         if '"' in value:
             raise RequestOptionError(f"subject {text!r}: {canonical} (RDN {position}) contains a double quote")
-        if len(value) > longest:
-            raise RequestOptionError(f"subject {text!r}: {canonical} is {len(value)} characters long; at most "
-                                     f"{longest}")
         if canonical == "C":
             if not _COUNTRY.match(value):
                 raise RequestOptionError(f"subject {text!r}: C must be a two-letter ISO 3166 country code, got "
                                          f"{value!r}")
             value = value.upper()
+        if len(value) > longest:
+            raise RequestOptionError(f"subject {text!r}: {canonical} is {len(value)} characters long; at most "
+                                     f"{longest}")
         if canonical == "E" and (not value.isascii() or not _EMAIL.match(value)):
             raise RequestOptionError(f"subject {text!r}: E must be an e-mail address, got {value!r}")
         attributes.append((canonical, value))
