@@ -381,6 +381,22 @@ def file_differs(path: str, text: str) -> bool:
         return True
 
 
+def check_issued_for(reply: CertReqResult, csr: Csr, config: str) -> None:
+    """The issued certificate must certify the CSR's key (a request_id of another request is refused)."""
+    assert reply.certificate is not None
+    try:
+        certificate = x509.load_der_x509_certificate(reply.certificate)
+        issued_key = certificate.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    except ValueError as error:
+        raise ExchangePkiError(f"the CA returned a certificate that cannot be read: {error}") from None
+    if issued_key != csr.public_key:
+        raise ExchangePkiError(
+            f"request {reply.request_id} at {config} was issued for another key than this CSR's: check request_id "
+            "(the request belongs to another CSR)",
+        )
+
+
 # --- the plugin -------------------------------------------------------------------------------------------
 
 
@@ -507,10 +523,15 @@ class ActionModule(ChangingAction):
             message = f"{step.operation} failed: {error}"
             if _DOUBLE_HOP.search(str(error)):
                 message += f". {DOUBLE_HOP_HINT}"
+            if not submitted:
+                result.update(failed=True, msg=message, failure_reason="failed")
+                return result
             return self._record(args, task_vars, plan, config, result, changed=False, message=message)
         reply = parse_certreq_result(operation.value)
         status = reply.status.lower()
         result.update(status=status, request_id=reply.request_id, disposition_message=reply.disposition)
+        if reply.certificate is not None and csr is not None:
+            check_issued_for(reply, csr, config)  # before the state file links the request to this CSR
         if state is not None and csr is not None and reply.request_id is not None and not self.check_mode:
             state.append(self._entry(csr, config, template, reply, task_vars))
         after = {"csr_sha256": csr.fingerprint if csr else None, "request_id": reply.request_id, "status": status}
@@ -536,24 +557,15 @@ class ActionModule(ChangingAction):
         if submitted and reply.request_id is None:
             message += " (the CA never received the request, so the next run submits it again)"
         result["changed"] = submitted and reply.request_id is not None
+        if not submitted:  # a retrieval only read: a failed task, but no change to record
+            result.update(failed=True, msg=message, failure_reason="failed")
+            return result
         return self._record(args, task_vars, plan, config, result, changed=result["changed"], message=message)
 
     def _issued(self, args: dict[str, Any], task_vars: Mapping[str, Any], plan: Plan, answer: BatchResult,
                 reply: CertReqResult, csr: Csr | None, config: str, certificate_path: str | None,
                 chain_path: str | None, result: dict[str, Any], submitted: bool) -> dict[str, Any]:
         assert reply.certificate is not None  # parse_certreq_result guarantees it
-        try:
-            certificate = x509.load_der_x509_certificate(reply.certificate)
-        except ValueError as error:
-            raise ExchangePkiError(f"the CA returned a certificate that cannot be read: {error}") from None
-        if csr is not None:
-            issued_key = certificate.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-            if issued_key != csr.public_key:
-                raise ExchangePkiError(
-                    f"request {reply.request_id} at {config} was issued for another key than this CSR's: check "
-                    "request_id (the state file and the CA disagree)",
-                )
         stores = answer[CHAIN]
         store_ders = [entry.raw_data for entry in parse_store_certificates(stores.value)] \
             if stores.exception() is None else []

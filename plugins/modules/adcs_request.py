@@ -217,6 +217,13 @@ state_path:
   returned: always
   type: str
   sample: /srv/exchange-pki/mail-2027.csr.adcs.jsonl
+warnings:
+  description:
+    - A pending request (what to do next), and a chain the host's stores cannot complete up to a root.
+  returned: when there is something to say
+  type: list
+  elements: str
+  sample: ["request 1001 is pending at ca01.contoso.com\\Contoso Issuing CA (Taken Under Submission): ..."]
 plan:
   description: The certreq step (submit or retrieve) and the store read, with their reasons; the CSR is shown
     as its size and SHA-256.

@@ -197,6 +197,12 @@ chain_thumbprints:
   type: list
   elements: str
   sample: [A8A66BFC4014BAD4C87FD932BF5DF4ABD6E3000D, 92770581DC89581A8ADFA34A3DA0ED67ED147A19]
+warnings:
+  description: Reads of the server that failed (the facts they give were not needed to export).
+  returned: when a read failed
+  type: list
+  elements: str
+  sample: ["Get-HybridConfiguration could not be read; the facts it gives are null: ..."]
 plan:
   description: The export step with its reason (the password is shown as C(********)); empty when nothing is
     sent.
