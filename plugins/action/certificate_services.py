@@ -227,6 +227,8 @@ class ActionModule(ChangingAction):
         protocol_steps, protocol_warnings = self._protocol_settings(certificate, services, host_name, server)
         steps.extend(protocol_steps.values())
         warnings.extend(protocol_warnings)
+        if host_name is not None and not set(services) & set(PROTOCOL_SETTINGS):
+            warnings.append("x509_certificate_name is used only with IMAP or POP in services; it was ignored")
 
         restart = iis_restart_mode(args.get("iis_restart"), "IIS" in missing)
         steps.extend(restart_steps(restart, server))

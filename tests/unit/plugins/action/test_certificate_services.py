@@ -428,6 +428,13 @@ def test_a_wildcard_certificate_with_a_plain_name_uses_it(ex1):
     assert ops(ex1) == ["Enable-ExchangeCertificate", "Set-PopSettings"]
 
 
+def test_a_host_name_without_imap_or_pop_is_ignored_with_a_warning(ex1):
+    result = run(ex1, args={"thumbprint": thumbprint_of(ex1, NEW), "services": ["IIS"],
+                            "x509_certificate_name": "imap.contoso.lab"}, check_mode=True)
+    assert any("x509_certificate_name is used only with IMAP or POP" in w for w in result["warnings"])
+    assert not [s for s in result["plan"] if s["operation"] in ("Set-ImapSettings", "Set-PopSettings")]
+
+
 def test_a_host_name_the_certificate_does_not_cover_is_refused(ex1):
     result = run(ex1, args={"thumbprint": thumbprint_of(ex1, WILDCARD), "services": ["IMAP"],
                             "x509_certificate_name": "imap.fabrikam.lab"})
