@@ -421,6 +421,9 @@ class ActionModule(ChangingAction):
         raise NotImplementedError("adcs_request decides from its state file, not from a server read")
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
+        if not HAS_CRYPTOGRAPHY:
+            raise AnsibleActionFail(f"adcs_request reads the CSR and the issued certificate on the controller: it "
+                                    f"requires the Python library {CRYPTOGRAPHY_REQUIREMENT}")
         config = check_ca_config(args["ca_config"])
         attributes = check_attributes(args.get("attributes"))
         template = template_of(check_template(args.get("template")), attributes)

@@ -180,8 +180,8 @@ def test_an_auto_template_issues_in_one_run_with_the_chain(fleet, ex1, config, c
     assert len(ex1.calls) == 1
     stores = ex1.dump()["certificates"]
     trusted = {c["subject"]: c["thumbprint"] for c in stores["CA"] + stores["Root"]}
-    assert [thumbprint_of(pem) for pem in result["chain"]] == [trusted["CN=Contoso Lab Issuing CA"],
-                                                             trusted["CN=Contoso Lab Root CA"]]
+    expected = [trusted["CN=Contoso Lab Issuing CA"], trusted["CN=Contoso Lab Root CA"]]
+    assert [thumbprint_of(pem) for pem in result["chain"]] == expected
     assert certificate_path.read_text() == result["certificate"]
     assert chain_path.read_text() == "".join(result["chain"])
     state = [json.loads(line) for line in pathlib.Path(str(csr_path) + ".adcs.jsonl").read_text().splitlines()]
