@@ -24,7 +24,6 @@ from typing import Any
 from ansible.errors import AnsibleActionFail
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import (
-    CONFIRM_PREFIX,
     Applied,
     ArgumentSpec,
     ChangingAction,
@@ -50,18 +49,16 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._plan import Plan, Se
 from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
     EXCHANGE_SESSION_REQUIRED_TOGETHER,
     LOCAL_SERVER,
-    Batch,
-    BatchResult,
     exchange_session_argspec,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import (
+    Read,
     ServerSnapshot,
     collect_certificates,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime, utc_now
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     ExchangeVersion,
-    StoreCertificate,
     parse_store_certificates,
 )
 
@@ -73,6 +70,8 @@ CA_STORE = "CA"
 ROOT_STORE = "Root"
 #: The id of the CA/Root store read this module adds to the server read (and to the confirming re-read).
 CHAIN_STORES = "chain_stores"
+CHAIN_STORES_READ = Read(CHAIN_STORES, "host.certificates", parse_store_certificates,
+                         {"stores": [CA_STORE, ROOT_STORE]}, missing=None, qualifier="CA and Root stores")
 #: Exchange 2016 (15.1) and Windows Server 2016 (build 14393) cannot import AES-encrypted PKCS#12.
 LEGACY_EXCHANGE = (15, 1)
 LEGACY_OS_BUILD = 14393
@@ -207,29 +206,18 @@ class ActionModule(ChangingAction):
     """exchange.pki.certificate_import: complete a pending request or import a PFX, with the chain's CAs."""
 
     ARGUMENT_SPEC = ARGUMENT_SPEC
+    EXTRA_READS = (CHAIN_STORES_READ,)
 
     _bundle: CertificateBundle
     _data: bytes
     _is_pfx: bool
-    _chain_stores: tuple[StoreCertificate, ...] | None = None
-    _chain_problem: str | None = None
-    _applied: Applied | None = None
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
         if not HAS_CRYPTOGRAPHY:
             raise AnsibleActionFail(f"exchange.pki.certificate_import needs the Python library "
                                     f"{CRYPTOGRAPHY_REQUIREMENT} on the controller")
         self.load(args)
-        result = super().execute(args, task_vars)
-        if self._applied is not None and not result.get("failed"):
-            added = [outcome.value["Thumbprint"] for outcome in self._applied.outcomes
-                     if outcome.step.operation == "host.add_certificate" and isinstance(outcome.value, Mapping)
-                     and outcome.value.get("Added")]
-            result["intermediates_added"] = [thumbprint for thumbprint in result.get("intermediates_added", [])
-                                             if thumbprint in added]
-            result["root_added"] = bool(result.get("root_added")) and any(
-                outcome.step.id == "root" and outcome.changed for outcome in self._applied.outcomes)
-        return result
+        return super().execute(args, task_vars)
 
     def load(self, args: dict[str, Any]) -> None:
         """Read and check the input on the controller; any problem fails the task before the host is contacted."""
@@ -263,35 +251,26 @@ class ActionModule(ChangingAction):
                 raise ImportOptionError(f"{what} {name} expired on {format_utc_datetime(member.not_valid_after_utc)}; "
                                         "it is not imported")
 
-    # --- the server read plus the CA and Root stores -----------------------------------------------
-
-    def run_batch(self, batch: Batch, task_vars: Mapping[str, Any], args: Mapping[str, Any]) -> BatchResult:
-        """Every batch that carries the server read also reads the CA and Root stores (ids beside it)."""
-        ids = {operation.id for operation in batch.operations}
-        prefix = CONFIRM_PREFIX if CONFIRM_PREFIX + "host_info" in ids else "" if "host_info" in ids else None
-        if prefix is not None:
-            batch.add("host.certificates", {"stores": [CA_STORE, ROOT_STORE]}, id=prefix + CHAIN_STORES)
-        answer = super().run_batch(batch, task_vars, args)
-        if prefix is not None:
-            error = answer[prefix + CHAIN_STORES].exception()
-            if error is None:
-                self._chain_stores = parse_store_certificates(answer[prefix + CHAIN_STORES].value)
-                self._chain_problem = None
-            else:
-                self._chain_stores, self._chain_problem = None, str(error)
-        return answer
-
-    def apply(self, plan: Plan, args: dict[str, Any], task_vars: Mapping[str, Any]) -> Applied:
-        self._applied = super().apply(plan, args, task_vars)
-        return self._applied
+    def applied_result(self, plan: Plan, applied: Applied) -> dict[str, Any]:
+        """Only what host.add_certificate really added (it reports Added false for a certificate already there)."""
+        added = {outcome.value["Thumbprint"] for outcome in applied.outcomes
+                 if outcome.step.operation == "host.add_certificate" and isinstance(outcome.value, Mapping)
+                 and outcome.value.get("Added")}
+        return {
+            "intermediates_added": [thumbprint for thumbprint in plan.result.get("intermediates_added", [])
+                                    if thumbprint in added],
+            "root_added": bool(plan.result.get("root_added")) and any(
+                outcome.step.id == "root" and outcome.changed for outcome in applied.outcomes),
+        }
 
     def confirm(self, args: dict[str, Any], plan: Plan, after: ServerSnapshot,
                 task_vars: Mapping[str, Any]) -> list[str]:
         """Decide again on the re-read; chain steps only count when the re-read could see the stores."""
         del plan
+        seen_stores = after.extra.get(CHAIN_STORES) is not None
         again = self.decide(args, after, task_vars)
         return [f"{step.operation}: {step.reason}" for step in again.steps
-                if step.changes and (self._chain_stores is not None or step.operation != "host.add_certificate")]
+                if step.changes and (seen_stores or step.operation != "host.add_certificate")]
 
     # --- the decision -----------------------------------------------------------------------------
 
@@ -306,7 +285,7 @@ class ActionModule(ChangingAction):
         warnings = [f"chain: {problem}" for problem in bundle.chain_problems(utc_now())]
         chain_warnings = list(warnings)
         steps: list[Step] = []
-        chain_steps, chain_before, chain_after, added, root_added = self.chain_steps(args, warnings)
+        chain_steps, chain_before, chain_after, added, root_added = self.chain_steps(args, snapshot, warnings)
         request: LocatedCertificate | None = None
         rebuilt = False
         if present is not None and present.has_private_key is False:
@@ -375,20 +354,21 @@ class ActionModule(ChangingAction):
         return Plan("import", (*chain_steps, *steps), before=before, after=after, result=result,
                     warnings=tuple(warnings))
 
-    def chain_steps(self, args: Mapping[str, Any], warnings: list[str]) -> tuple[
+    def chain_steps(self, args: Mapping[str, Any], snapshot: ServerSnapshot, warnings: list[str]) -> tuple[
             list[Step], dict[str, Any], dict[str, Any], list[str], bool]:
         """host.add_certificate for each intermediate missing from CA (and the root, with trust_root)."""
         path = issuer_path(self._bundle)
         intermediates = [member for member in path if member.issuer != member.subject]
         root = path[-1] if path and path[-1].issuer == path[-1].subject else None
-        if self._chain_stores is None:
+        chain_stores = snapshot.extra.get(CHAIN_STORES)
+        stores: dict[str, set[str]] = {CA_STORE: set(), ROOT_STORE: set()}
+        if chain_stores is None:
             if intermediates or root is not None:
-                warnings.append(f"the CA and Root stores could not be read ({self._chain_problem}); the chain's "
+                problem = snapshot.unavailable.get(CHAIN_STORES_READ.name, "no answer")
+                warnings.append(f"the CA and Root stores could not be read ({problem}); the chain's "
                                 "certificates are added without knowing whether they are there")
-            stores: dict[str, set[str]] = {CA_STORE: set(), ROOT_STORE: set()}
         else:
-            stores = {CA_STORE: set(), ROOT_STORE: set()}
-            for entry in self._chain_stores:
+            for entry in chain_stores:
                 stores.setdefault(entry.store, set()).add(entry.thumbprint)
         steps: list[Step] = []
         in_ca: list[str] = []
@@ -417,7 +397,7 @@ class ActionModule(ChangingAction):
                 steps.append(Step("root", "host.add_certificate", {"store": ROOT_STORE, "certificate": der},
                                   f"trust_root: the root {root.subject.rfc4514_string()} ({thumbprint}) is not in "
                                   "LocalMachine\\Root"))
-            elif not trusted and self._chain_stores is not None:
+            elif not trusted and chain_stores is not None:
                 warnings.append(f"the chain's root {root.subject.rfc4514_string()} ({thumbprint}) is not in "
                                 "LocalMachine\\Root of this server; clients and Exchange will not trust the chain "
                                 "unless it is. Set trust_root: true to add it (only for a root you trust)")

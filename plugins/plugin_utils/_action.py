@@ -63,6 +63,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
     run_batch,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import (
+    Read,
     ServerSnapshot,
     build_batch,
     read_snapshot,
@@ -200,7 +201,13 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
     The result always holds ``plan`` (the steps with their reasons) and the plan's own ``result`` keys, and
     ``diff`` when the task runs with ``--diff``. When something was sent it also holds ``change_record``,
     which is appended to the ``ledger`` file when that option is set. Check mode writes no ledger record.
+
+    A module that needs to read more than the server read lists its own reads in :attr:`EXTRA_READS`: they travel
+    in the read and in the confirming re-read, and their values reach :meth:`decide` as ``snapshot.extra``.
     """
+
+    #: The module's own reads beside the server read (``_snapshot.Read``), in both the read and the re-read.
+    EXTRA_READS: ClassVar[tuple[Read, ...]] = ()
 
     @abc.abstractmethod
     def decide(self, args: dict[str, Any], snapshot: ServerSnapshot, task_vars: Mapping[str, Any]) -> Plan:
@@ -212,7 +219,8 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
 
     def read(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> ServerSnapshot:
         """The server read the decision starts from (one round trip)."""
-        return read_snapshot(self.run_batch(build_batch(), task_vars, args))
+        answer = self.run_batch(build_batch(extra=self.EXTRA_READS), task_vars, args)
+        return read_snapshot(answer, extra=self.EXTRA_READS)
 
     def confirm(self, args: dict[str, Any], plan: Plan, after: ServerSnapshot,
                 task_vars: Mapping[str, Any]) -> list[str]:
@@ -220,6 +228,11 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
         del plan  # the default asks the question afresh
         again = self.decide(args, after, task_vars)
         return [f"{step.operation}: {step.reason}" for step in again.steps if step.changes]
+
+    def applied_result(self, plan: Plan, applied: Applied) -> dict[str, Any]:
+        """Result keys that only the outcome can tell (what a step really did); by default none."""
+        del plan, applied
+        return {}
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
         snapshot = self.read(args, task_vars)
@@ -247,6 +260,7 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
                 problems = self.confirm(args, plan, applied.after, task_vars)
         result["changed"] = applied.changed
         result["steps"] = [outcome.describe() for outcome in applied.outcomes]
+        result.update(self.applied_result(plan, applied))
         if applied.failure is not None:
             message = f"step {applied.failure.step.id} ({applied.failure.step.operation}) failed: " \
                       f"{applied.failure.message}"
@@ -272,7 +286,7 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
             batch = plan.batch(phase, values)
             last = index == len(phases) - 1
             if last:
-                build_batch(batch, prefix=CONFIRM_PREFIX)
+                build_batch(batch, prefix=CONFIRM_PREFIX, extra=self.EXTRA_READS)
             answer = self.run_batch(batch, task_vars, args)
             found = outcomes(phase, answer)
             done.extend(found)
@@ -283,7 +297,7 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
                 return Applied((*done, *not_run(later)), failure, None)
             if last:
                 try:
-                    after = read_snapshot(answer, prefix=CONFIRM_PREFIX)
+                    after = read_snapshot(answer, prefix=CONFIRM_PREFIX, extra=self.EXTRA_READS)
                 except ExchangePkiError as error:
                     return Applied(tuple(done), None, None, str(error))
                 return Applied(tuple(done), None, after)

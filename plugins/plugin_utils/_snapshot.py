@@ -134,14 +134,15 @@ READS: tuple[Read, ...] = (
 )
 
 
-def build_batch(batch: Batch | None = None, *, prefix: str = "") -> Batch:
+def build_batch(batch: Batch | None = None, *, prefix: str = "", extra: tuple[Read, ...] = ()) -> Batch:
     """The server read as a batch: every read, none of them changing anything.
 
     Given a ``batch``, the reads are appended to it (after a module's changes: the confirming re-read travels
     in the same round trip), their ids prefixed with ``prefix``; :func:`read_snapshot` takes the same prefix.
+    ``extra`` are a module's own reads beside the server read (their values land in ``ServerSnapshot.extra``).
     """
     batch = Batch() if batch is None else batch
-    for read in READS:
+    for read in (*READS, *extra):
         batch.add(read.op, read.args, id=prefix + read.id)
     return batch
 
@@ -209,9 +210,25 @@ def build_snapshot(readings: Readings) -> ServerSnapshot:
     )
 
 
-def read_snapshot(result: BatchResult, *, prefix: str = "") -> ServerSnapshot:
-    """The snapshot of the answer to :func:`build_batch` (the fatal gaps of this file's docstring raise)."""
-    return build_snapshot(Readings.from_result(result, prefix))
+def read_snapshot(result: BatchResult, *, prefix: str = "", extra: tuple[Read, ...] = ()) -> ServerSnapshot:
+    """The snapshot of the answer to :func:`build_batch` (the fatal gaps of this file's docstring raise).
+
+    Each of the ``extra`` reads gives ``snapshot.extra[read.id]``: its parsed value, or None when it failed (then
+    ``unavailable`` names it, as for the server read's own reads).
+    """
+    snapshot = build_snapshot(Readings.from_result(result, prefix))
+    if not extra:
+        return snapshot
+    values: dict[str, Any] = {}
+    unavailable = dict(snapshot.unavailable)
+    for read in extra:
+        error = result[prefix + read.id].exception()
+        if error is None:
+            values[read.id] = read.parse(result[prefix + read.id].value)
+        else:
+            values[read.id] = None
+            unavailable[read.name] = str(error)
+    return dataclasses.replace(snapshot, extra=values, unavailable=unavailable)
 
 
 def unavailable_warnings(unavailable: Mapping[str, str]) -> list[str]:
@@ -243,6 +260,8 @@ class ServerSnapshot:
     dags: tuple[DagInfo, ...] = ()
     cluster: ClusterFacts | None = None
     unavailable: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: The values of a module's own reads beside the server read (``read_snapshot(extra=...)``), by read id.
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def has(self, read_id: str) -> bool:
         """Whether the read ``read_id`` (a :data:`READS` id, e.g. ``auth_config``) answered: its facts are known."""

@@ -22,7 +22,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._action import Argume
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import ledger_argspec, read_records
 from ansible_collections.exchange.pki.plugins.plugin_utils._plan import Plan, ResultOf, Secret, Step
 from ansible_collections.exchange.pki.plugins.plugin_utils._remote import LOCAL_SERVER, exchange_session_argspec
-from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot
+from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import Read, ServerSnapshot
 from tests.lab.model import Fleet
 from tests.unit.clock import NOW
 from tests.unit.plugins.action.lab_host import LabHost
@@ -227,3 +227,46 @@ def test_a_ledger_that_cannot_be_written_fails_the_task_but_keeps_the_record(ex1
     assert str(tmp_path / "missing") in result["msg"]
     assert result["change_record"]["result"] == "changed"
     assert connector_name(ex1) == TLS_NAME
+
+
+class SetImapName(ChangingAction):
+    """Set IMAP's X509CertificateName: the module's own read (EXTRA_READS) travels in the read and the re-read."""
+
+    ARGUMENT_SPEC = ArgumentSpec({**exchange_session_argspec(), **ledger_argspec(),
+                                  "name": {"type": "str", "required": True}})
+    EXTRA_READS = (Read("imap", "Get-ImapSettings", lambda value: value[0]["X509CertificateName"],
+                        {"Server": LOCAL_SERVER}, missing=None),)
+
+    def decide(self, args: dict[str, Any], snapshot: ServerSnapshot, task_vars: Mapping[str, Any]) -> Plan:
+        current = snapshot.extra["imap"]
+        if current == args["name"]:
+            return Plan("set_imap_name", before={"name": current}, after={"name": current})
+        return Plan("set_imap_name", (
+            Step("set", "Set-ImapSettings", {"Server": LOCAL_SERVER, "X509CertificateName": args["name"]},
+                 f"IMAP presents {current!r}"),
+        ), before={"name": current}, after={"name": args["name"]})
+
+
+def test_a_modules_own_reads_reach_decide_and_the_confirmation(ex1):
+    result = ex1.run(SetImapName, {"name": "mail.contoso.lab"})
+
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["change_record"]["before"] == {"name": None}
+    assert len(ex1.calls) == 2
+    assert [op["id"] for op in ex1.calls[0]["module_args"]["operations"]][-1] == "imap"
+    assert [op["id"] for op in ex1.calls[1]["module_args"]["operations"]][-1] == "confirm.imap"
+    assert ex1.run(SetImapName, {"name": "mail.contoso.lab"})["changed"] is False
+
+
+def test_a_failed_own_read_is_unavailable_and_none(ex1):
+    ex1.fleet.set_fault("ex1", "Get-ImapSettings", error="The IMAP4 service is not installed.", times=1)
+    seen: list[ServerSnapshot] = []
+
+    class Spy(SetImapName):
+        def decide(self, args, snapshot, task_vars):  # noqa: ANN001, ANN202 - the test's own spy
+            seen.append(snapshot)
+            return Plan("set_imap_name")
+
+    ex1.run(Spy, {"name": "mail.contoso.lab"})
+    assert seen[0].extra == {"imap": None}
+    assert "The IMAP4 service is not installed." in seen[0].unavailable["Get-ImapSettings"]
