@@ -45,7 +45,11 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import ledger_argspec
 from ansible_collections.exchange.pki.plugins.plugin_utils._plan import Plan, Step, outcomes
-from ansible_collections.exchange.pki.plugins.plugin_utils._remote import BatchResult
+from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
+    EXCHANGE_SESSION_REQUIRED_TOGETHER,
+    BatchResult,
+    exchange_session_argspec,
+)
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime, utc_now
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     CertReqResult,
@@ -64,6 +68,8 @@ else:
 
 ARGUMENT_SPEC = ArgumentSpec(
     argument_spec={
+        # Accepted so that module_defaults for group/exchange.pki.exchange apply; never sent (no Exchange session).
+        **exchange_session_argspec(),
         **ledger_argspec(),
         "csr": {"type": "str"},
         "csr_path": {"type": "path"},
@@ -76,6 +82,7 @@ ARGUMENT_SPEC = ArgumentSpec(
         "chain_path": {"type": "path"},
     },
     mutually_exclusive=(("csr", "csr_path"),),
+    required_together=EXCHANGE_SESSION_REQUIRED_TOGETHER,
     required_one_of=(("csr", "csr_path", "request_id"),),
 )
 
@@ -452,7 +459,8 @@ class ActionModule(ChangingAction):
                 result["diff"] = plan.diff()
             if self.check_mode and plan.changed:
                 return result  # a submission is never sent in check mode
-            answer = self.run_batch(plan.batch(plan.steps), task_vars, args)
+            # certreq opens no Exchange session: the session options (and a password) are not sent to the host.
+            answer = self.run_batch(plan.batch(plan.steps), task_vars, {})
             return self._conclude(args, task_vars, plan, answer, opened, csr, config, template,
                                   certificate_path, chain_path, result)
 

@@ -23,6 +23,7 @@ description:
     C(Root) stores (an AD CS enterprise CA publishes them to every domain member). A warning says when it does
     not reach a root.
 extends_documentation_fragment:
+  - exchange.pki.exchange_session
   - exchange.pki.ledger
   - exchange.pki._attributes
   - exchange.pki._attributes.action
@@ -115,7 +116,11 @@ notes:
     denied (C(0x80070005)) or the RPC server is unavailable. Use become (C(become=true),
     C(become_method=runas) with the same account), CredSSP (C(ansible_winrm_transport=credssp)), or Kerberos
     delegation (C(ansible_winrm_kerberos_delegation=true)). The collection's C(docs/real-servers.md) explains
-    each. The Exchange session options do not apply, because this module does not use Exchange.
+    each.
+  - The Exchange session options (O(exchange_username), O(exchange_password), O(exchange_uri),
+    O(exchange_authentication)) are accepted so that C(module_defaults) for the action group
+    C(group/exchange.pki.exchange) can set them once for every module, but they have no effect here and are not
+    sent to the host. This module opens no Exchange session, and certreq always runs as the connection's identity.
   - The request is submitted in the user context of that identity, which needs the Enroll permission on the
     template.
   - One task sends one batch to the host, the submission (or retrieval) and the read of the host's C(CA) and

@@ -392,3 +392,12 @@ def test_a_csr_whose_signature_does_not_verify_is_refused(ex1, config, key, tmp_
 def test_csr_and_csr_path_exclude_each_other(ex1, config, csr_path):
     message = failure(ex1, {"csr": csr_path.read_text(), "csr_path": str(csr_path), "ca_config": config})
     assert "mutually exclusive" in message
+
+
+def test_the_exchange_session_options_are_accepted_but_never_sent(fleet, ex1, config, csr_path):
+    """module_defaults for group/exchange.pki.exchange may set them; certreq opens no Exchange session."""
+    result = run(ex1, {"csr_path": str(csr_path), "ca_config": config, "template": "WebServer",
+                       "exchange_username": "CONTOSO\\ansible", "exchange_password": "Ex-Lab-2026!"})
+    assert result["status"] == "issued"
+    sent = json.dumps(ex1.calls)
+    assert "exchange_username" not in sent and "Ex-Lab-2026!" not in sent
