@@ -479,7 +479,9 @@ def decide_auth(options: Options, org: Organisation, password: Secret) -> Plan:
 
     holders_before = {"current": org.holders(current_tp), "next": org.holders(next_tp)}
     everywhere = [server.name for server in org.reachable]
-    copied = {new_tp, *(thumbprint for _, thumbprint in distribute)} if create else {tp for _, tp in distribute}
+    copied = {thumbprint for _role, thumbprint in distribute}
+    if create:
+        copied.add(new_tp)
     holders_after = {
         role: [] if thumbprint is None else everywhere if thumbprint in copied else org.holders(thumbprint)
         for role, thumbprint in (("current", after["current_thumbprint"]), ("next", after["next_thumbprint"]))
