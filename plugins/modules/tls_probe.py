@@ -292,6 +292,16 @@ chain_valid:
   returned: success
   type: bool
   sample: false
+missing_intermediate:
+  description:
+    - The issuer (distinguished name) the server should send with its certificate but does not, so that clients
+      without it cached cannot build the chain; on Exchange, import the chain's intermediates into
+      LocalMachine\CA (M(exchange.pki.certificate_import) does) and restart IIS or the transport service.
+    - Null when the served chain reaches a trusted root or a self-signed certificate, and when it is not known
+      (only with O(validate_chain=true) and a complete RV(chain)).
+  returned: success
+  type: str
+  sample: "CN=Contoso Issuing CA,DC=contoso,DC=com"
 chain_error:
   description: Why the chain did not verify; null when it did or was not verified.
   returned: success

@@ -476,6 +476,9 @@ def probe_problem(result: Any) -> str | None:
     if result.get("expected_thumbprint_matches") is False:
         problems.append(f"serves {clean_text(result.get('thumbprint')) or 'another certificate'}, "
                         "not the expected certificate")
+    if result.get("missing_intermediate"):
+        problems.append(f"the server does not send the intermediate {clean_text(result.get('missing_intermediate'))}"
+                        " (import it into LocalMachine\\CA: exchange.pki.certificate_import)")
     if result.get("chain_valid") is False:
         problems.append(f"the chain does not verify ({clean_text(result.get('chain_error')) or 'no reason given'})")
     days = result.get("days_remaining")

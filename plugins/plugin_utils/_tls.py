@@ -572,6 +572,8 @@ def describe(
     chain_valid, chain_error = (
         (None, None) if trust_anchors is None else validate_chain(handshake, trust_anchors, now)
     )
+    known = trust_anchors is not None and handshake.chain_complete
+    missing = missing_issuer(handshake, trust_anchors) if known and trust_anchors is not None else None
     return {
         "changed": False,
         "host": request.host,
@@ -591,12 +593,34 @@ def describe(
         "chain_complete": handshake.chain_complete,
         "chain_valid": chain_valid,
         "chain_error": chain_error,
+        "missing_intermediate": missing,
     }
 
 
 def load_trust_anchors(pem: bytes) -> list[x509.Certificate]:
     """The certificates of a PEM bundle; ValueError when it holds none or is malformed."""
     return x509.load_pem_x509_certificates(pem)
+
+
+def missing_issuer(handshake: Handshake, trust_anchors: Sequence[x509.Certificate]) -> str | None:
+    """The issuer the server should send but does not: the subject that ends the served chain, when it is neither
+    a served certificate, a self-signed one, nor a trusted root (an intermediate the server is missing).
+
+    Clients that have not cached that intermediate cannot build the chain (the "certificate not trusted" trouble of
+    a server whose intermediate certificate store lacks it). None when the served chain reaches a trusted root or a
+    self-signed certificate.
+    """
+    served = [x509.load_der_x509_certificate(der) for der in handshake.chain]
+    anchors = {anchor.subject for anchor in trust_anchors}
+    current, seen = served[0], 0
+    while current.issuer != current.subject and seen < len(served):
+        seen += 1
+        issuer = next((candidate for candidate in served if candidate.subject == current.issuer
+                       and candidate is not current), None)
+        if issuer is None:
+            return None if current.issuer in anchors else current.issuer.rfc4514_string()
+        current = issuer
+    return None
 
 
 def validate_chain(

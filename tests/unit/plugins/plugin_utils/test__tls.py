@@ -832,3 +832,24 @@ def test_an_internationalized_expected_name_matches_its_a_label_san(pki: Pki) ->
     leaf = issue("bücher", issuer=pki.intermediate, dns_names=["xn--bcher-kva.example"])
     assert covers(parse_certificate(leaf.der), [], "bücher.example") is True
     assert covers(parse_certificate(leaf.der), [], "BÜCHER.example") is True
+
+
+def test_a_server_that_does_not_send_its_intermediate_is_named(pki: Pki, serve) -> None:
+    server = serve(pki.mail)  # the leaf only: its issuing CA is missing from what the server sends
+    result = facts(probe(server.port), trust_anchors=[pki.root.certificate])
+    assert result["chain_complete"] is True
+    assert result["missing_intermediate"] == pki.intermediate.certificate.subject.rfc4514_string()
+    assert result["chain_valid"] is False
+
+
+@pytest.mark.parametrize("anchors", ["root", "none"])
+def test_a_complete_chain_or_no_trust_anchors_names_no_missing_intermediate(pki: Pki, serve, anchors) -> None:
+    server = serve(pki.mail, pki.intermediate)
+    result = facts(probe(server.port), trust_anchors=[pki.root.certificate] if anchors == "root" else None)
+    assert result["missing_intermediate"] is None
+
+
+def test_a_leaf_issued_by_a_trusted_root_needs_no_intermediate(pki: Pki, serve) -> None:
+    server = serve(pki.intermediate)  # issued directly by the root, which clients already trust
+    result = facts(probe(server.port), trust_anchors=[pki.root.certificate])
+    assert result["missing_intermediate"] is None
