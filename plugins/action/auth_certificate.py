@@ -724,6 +724,7 @@ class ActionModule(ChangingAction):
         super().__init__(*args, **kwargs)
         self._others: tuple[tuple[str, ExchangeVersion | None], ...] = ()
         self._confirmed: Organisation | None = None
+        self._made: str | None = None  # the thumbprint New-ExchangeCertificate returned
         self._password = Secret(secrets.token_urlsafe(32))  # one PFX password per task, never shown
 
     # -- read --------------------------------------------------------------------------------------------
@@ -831,29 +832,29 @@ class ActionModule(ChangingAction):
         self._confirmed = org
         return [f"{step.operation}: {step.reason}" for step in again.steps if step.changes]
 
-    def apply(self, plan: Plan, args: dict[str, Any], task_vars: Mapping[str, Any]) -> Any:
-        applied = super().apply(plan, args, task_vars)
+    def applied_result(self, plan: Plan, applied: Any) -> dict[str, Any]:
+        """The thumbprint New-ExchangeCertificate returned (the result, the diff and the record name it)."""
+        del plan
         made = next((outcome for outcome in applied.outcomes if outcome.step.id == "new" and outcome.status == "ok"),
                     None)
-        if made is not None:
-            self._made = NEW.resolve(made.value)
-        return applied
+        if made is None:
+            return {}
+        self._made = str(NEW.resolve(made.value)).upper()
+        return {"thumbprint": self._made}
 
     def change_record(self, plan: Plan, args: Mapping[str, Any], task_vars: Mapping[str, Any], *,
                       server: str | None, applied: Any, message: str | None) -> Any:
         """The ledger record names the thumbprint New-ExchangeCertificate returned, not a placeholder."""
         if self._made is not None:
-            plan = dataclasses.replace(plan, after=_with_thumbprint(plan.after, str(self._made).upper()))
+            plan = dataclasses.replace(plan, after=_with_thumbprint(plan.after, self._made))
         return super().change_record(plan, args, task_vars, server=server, applied=applied, message=message)
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
-        self._made: str | None = None
         org = self.read(args, task_vars)
         plan = self.decide(args, org, task_vars)
         result = self.carry_out(plan, args, task_vars, server=org.server_name, warnings=org.unavailable)
-        if self._made is not None:
-            made = str(self._made).upper()
-            result["thumbprint"] = made
+        made = self._made
+        if made is not None:  # the placeholder of the plan becomes the real thumbprint
             if "diff" in result:
                 result["diff"]["after"] = describe_value(_with_thumbprint(plan.after, made))
             for entry in result.get("imports") or ():
