@@ -505,9 +505,8 @@ class ActionModule(ChangingAction):
             step = Step(RETRIEVE, "host.certreq_retrieve", {"config": config, "request_id": request_id},
                         f"request {request_id} was submitted to {config} before: retrieve its current state")
             return Plan("adcs_retrieve", (step, chain), before=before, after=before), warnings
-        if csr is None:  # csr: "{{ missing | default(None) }}" passes the argument spec's one-of check as a key
-            raise AnsibleActionFail("one of csr, csr_path or request_id must have a value; all that were given are "
-                                    "empty (null)")
+        if csr is None:  # ExchangePkiAction refuses csr, csr_path and request_id all null before this
+            raise AnsibleActionFail("one of csr, csr_path, request_id must have a value")
         if template is None:
             raise AnsibleActionFail("template is required to submit (or a \"CertificateTemplate:<name>\" attribute): "
                                     "an enterprise CA denies a request without a template")

@@ -112,6 +112,7 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
         del tmp  # tmp no longer has any effect
         try:
             args = self.validate_argument_spec(**self.ARGUMENT_SPEC.validator_kwargs())[1]  # or AnsibleActionFail
+            self.check_one_of_has_a_value(args)
             self.check_session_options(args)
             result.update(self.execute(args, task_vars or {}))
         except HostUnreachable as error:
@@ -138,6 +139,13 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
                 exception=traceback.format_exc(),
             )
         return result
+
+    def check_one_of_has_a_value(self, args: Mapping[str, Any]) -> None:
+        """Core counts an option given as null (``csr: "{{ missing | default(None) }}"``) as present in
+        ``required_one_of``; refuse a group whose options are all null, naming them."""
+        for group in self.ARGUMENT_SPEC.required_one_of:
+            if all(args.get(name) is None for name in group):
+                raise AnsibleActionFail(f"one of {', '.join(group)} must have a value; none was given or all are null")
 
     def check_session_options(self, args: Mapping[str, Any]) -> None:
         """Refuse invalid Exchange session options (when the plugin has them) before anything runs."""

@@ -351,3 +351,22 @@ def test_valid_session_options_pass():
         "exchange_username": "exadmin@contoso.lab", "exchange_password": SECRET,
     })
     assert plugin.run(task_vars={}) == {"ok": True}
+
+
+class OneOfAction(ExampleAction):
+    ARGUMENT_SPEC = ArgumentSpec(
+        argument_spec={"name": {"type": "str", "required": True}, "csr": {"type": "str"}, "csr_path": {"type": "path"}},
+        required_one_of=(("csr", "csr_path"),),
+    )
+
+
+@pytest.mark.parametrize("args", [{"csr": None}, {"csr": None, "csr_path": None}], ids=["one-null", "all-null"])
+def test_a_one_of_group_given_only_as_null_is_refused(args):
+    plugin = make_plugin(OneOfAction, {"name": "ex1", **args})
+    with pytest.raises(AnsibleActionFail, match="one of csr, csr_path must have a value"):
+        plugin.run(task_vars={})
+
+
+def test_a_one_of_group_with_a_value_passes():
+    plugin = make_plugin(OneOfAction, {"name": "ex1", "csr": None, "csr_path": "/tmp/x.csr"})
+    assert plugin.run(task_vars={}) == {}
