@@ -31,18 +31,18 @@ import json
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
 
-from ansible_collections.exchange.pki.plugins.plugin_utils._action import Applied, ArgumentSpec, ChangingAction
+from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ChangingAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
     CRYPTOGRAPHY_REQUIREMENT,
     sha1_thumbprint,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
+from ansible_collections.exchange.pki.plugins.plugin_utils._files import PUBLIC_MODE, read_prefix, write_atomically
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import ledger_argspec
 from ansible_collections.exchange.pki.plugins.plugin_utils._plan import Plan, Step, outcomes
 from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
@@ -362,21 +362,9 @@ def write_if_different(path: str, text: str) -> bool:
     """Write ``text`` atomically (mode 0644: certificates are public) unless the file already holds it."""
     data = text.encode("ascii")
     with contextlib.suppress(OSError):
-        with open(path, "rb") as handle:
-            if handle.read(len(data) + 1) == data:
-                return False
-    handle_fd, temporary = tempfile.mkstemp(prefix=".exchange-pki-", suffix=".tmp", dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(handle_fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+        if read_prefix(path, len(data)) == data:
+            return False
+    write_atomically(path, data, PUBLIC_MODE)
     return True
 
 
@@ -405,18 +393,6 @@ def check_issued_for(reply: CertReqResult, csr: Csr, config: str) -> None:
 
 
 # --- the plugin -------------------------------------------------------------------------------------------
-
-
-class _Applied(Applied):
-    """An Applied whose ``changed`` says whether the CA or a controller file changed."""
-
-    def __init__(self, changed: bool) -> None:
-        super().__init__((), None, None)
-        object.__setattr__(self, "_changed", changed)
-
-    @property
-    def changed(self) -> bool:
-        return self._changed  # type: ignore[attr-defined]
 
 
 class ActionModule(ChangingAction):
@@ -625,11 +601,4 @@ class ActionModule(ChangingAction):
 
     def _record(self, args: dict[str, Any], task_vars: Mapping[str, Any], plan: Plan, config: str,
                 result: dict[str, Any], *, changed: bool, message: str | None) -> dict[str, Any]:
-        record = self.change_record(plan, args, task_vars, server=config, applied=_Applied(changed), message=message)
-        result["change_record"] = record.as_dict()
-        ledger_error = self.append_to_ledger(args, record)
-        if message is not None:
-            result.update(failed=True, msg=message, failure_reason="failed")
-        elif ledger_error is not None:
-            result.update(failed=True, msg=ledger_error, failure_reason="failed")
-        return result
+        return self.record(result, plan, args, task_vars, server=config, changed=changed, message=message)

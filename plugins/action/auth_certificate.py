@@ -49,7 +49,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._errors import (
     ExchangePkiError,
     ExchangeToolsMissing,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import ledger_argspec
+from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import ChangeRecord, ledger_argspec
 from ansible_collections.exchange.pki.plugins.plugin_utils._pfx import HAS_CRYPTOGRAPHY, legacy_compatible
 from ansible_collections.exchange.pki.plugins.plugin_utils._plan import Plan, ResultOf, Secret, Step, describe_value
 from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
@@ -843,11 +843,11 @@ class ActionModule(ChangingAction):
         return {"thumbprint": self._made}
 
     def change_record(self, plan: Plan, args: Mapping[str, Any], task_vars: Mapping[str, Any], *,
-                      server: str | None, applied: Any, message: str | None) -> Any:
+                      server: str | None, changed: bool, message: str | None) -> ChangeRecord:
         """The ledger record names the thumbprint New-ExchangeCertificate returned, not a placeholder."""
         if self._made is not None:
             plan = dataclasses.replace(plan, after=_with_thumbprint(plan.after, self._made))
-        return super().change_record(plan, args, task_vars, server=server, applied=applied, message=message)
+        return super().change_record(plan, args, task_vars, server=server, changed=changed, message=message)
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
         org = self.read(args, task_vars)

@@ -17,20 +17,19 @@ nothing sent in check mode but the read, a ``change_record`` appended to the ``l
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import re
 import secrets
 import stat
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
 
-from ansible_collections.exchange.pki.plugins.plugin_utils._action import Applied, ArgumentSpec, ChangingAction
+from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ChangingAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import normalize_thumbprint
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
+from ansible_collections.exchange.pki.plugins.plugin_utils._files import PRIVATE_MODE, write_atomically
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import ledger_argspec
 from ansible_collections.exchange.pki.plugins.plugin_utils._pfx import (
     MAX_INPUT_BYTES,
@@ -57,7 +56,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import (
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import ExchangeVersion, parse_file_data
 
 ENCRYPTION_CHOICES = ("auto", "legacy", "modern")
-FILE_MODE = 0o600
+FILE_MODE = PRIVATE_MODE
 EXPORT_STEP = "export"
 READ_PREFIX = "read."
 
@@ -179,23 +178,6 @@ class DestState:
     @property
     def same_certificate(self) -> bool:
         return self.bundle is not None and self.thumbprint == self.wanted[0]
-
-
-def write_atomically(path: str, data: bytes, mode: int = FILE_MODE) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory (created 0600) and a rename."""
-    directory = os.path.dirname(path) or "."
-    handle, temporary = tempfile.mkstemp(prefix=".exchange-pki-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 def _thumbprints(bundle: CertificateBundle) -> list[str]:
@@ -351,17 +333,9 @@ class ActionModule(ChangingAction):
                 changed: bool, message: str | None, result: dict[str, Any],
                 outcomes: tuple[StepOutcome, ...] = ()) -> dict[str, Any]:
         """The change record of what the task did (the key left the server, or dest changed), and the ledger."""
-        applied = _Applied(outcomes, changed)
-        record = self.change_record(plan, args, task_vars, server=server, applied=applied, message=message)
-        result["change_record"] = record.as_dict()
         if outcomes:
             result["steps"] = [outcome.describe() for outcome in outcomes]
-        ledger_error = self.append_to_ledger(args, record)
-        if message is not None:
-            result.update(failed=True, msg=message, failure_reason="failed")
-        elif ledger_error is not None:
-            result.update(failed=True, msg=ledger_error, failure_reason="failed")
-        return result
+        return self.record(result, plan, args, task_vars, server=server, changed=changed, message=message)
 
 
 class _Answer:
@@ -370,18 +344,6 @@ class _Answer:
     def __init__(self, snapshot: ServerSnapshot, export: Any) -> None:
         self.snapshot = snapshot
         self.export = export
-
-
-class _Applied(Applied):
-    """An Applied whose ``changed`` is the controller's change (the file), not a server step's."""
-
-    def __init__(self, outcomes: tuple[StepOutcome, ...], changed: bool) -> None:
-        super().__init__(outcomes, None, None)
-        object.__setattr__(self, "_changed", changed)
-
-    @property
-    def changed(self) -> bool:
-        return self._changed  # type: ignore[attr-defined]
 
 
 def export_step(args: Mapping[str, Any], server: str) -> Step:

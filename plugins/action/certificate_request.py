@@ -20,7 +20,6 @@ import ipaddress
 import os
 import re
 import stat
-import tempfile
 import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -37,7 +36,13 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
     same_name,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
-from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import ledger_argspec, make_record
+from ansible_collections.exchange.pki.plugins.plugin_utils._files import (
+    PRIVATE_MODE,
+    PUBLIC_MODE,
+    read_prefix,
+    write_atomically,
+)
+from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import ledger_argspec
 from ansible_collections.exchange.pki.plugins.plugin_utils._plan import Plan, Step
 from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
     EXCHANGE_SESSION_REQUIRED_TOGETHER,
@@ -414,35 +419,6 @@ def _csr_bytes(value: Any) -> bytes | None:
 # --- files on the controller ----------------------------------------------------------------------
 
 
-def write_atomically(path: str, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory (``mode`` from the start)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        directory_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(directory_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(directory_fd)
-
-
 def _regular_file(option: str, path: str) -> os.stat_result | None:
     """The file's status, None when it does not exist; links, directories and devices are refused."""
     try:
@@ -463,8 +439,7 @@ def _regular_file(option: str, path: str) -> os.stat_result | None:
 
 def _read_small(option: str, path: str, limit: int) -> bytes:
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
+        data = read_prefix(path, limit)
     except OSError as error:
         raise RequestOptionError(f"{option}: {path} cannot be read: {error.strerror}") from None
     return data
@@ -635,7 +610,7 @@ class ActionModule(ChangingAction):
                 warnings.append(f"csr_path {spec.csr_path} was not written: the CSR is not known")
             else:
                 try:
-                    write_atomically(spec.csr_path, result["csr"].encode("ascii"), 0o644)
+                    write_atomically(spec.csr_path, result["csr"].encode("ascii"), PUBLIC_MODE)
                 except OSError as error:
                     result.update(failed=True, failure_reason="failed",
                                   msg=f"csr_path {spec.csr_path} could not be written: {error.strerror}")
@@ -724,24 +699,11 @@ class ActionModule(ChangingAction):
             if new_key:
                 key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                             serialization.NoEncryption())
-                write_atomically(path, key_pem, 0o600)
+                write_atomically(path, key_pem, PRIVATE_MODE)
             if write_csr:
                 assert pem is not None
-                write_atomically(spec.csr_path, pem.encode("ascii"), 0o644)
+                write_atomically(spec.csr_path, pem.encode("ascii"), PUBLIC_MODE)
         except OSError as error:
             message = f"writing {error.filename or path} failed: {error.strerror}"
-        hostname = str(task_vars.get("inventory_hostname") or "") or None
-        remote_user = task_vars.get("ansible_user") or task_vars.get("ansible_winrm_user")
-        record = make_record(
-            server="controller", module=self._task.resolved_action or self._task.action,
-            action="certificate_request", result="failed" if message else "changed",
-            before=before, after=after, host=hostname, remote_user=str(remote_user) if remote_user else None,
-            message=message,
-        )
-        result["change_record"] = record.as_dict()
-        ledger_error = self.append_to_ledger(args, record)
-        if message is not None:
-            result.update(failed=True, msg=message, failure_reason="failed")
-        elif ledger_error is not None:
-            result.update(failed=True, msg=ledger_error, failure_reason="failed")
-        return result
+        return self.record(result, Plan("certificate_request", before=before, after=after), args, task_vars,
+                           server="controller", changed=True, message=message)

@@ -145,7 +145,8 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
         ``required_one_of``; refuse a group whose options are all null, naming them."""
         for group in self.ARGUMENT_SPEC.required_one_of:
             if all(args.get(name) is None for name in group):
-                raise AnsibleActionFail(f"one of {', '.join(group)} must have a value; none was given or all are null")
+                names = f"{', '.join(group[:-1])} and {group[-1]}" if len(group) > 1 else group[0]
+                raise AnsibleActionFail(f"{names} are all empty (not given or null): give one of them")
 
     def check_session_options(self, args: Mapping[str, Any]) -> None:
         """Refuse invalid Exchange session options (when the plugin has them) before anything runs."""
@@ -276,7 +277,13 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
             message = "the change was sent but the server does not show it: " + "; ".join(problems)
         else:
             message = None
-        record = self.change_record(plan, args, task_vars, server=server, applied=applied, message=message)
+        return self.record(result, plan, args, task_vars, server=server, changed=applied.changed, message=message)
+
+    def record(self, result: dict[str, Any], plan: Plan, args: Mapping[str, Any], task_vars: Mapping[str, Any], *,
+               server: str | None, changed: bool, message: str | None) -> dict[str, Any]:
+        """Put the change record of ``plan`` in ``result`` and the ledger; fail the result when ``message`` says
+        the change failed, or when the record could not be appended (the change itself happened: say so)."""
+        record = self.change_record(plan, args, task_vars, server=server, changed=changed, message=message)
         result["change_record"] = record.as_dict()
         ledger_error = self.append_to_ledger(args, record)
         if message is not None:
@@ -312,8 +319,8 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
         return Applied(tuple(done), None, None, "the plan had no steps to send")
 
     def change_record(self, plan: Plan, args: Mapping[str, Any], task_vars: Mapping[str, Any], *,
-                      server: str | None, applied: Applied, message: str | None) -> ChangeRecord:
-        """The ledger record of an applied plan (secrets scrubbed)."""
+                      server: str | None, changed: bool, message: str | None) -> ChangeRecord:
+        """The ledger record of a plan that was carried out (secrets scrubbed)."""
         secrets = [*plan.secrets(), *(value for key, value in args.items()
                                        if isinstance(value, str) and key.endswith("password") and value)]
         hostname = str(task_vars.get("inventory_hostname") or "") or None
@@ -322,7 +329,7 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
             server=server or hostname or "unknown",
             module=self._task.resolved_action or self._task.action,
             action=plan.action,
-            result="failed" if message is not None else "changed" if applied.changed else "unchanged",
+            result="failed" if message is not None else "changed" if changed else "unchanged",
             before=describe_value(dict(plan.before)),
             after=describe_value(dict(plan.after)),
             secrets=secrets,

@@ -406,5 +406,5 @@ def test_the_exchange_session_options_are_accepted_but_never_sent(fleet, ex1, co
 def test_a_csr_option_that_is_null_is_named_not_a_crash(fleet, ex1, config):
     """csr: "{{ request.csr }}" with a request that has no CSR (check mode) is given but null."""
     message = failure(ex1, {"csr": None, "ca_config": config, "template": "WebServer"})
-    assert "one of csr, csr_path, request_id must have a value" in message
+    assert "csr, csr_path and request_id are all empty" in message
     assert fleet.dump()["mutations"] == []

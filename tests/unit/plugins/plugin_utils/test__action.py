@@ -363,7 +363,7 @@ class OneOfAction(ExampleAction):
 @pytest.mark.parametrize("args", [{"csr": None}, {"csr": None, "csr_path": None}], ids=["one-null", "all-null"])
 def test_a_one_of_group_given_only_as_null_is_refused(args):
     plugin = make_plugin(OneOfAction, {"name": "ex1", **args})
-    with pytest.raises(AnsibleActionFail, match="one of csr, csr_path must have a value"):
+    with pytest.raises(AnsibleActionFail, match="csr and csr_path are all empty"):
         plugin.run(task_vars={})
 
 
