@@ -26,7 +26,7 @@ copy="$tree/$namespace/$name"
 
 mkdir -p "$copy"
 tar -C "$repo_root" -cf - \
-    --exclude=./.git --exclude=./.venv --exclude=./.ansible --exclude=./.cache --exclude=./.lab \
+    --exclude=./.git --exclude=./.venv --exclude=./.ansible --exclude=./.cache --exclude=./.lab --exclude=./.demo \
     --exclude=./dist --exclude=./tests/output --exclude=.pytest_cache --exclude=.ruff_cache --exclude=.mypy_cache \
     --exclude=__pycache__ . | tar -C "$copy" -xf -
 

@@ -378,7 +378,9 @@ def file_differs(path: str, text: str) -> bool:
 
 def check_issued_for(reply: CertReqResult, csr: Csr, config: str) -> None:
     """The issued certificate must certify the CSR's key (a request_id of another request is refused)."""
-    assert reply.certificate is not None
+    if reply.certificate is None:
+        raise ExchangePkiError(f"request {reply.request_id} at {config} is {reply.status} but certreq returned no "
+                               "certificate")
     try:
         certificate = x509.load_der_x509_certificate(reply.certificate)
         issued_key = certificate.public_key().public_bytes(
@@ -553,7 +555,9 @@ class ActionModule(ChangingAction):
     def _issued(self, args: dict[str, Any], task_vars: Mapping[str, Any], plan: Plan, answer: BatchResult,
                 reply: CertReqResult, csr: Csr | None, config: str, certificate_path: str | None,
                 chain_path: str | None, result: dict[str, Any], submitted: bool) -> dict[str, Any]:
-        assert reply.certificate is not None  # parse_certreq_result guarantees it
+        if reply.certificate is None:  # parse_certreq_result refuses an Issued answer without one
+            raise ExchangePkiError(f"request {reply.request_id} at {config} was issued but certreq returned no "
+                                   "certificate")
         stores = answer[CHAIN]
         store_ders = [entry.raw_data for entry in parse_store_certificates(stores.value)] \
             if stores.exception() is None else []

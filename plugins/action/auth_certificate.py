@@ -241,7 +241,8 @@ class Organisation:
     @property
     def now(self) -> datetime.datetime:
         """The Exchange server's clock: Set-AuthConfig and the servicelet judge effective dates by it."""
-        assert self.local.host_info is not None  # noqa: S101 - build_snapshot refuses a snapshot without it
+        if self.local.host_info is None:  # build_snapshot refuses a snapshot without it
+            raise ExchangePkiError("the server's clock is unknown: host.info did not answer")
         return self.local.host_info.utc_now
 
     @property

@@ -260,7 +260,8 @@ class ActionModule(ChangingAction):
     def _already_there(self, args: dict[str, Any], task_vars: Mapping[str, Any], state: DestState,
                        result: dict[str, Any]) -> dict[str, Any]:
         """dest already holds the PFX: nothing is sent; a looser file mode is tightened to 0600."""
-        assert state.bundle is not None and state.data is not None
+        if state.bundle is None or state.data is None:  # matches() was true, so both are loaded
+            raise ExchangePkiError(f"dest {state.path} could not be read back")
         result.update(changed=False, plan=[], chain_thumbprints=_thumbprints(state.bundle))
         if args.get("return_content"):
             result["content"] = base64.b64encode(state.data).decode("ascii")
@@ -289,7 +290,8 @@ class ActionModule(ChangingAction):
         thumbprint = args["thumbprint"]
         server = answer.snapshot.server_name
         operation = answer.export
-        assert operation is not None
+        if operation is None:  # only a check-mode answer has no export
+            raise ExchangePkiError("the export did not run")
         error = operation.exception()
         if error is not None:
             message = str(error)

@@ -458,7 +458,8 @@ class KeyFile:
 def inspect_key_file(spec: RequestSpec) -> KeyFile:
     """Decide what to do with ``private_key_path``; never returns or shows key bytes."""
     path = spec.private_key_path
-    assert path is not None  # required_if
+    if path is None:  # the argument spec requires it with key_location controller
+        raise RequestOptionError("private_key_path is required with key_location controller")
     status = _regular_file("private_key_path", path)
     if status is None:
         return KeyFile("absent")
@@ -664,7 +665,8 @@ class ActionModule(ChangingAction):
         spec = self._spec
         key_file = inspect_key_file(spec)
         path = spec.private_key_path
-        assert path is not None
+        if path is None:  # inspect_key_file refused it already
+            raise RequestOptionError("private_key_path is required with key_location controller")
         key = key_file.key
         new_key = key_file.state != "reuse"
         if new_key and not self.check_mode:
@@ -700,8 +702,7 @@ class ActionModule(ChangingAction):
                 key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                             serialization.NoEncryption())
                 write_atomically(path, key_pem, PRIVATE_MODE)
-            if write_csr:
-                assert pem is not None
+            if write_csr and pem is not None:
                 write_atomically(spec.csr_path, pem.encode("ascii"), PUBLIC_MODE)
         except OSError as error:
             message = f"writing {error.filename or path} failed: {error.strerror}"

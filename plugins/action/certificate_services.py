@@ -193,7 +193,8 @@ class ActionModule(ChangingAction):
         certificates = collect_certificates(snapshot)
         certificate = certificates.parsed.get(thumbprint)
         check_certificate(thumbprint, certificate, server, certificates.unreadable)
-        assert certificate is not None  # check_certificate refused otherwise
+        if certificate is None:  # check_certificate refused a missing certificate already
+            raise ExchangePkiError(f"{thumbprint} is not on {server}")
         warnings = usable_warnings(certificate)
 
         holders = current_holders(snapshot, certificates.parsed, services)

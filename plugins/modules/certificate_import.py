@@ -8,8 +8,9 @@ module: certificate_import
 short_description: Complete a pending certificate request, or import a PFX, on an Exchange server with its chain
 version_added: 0.2.0
 description:
-  - Completes a pending request made with M(exchange.pki.certificate_request) (O(key_location=server)) by importing
-    the issued certificate (O(certificate) or O(src), PEM, DER or P7B) with C(Import-ExchangeCertificate). The
+  - Completes a pending request made with M(exchange.pki.certificate_request)
+    (O(exchange.pki.certificate_request#module:key_location=server)) by importing the issued certificate
+    (O(certificate) or O(src), PEM, DER or P7B) with C(Import-ExchangeCertificate). The
     certificate must complete a pending request of THIS server (its public key is the request's); a pending
     request can only be completed on the server that generated it. When no pending request here has the
     certificate's key, the task fails and sends nothing; complete it on the originating server, then distribute

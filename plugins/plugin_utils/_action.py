@@ -321,8 +321,9 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
     def change_record(self, plan: Plan, args: Mapping[str, Any], task_vars: Mapping[str, Any], *,
                       server: str | None, changed: bool, message: str | None) -> ChangeRecord:
         """The ledger record of a plan that was carried out (secrets scrubbed)."""
-        secrets = [*plan.secrets(), *(value for key, value in args.items()
-                                       if isinstance(value, str) and key.endswith("password") and value)]
+        passwords = [value for key, value in args.items()
+                     if isinstance(value, str) and key.endswith("password") and value]
+        secrets = [*plan.secrets(), *passwords]
         hostname = str(task_vars.get("inventory_hostname") or "") or None
         remote_user = task_vars.get("ansible_user") or task_vars.get("ansible_winrm_user")
         return make_record(

@@ -82,7 +82,7 @@ def recap(output: str) -> dict[str, dict[str, int]]:
     for line in output.split("PLAY RECAP")[-1].splitlines():
         if ":" not in line or "ok=" not in line:
             continue
-        host, _, rest = line.partition(":")
+        host, rest = line.split(":", 1)
         counters[host.strip()] = {key: int(value) for key, value in (item.split("=") for item in rest.split())}
     return counters
 

@@ -300,8 +300,8 @@ def test_the_leaf_is_the_certificate_of_the_key_in_any_order(leaf: Issued, inter
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_bags_in_random_order_still_give_the_keys_certificate(leaf: Issued, intermediate: Issued, root: Issued,
-                                                             seed: int) -> None:
+def test_bags_in_random_order_still_give_the_keys_certificate(
+        leaf: Issued, intermediate: Issued, root: Issued, seed: int) -> None:
     bags = _bags(_p12(leaf.key, leaf.certificate, [intermediate.certificate, root.certificate], encryption="none"))
     random.Random(seed).shuffle(bags)
 
