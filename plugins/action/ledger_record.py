@@ -1,0 +1,88 @@
+# Copyright: Contributors to the exchange.pki project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Action plugin of ``exchange.pki.ledger_record``: append one record of the play's own making to the ledger.
+
+The renewal role writes the outcome of each renewal with it (``renewal_done`` / ``renewal_failed``), which is
+what ``exchange.pki.renewal_plan`` reads back to find earlier failures. The record is built like every module's
+(``_ledger.make_record``: time, who, secrets scrubbed by key name) and appended with ``_ledger.append_records``
+(one locked write, safe across forks). Check mode builds and returns the record and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ansible.errors import AnsibleActionFail
+
+from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ControllerAction
+from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import (
+    LedgerError,
+    append_records,
+    ledger_argspec,
+    make_record,
+)
+
+#: The ``module`` field of every record this plugin writes (renewal_plan matches on it).
+MODULE = "exchange.pki.ledger_record"
+
+#: The results a play may record (``unchanged`` and ``check_mode`` belong to the modules that change servers).
+RESULTS = ("changed", "failed")
+
+#: The longest ``action`` (a short verb phrase) and ``server`` accepted.
+MAX_NAME = 128
+
+_LEDGER = ledger_argspec()["ledger"]
+
+#: The one argument spec; plugins/modules/ledger_record.py documents exactly this (a unit test compares them).
+ARGUMENT_SPEC = ArgumentSpec(
+    argument_spec={
+        "ledger": {**_LEDGER, "required": True},
+        "action": {"type": "str", "required": True},
+        "server": {"type": "str", "default": "organization"},
+        "result": {"type": "str", "choices": list(RESULTS), "default": "changed"},
+        "before": {"type": "dict", "default": {}},
+        "after": {"type": "dict", "default": {}},
+        "message": {"type": "str"},
+        "run_id": {"type": "str"},
+    },
+)
+
+
+def _check_name(option: str, value: str) -> str:
+    """A short one-line name (``action``, ``server``): non-empty, at most MAX_NAME characters, no control
+    character; the error names the option and never repeats the value."""
+    if not value or not value.strip():
+        raise AnsibleActionFail(f"{option} must not be empty")
+    if len(value) > MAX_NAME:
+        raise AnsibleActionFail(f"{option} is {len(value)} characters long; at most {MAX_NAME} are allowed")
+    if any(ord(character) < 32 or 0x7F <= ord(character) <= 0x9F or character in "\u2028\u2029"
+           for character in value):
+        raise AnsibleActionFail(f"{option} must be one line without control characters (CR, LF, NUL, ...)")
+    return value
+
+
+class ActionModule(ControllerAction):
+    ARGUMENT_SPEC = ARGUMENT_SPEC
+
+    def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
+        action = _check_name("action", args["action"])
+        server = _check_name("server", args["server"])
+        if args["result"] == "failed" and not args["message"]:
+            raise AnsibleActionFail("message is required when result is failed: say what went wrong")
+        hostname = str(task_vars.get("inventory_hostname") or "") or None
+        try:
+            record = make_record(
+                server=server, module=MODULE, action=action, result=args["result"],
+                before=args["before"], after=args["after"], host=hostname,
+                message=args["message"], run_id=args["run_id"],
+            )
+        except LedgerError as error:  # before/after hold something JSON cannot (the error names the field)
+            raise AnsibleActionFail(str(error)) from None
+        result: dict[str, Any] = {"changed": True, "change_record": record.as_dict(), "written": False}
+        if self.check_mode:
+            return result
+        append_records(args["ledger"], [record])  # LedgerError (an ExchangePkiError) fails the task, naming the path
+        result["written"] = True
+        return result
