@@ -9,6 +9,11 @@ Exchange 2016 host (Windows Server 2016 cannot read AES-encrypted PKCS#12) is re
 encryption. The chain's intermediates go to LocalMachine\\CA (and its root to LocalMachine\\Root only with
 ``trust_root``) with ``host.add_certificate``, before the import, so that IIS and SMTP can serve the full chain.
 
+A certificate whose private key is on the controller (``private_key_path``, from an own CA, ACME or a manual
+CA) is imported as a PFX built here (``_pfx.build_pfx``, legacy encryption where the server needs it) with a
+password made for this one import, which travels only as the batch's secret; the key never appears in a result,
+diff, change record or ledger.
+
 The server read is ``_snapshot``'s plus one read of the CA and Root stores, in the same round trip; the
 confirming re-read after the change carries the same store read.
 """
@@ -17,7 +22,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import os
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +47,8 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._pfx import (
     MAX_INPUT_BYTES,
     CertificateBundle,
     PfxError,
+    build_pfx,
+    key_matches,
     legacy_compatible,
     load_certificates,
     load_pfx,
@@ -64,6 +73,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
 
 if HAS_CRYPTOGRAPHY:  # the import sanity test loads this file without cryptography
     from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 SOURCES = ("certificate", "src", "pfx_path", "pfx_content")
 CA_STORE = "CA"
@@ -89,9 +99,12 @@ ARGUMENT_SPEC = ArgumentSpec(
         "exportable": {"type": "bool", "default": False},
         "friendly_name": {"type": "str"},
         "trust_root": {"type": "bool", "default": False},
+        "private_key_path": {"type": "path"},
+        "private_key_password": {"type": "str", "no_log": True},
     },
-    mutually_exclusive=[SOURCES],
+    mutually_exclusive=[SOURCES, ("private_key_path", "pfx_path"), ("private_key_path", "pfx_content")],
     required_one_of=[SOURCES],
+    required_by={"private_key_password": ("private_key_path",)},
     required_together=EXCHANGE_SESSION_REQUIRED_TOGETHER,
 )
 
@@ -149,6 +162,43 @@ def certificate_input(args: Mapping[str, Any]) -> bytes:
     except ImportOptionError:
         raise ImportOptionError("certificate is neither PEM text (-----BEGIN CERTIFICATE-----) nor base64 of a DER "
                                 "certificate or P7B chain") from None
+
+
+def private_key_input(path: str, password: str | None) -> Any:
+    """The private key of ``private_key_path`` (PEM, PKCS#8 or traditional, optionally encrypted, or DER).
+
+    Messages name the file and the problem, never key bytes or the password.
+    """
+    data = _read_file("private_key_path", path)
+    secret = None
+    if password is not None:
+        if "\x00" in password:
+            raise ImportOptionError("private_key_password contains a NUL character")
+        secret = password.encode("utf-8", errors="surrogatepass") if password else None
+    is_pem = b"-----BEGIN" in data
+    if is_pem and b"PRIVATE KEY-----" not in data:
+        raise ImportOptionError(f"private_key_path: {path} holds no PEM private key")
+    loader = serialization.load_pem_private_key if is_pem else serialization.load_der_private_key
+    try:
+        key = loader(data, secret)
+    except TypeError:
+        if secret is None:
+            raise ImportOptionError(f"private_key_path: the key in {path} is encrypted; give private_key_password") \
+                from None
+        raise ImportOptionError(f"private_key_password is given but the key in {path} is not encrypted") from None
+    except (ValueError, IndexError, OverflowError):
+        if secret is not None:
+            raise ImportOptionError(f"private_key_path: the key in {path} cannot be read: the private_key_password "
+                                    "is wrong, or the file is not a private key") from None
+        raise ImportOptionError(f"private_key_path: {path} does not hold a readable private key "
+                                "(PEM or DER, PKCS#8 or PKCS#1)") from None
+    except Exception as error:  # e.g. UnsupportedAlgorithm; its message holds no key material
+        raise ImportOptionError(f"private_key_path: the key in {path} cannot be used ({type(error).__name__})") \
+            from None
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise ImportOptionError(f"private_key_path: the key in {path} is a {type(key).__name__.lstrip('_')}; "
+                                "Exchange certificates use RSA (or ECDSA) keys")
+    return key
 
 
 def pfx_input(args: Mapping[str, Any]) -> bytes:
@@ -211,6 +261,8 @@ class ActionModule(ChangingAction):
     _bundle: CertificateBundle
     _data: bytes
     _is_pfx: bool
+    #: With private_key_path: the password of the PFX built here, made for this one task (never shown).
+    _one_time_password: str | None = None
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
         if not HAS_CRYPTOGRAPHY:
@@ -234,7 +286,8 @@ class ActionModule(ChangingAction):
         self._is_pfx = args.get("pfx_path") is not None or args.get("pfx_content") is not None
         if not self._is_pfx and args.get("pfx_password") is not None:
             raise ImportOptionError("pfx_password is only used with pfx_path or pfx_content")
-        if not self._is_pfx and args.get("exportable"):
+        with_key = args.get("private_key_path") is not None
+        if not self._is_pfx and not with_key and args.get("exportable"):
             raise ImportOptionError("exportable applies to a PFX import; a completed request keeps the exportability "
                                     "it was requested with (certificate_request exportable)")
         if self._is_pfx:
@@ -243,6 +296,15 @@ class ActionModule(ChangingAction):
         else:
             self._data = certificate_input(args)
             self._bundle = _loaded(load_certificates, self._data)
+        if with_key:
+            key = private_key_input(args["private_key_path"], args.get("private_key_password"))
+            if not key_matches(self._bundle.certificate, key):
+                raise ImportOptionError(
+                    f"the private key in private_key_path does not belong to the certificate "
+                    f"{self._bundle.thumbprint} ({self._bundle.certificate.subject.rfc4514_string()}); "
+                    "it is not imported")
+            self._bundle = dataclasses.replace(self._bundle, key=key)
+            self._one_time_password = secrets.token_urlsafe(32)
         now = utc_now()
         for index, member in enumerate((self._bundle.certificate, *issuer_path(self._bundle))):
             what = "the certificate" if index == 0 else "the CA certificate"
@@ -288,8 +350,9 @@ class ActionModule(ChangingAction):
         chain_steps, chain_before, chain_after, added, root_added = self.chain_steps(args, snapshot, warnings)
         request: LocatedCertificate | None = None
         rebuilt = False
+        built: str | None = None
         if present is not None and present.has_private_key is False:
-            source = "PFX" if self._is_pfx else "certificate"
+            source = "PFX" if self._is_pfx or self._one_time_password else "certificate"
             raise ExchangePkiError(
                 f"the certificate {thumbprint} is already in LocalMachine\\My on this server without its private key; "
                 f"Exchange refuses a second copy, so the {source} is not imported. Remove the copy without a key "
@@ -313,6 +376,24 @@ class ActionModule(ChangingAction):
                 arguments["FriendlyName"] = args["friendly_name"]
             steps.append(Step("import", "Import-ExchangeCertificate", arguments,
                               f"{thumbprint} is not in LocalMachine\\My on this server"))
+        elif present is None and self._one_time_password is not None:
+            legacy, why = needs_legacy_pfx(snapshot)
+            built = "legacy" if legacy else "modern"
+            try:
+                data = build_pfx(bundle, self._one_time_password, encryption=built,  # type: ignore[arg-type]
+                                 friendly_name=args.get("friendly_name"))
+            except PfxError as error:
+                raise ExchangePkiError(f"the PFX of the certificate and private_key_path could not be built: "
+                                       f"{error}") from None
+            if legacy:
+                warnings.append(f"the PFX was built with legacy 3DES/SHA-1 encryption: {why}")
+            arguments = {"Server": LOCAL_SERVER, "FileData": data, "Password": Secret(self._one_time_password),
+                         "PrivateKeyExportable": bool(args["exportable"])}
+            if args.get("friendly_name"):
+                arguments["FriendlyName"] = args["friendly_name"]
+            steps.append(Step("import", "Import-ExchangeCertificate", arguments,
+                              f"{thumbprint} is not in LocalMachine\\My on this server (imported with its "
+                              "private key from the controller)"))
         elif present is None:
             request = next((certificate for certificate in certificates.values()
                             if certificate.is_pending_request
@@ -334,7 +415,8 @@ class ActionModule(ChangingAction):
         elif args.get("friendly_name") and present.friendly_name != args["friendly_name"]:
             warnings.append(f"the certificate is already imported with the friendly name {present.friendly_name!r}; "
                             "the friendly name is only set on import")
-        if present is not None and self._is_pfx and present.private_key_exportable is not None \
+        if present is not None and (self._is_pfx or self._one_time_password is not None) \
+                and present.private_key_exportable is not None \
                 and present.private_key_exportable != bool(args["exportable"]):
             warnings.append(f"the certificate is already imported with exportable="
                             f"{str(present.private_key_exportable).lower()}; that is only set on import")
@@ -347,6 +429,7 @@ class ActionModule(ChangingAction):
             **description,
             "completed_request": request is not None,
             "pfx_rebuilt_legacy": rebuilt,
+            "pfx_built": built,
             "intermediates_added": added,
             "root_added": root_added,
             "chain_warnings": chain_warnings,

@@ -17,6 +17,12 @@ description:
     the certificate with its key as a PFX.
   - Imports a PFX (O(pfx_path) or O(pfx_content), with O(pfx_password)), for example one made by
     M(exchange.pki.certificate_export) on another server of the site.
+  - Imports a certificate (O(certificate) or O(src)) whose private key is on the controller
+    (O(private_key_path)), for example one issued by an own CA, an ACME CA or a manual process for a key made
+    with O(exchange.pki.certificate_request#module:key_location=controller). The key must belong to the
+    certificate; the PFX is built on the controller (legacy 3DES/SHA-1 encryption where the server needs it, see
+    below) with a password made for this one import, and the key never appears in results, diffs, change records
+    or the ledger.
   - Everything is checked on the controller before anything is sent, with C(cryptography) - the data parses, the
     PFX password is right, the private key belongs to the certificate, the certificate and its CA certificates
     have not expired (an expired one fails the task), and the chain is complete (what is missing or does not fit
@@ -58,11 +64,26 @@ options:
       - The issued certificate, to complete a pending request, as PEM text (optionally followed by its chain, or
         a PKCS#7 PEM block) or as base64 of a DER certificate or P7B chain.
       - Exactly one of O(certificate), O(src), O(pfx_path) and O(pfx_content) is required.
+      - With O(private_key_path), the certificate whose private key that file holds.
     type: str
   src:
     description:
-      - Controller path of the issued certificate file (PEM, DER or P7B), to complete a pending request.
+      - Controller path of the issued certificate file (PEM, DER or P7B), to complete a pending request, or to
+        import with O(private_key_path).
     type: path
+  private_key_path:
+    description:
+      - Controller path of the private key of O(certificate) or O(src) (PEM, PKCS#8 or PKCS#1, or DER;
+        encrypted keys need O(private_key_password)). The certificate is imported with this key, as a PFX built
+        on the controller, instead of completing a pending request.
+      - The key must belong to the certificate, or the task fails and sends nothing. Not with O(pfx_path) or
+        O(pfx_content).
+    type: path
+  private_key_password:
+    description:
+      - Password of an encrypted O(private_key_path). Never shown in results, diffs, change records, the ledger
+        or messages.
+    type: str
   pfx_path:
     description:
       - Controller path of a PFX (PKCS#12) file with the certificate and its private key.
@@ -79,8 +100,9 @@ options:
   exportable:
     description:
       - Whether the private key imported from a PFX can be exported again (C(-PrivateKeyExportable)).
-      - Exchange's default, V(false). Only for a PFX; a completed request keeps the exportability it was
-        requested with, and giving V(true) with O(certificate) or O(src) fails the task.
+      - Exchange's default, V(false). Only for a PFX or with O(private_key_path); a completed request keeps the
+        exportability it was requested with, and giving V(true) with O(certificate) or O(src) alone fails the
+        task.
     type: bool
     default: false
   friendly_name:
@@ -121,6 +143,13 @@ EXAMPLES = r"""
   exchange.pki.certificate_import:
     pfx_path: /srv/pki/mail-2027.pfx
     pfx_password: "{{ vault_pfx_password }}"
+    friendly_name: mail 2027
+
+- name: Import a certificate from an own CA with the key made on the controller
+  exchange.pki.certificate_import:
+    src: /srv/pki/mail-2027.crt
+    private_key_path: /srv/pki/mail-2027.key
+    private_key_password: "{{ vault_key_password }}"
     friendly_name: mail 2027
 
 - name: Import a PFX whose root CA the servers do not trust yet
@@ -176,6 +205,14 @@ pfx_rebuilt_legacy:
   returned: success
   type: bool
   sample: false
+pfx_built:
+  description:
+    - With O(private_key_path), the encryption of the PFX built on the controller and imported (V(legacy) for
+      Exchange 2016 and Windows Server 2016 or unknown versions, else V(modern)); V(null) when nothing was built
+      (the certificate is already there, or no O(private_key_path)).
+  returned: success
+  type: str
+  sample: modern
 intermediates_added:
   description: Thumbprints of the intermediate CA certificates added to C(LocalMachine\CA) (in check mode, to add).
   returned: success

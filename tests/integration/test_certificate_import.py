@@ -9,6 +9,7 @@ mode, on ex2 (refused: the request is ex1's), for real on ex1, and again. Expect
 from __future__ import annotations
 
 import datetime
+import json
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -103,3 +104,75 @@ def test_complete_on_the_requesting_server_only(dag_lab: Lab, playbook, tmp_path
     assert ex1["applied"]["changed"] is True and ex1["applied"]["thumbprint"] == thumbprint
     assert any("not in LocalMachine\\Root" in warning for warning in ex1["applied"]["warnings"])
     assert ex1["again"]["changed"] is False
+
+
+KEYED = """\
+- name: Import with the controller's key in check mode
+  exchange.pki.certificate_import:
+    src: "{src}"
+    private_key_path: "{key}"
+    private_key_password: "{password}"
+  check_mode: true
+  register: checked
+- name: Import with the controller's key
+  exchange.pki.certificate_import:
+    src: "{src}"
+    private_key_path: "{key}"
+    private_key_password: "{password}"
+    ledger: "{ledger}"
+  register: applied
+- name: Import again
+  exchange.pki.certificate_import:
+    src: "{src}"
+    private_key_path: "{key}"
+    private_key_password: "{password}"
+  register: again
+- name: A key that is not the certificate's
+  exchange.pki.certificate_import:
+    src: "{src}"
+    private_key_path: "{other}"
+  register: mismatch
+  ignore_errors: true
+- name: Collect
+  ansible.builtin.set_fact:
+    result:
+      checked: "{{{{ checked }}}}"
+      applied: "{{{{ applied }}}}"
+      again: "{{{{ again }}}}"
+      mismatch: "{{{{ mismatch }}}}"
+"""
+
+
+def test_a_certificate_with_its_key_on_the_controller_on_exchange_2016(dag_lab: Lab, playbook, tmp_path) -> None:
+    password = "Key-pa$$-2027"  # noqa: S105 - the test's own secret, grepped for below
+    key, other = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "owa.contoso.lab")])
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(subject)
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName("owa.contoso.lab")]), critical=False)
+           .sign(key, hashes.SHA256()))
+    leaf, root = _ca_issue(csr)
+    src, key_path, other_path = tmp_path / "owa.crt", tmp_path / "owa.key", tmp_path / "other.key"
+    src.write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + root.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.BestAvailableEncryption(password.encode())))
+    other_path.write_bytes(other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    thumbprint = leaf.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - the Windows thumbprint
+    before = len(dag_lab.mutations())
+
+    run = playbook(dag_lab, KEYED.format(src=src, key=key_path, other=other_path, password=password,
+                                         ledger=tmp_path / "ledger.jsonl"), hosts="ex4")
+    assert run.returncode == 0, run.stdout + run.stderr
+    ex4 = run.result("ex4")
+    assert ex4["checked"]["changed"] is True and ex4["checked"]["pfx_built"] == "legacy"
+    assert ex4["applied"]["changed"] is True and ex4["applied"]["thumbprint"] == thumbprint
+    assert ex4["again"]["changed"] is False
+    assert ex4["mismatch"]["failed"] is True and "does not belong to the certificate" in ex4["mismatch"]["msg"]
+    dump = dag_lab.dump()
+    assert [m["operation"] for m in dump["mutations"][before:]] == ["Import-ExchangeCertificate"]
+    my = {c["thumbprint"]: c for c in dump["servers"]["ex4"]["certificates"]["My"]}
+    assert my[thumbprint]["has_private_key"] is True
+    # (stdout is left out: ansible-core quotes the playbook's own lines, password included, around a failed task)
+    shown = run.stderr + (tmp_path / "ledger.jsonl").read_text() + json.dumps(ex4)
+    assert password not in shown
+    assert all(line not in shown for line in key_path.read_text().splitlines()[1:-1])

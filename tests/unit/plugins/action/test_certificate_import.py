@@ -354,3 +354,118 @@ def test_every_result_key_is_documented(fleet, ca):
     result = ex1.run(Action, {"pfx_content": base64.b64encode(data).decode(), "pfx_password": PASSWORD}, diff=True)
     returned = set(yaml.safe_load(_namespace(MODULE_DOC)["RETURN"]))
     assert set(result) - {"invocation"} <= returned
+
+
+# --- a certificate with its private key on the controller (private_key_path) ------------------------
+
+KEY_PASSWORD = "Key-Pa55word-ÿ\"'"
+
+
+def _key_file(tmp_path: pathlib.Path, key: Any, password: str | None = None, name: str = "mail.key") -> str:
+    protection = (serialization.BestAvailableEncryption(password.encode()) if password
+                  else serialization.NoEncryption())
+    path = tmp_path / name
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, protection))
+    path.chmod(0o600)
+    return str(path)
+
+
+def _sent_import(host: LabHost) -> dict[str, Any]:
+    return next(call for call in host.calls if any(op["op"] == "Import-ExchangeCertificate"
+                                                   for op in call["module_args"]["operations"]))
+
+
+@pytest.mark.parametrize(("server", "encryption"), [("ex1", "modern"), ("ex4", "legacy")])
+def test_a_certificate_with_a_controller_key_check_then_apply_then_again(fleet, ca, tmp_path, server, encryption):
+    host = LabHost(fleet, server)
+    key = _key()
+    leaf = ca.issue(key.public_key(), _name("mail.contoso.lab"), ("mail.contoso.lab", "autodiscover.contoso.lab"))
+    src = tmp_path / "mail.crt"
+    src.write_text(pem(leaf, ca.intermediate))
+    ledger = tmp_path / "ledger.jsonl"
+    args = {"src": str(src), "private_key_path": _key_file(tmp_path, key, KEY_PASSWORD),
+            "private_key_password": KEY_PASSWORD, "exportable": True, "friendly_name": "mail 2027",
+            "ledger": str(ledger)}
+
+    checked = host.run(Action, args, check_mode=True, diff=True)
+    assert checked.get("failed") is not True, checked.get("msg")
+    assert checked["changed"] is True and host.mutations() == []
+    assert [step["operation"] for step in checked["plan"]] == ["host.add_certificate", "Import-ExchangeCertificate"]
+    assert checked["pfx_built"] == encryption and checked["completed_request"] is False
+
+    applied = host.run(Action, args, diff=True)
+    assert applied.get("failed") is not True, applied.get("msg")
+    assert applied["changed"] is True and applied["thumbprint"] == thumbprint(leaf)
+    imported = store(host, "My")[thumbprint(leaf)]
+    assert (imported["has_private_key"], imported["exportable"], imported["friendly_name"]) == (True, True, "mail 2027")
+    assert thumbprint(ca.intermediate) in store(host, "CA")
+    sent = _sent_import(host)
+    operation = next(op for op in sent["module_args"]["operations"] if op["op"] == "Import-ExchangeCertificate")
+    (one_time,) = sent["module_args"]["secrets"].values()
+    built = base64.b64decode(operation["args"]["FileData"]["$bytes"])
+    assert _pfx.pfx_encryption(built) == encryption  # the lab refuses AES on ex4 (Windows Server 2016)
+    loaded = _pfx.load_pfx(built, one_time)
+    assert loaded.thumbprint == thumbprint(leaf) and _pfx.key_matches(leaf, loaded.key)
+    assert one_time not in (PASSWORD, KEY_PASSWORD) and len(one_time) >= 32
+
+    shown = json.dumps(applied, ensure_ascii=False) + ledger.read_text(encoding="utf-8")
+    private = key.private_numbers()
+    assert one_time not in shown and KEY_PASSWORD not in shown and json.dumps(KEY_PASSWORD)[1:-1] not in shown
+    assert str(private.d) not in shown and format(private.d, "x") not in shown.lower()
+    key_pem = pathlib.Path(args["private_key_path"]).read_text()
+    assert all(line not in shown for line in key_pem.splitlines()[1:-1])
+
+    made = len(host.mutations())
+    again = host.run(Action, args, diff=True)
+    assert again["changed"] is False and again["plan"] == [] and again["pfx_built"] is None
+    assert len(host.mutations()) == made
+    assert len(read_records(ledger)) == 1
+
+
+def test_an_unencrypted_der_key_and_pem_text_certificate(fleet, ca, tmp_path):
+    ex1 = LabHost(fleet, "ex1")
+    key = _key()
+    leaf = ca.issue(key.public_key(), _name("mail.contoso.lab"))
+    path = tmp_path / "mail.der"
+    path.write_bytes(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
+                                       serialization.NoEncryption()))
+    result = ex1.run(Action, {"certificate": pem(leaf, ca.intermediate, ca.root), "private_key_path": str(path)})
+    assert result.get("failed") is not True, result.get("msg")
+    assert store(ex1, "My")[thumbprint(leaf)]["has_private_key"] is True
+    assert store(ex1, "My")[thumbprint(leaf)]["exportable"] is False  # Exchange's default
+
+
+def test_bad_controller_key_input_is_refused_before_the_host_is_contacted(fleet, ca, tmp_path):
+    key, other = _key(), _key()
+    leaf = ca.issue(key.public_key(), _name("mail.contoso.lab"))
+    src = tmp_path / "mail.crt"
+    src.write_text(pem(leaf))
+    encrypted = _key_file(tmp_path, key, KEY_PASSWORD, "encrypted.key")
+    plain = _key_file(tmp_path, key, None, "plain.key")
+    (tmp_path / "cert-as-key.pem").write_text(pem(leaf))
+    (tmp_path / "junk.key").write_bytes(b"\x01\x02junk")
+    data, _pfx_key = pfx(ca)
+    cases = [
+        ({"private_key_path": _key_file(tmp_path, other, None, "other.key")}, "does not belong to the certificate"),
+        ({"private_key_path": encrypted}, "is encrypted; give private_key_password"),
+        ({"private_key_path": encrypted, "private_key_password": "wrong"}, "private_key_password is wrong"),
+        ({"private_key_path": plain, "private_key_password": KEY_PASSWORD}, "is not encrypted"),
+        ({"private_key_path": str(tmp_path / "cert-as-key.pem")}, "holds no PEM private key"),
+        ({"private_key_path": str(tmp_path / "junk.key")}, "does not hold a readable private key"),
+        ({"private_key_path": str(tmp_path / "missing.key")}, "cannot be read: No such file or directory"),
+        ({"private_key_path": str(tmp_path) + "/a\nb.key"}, "control characters"),
+        ({"private_key_password": KEY_PASSWORD}, "missing parameter(s) required by 'private_key_password'"),
+    ]
+    for extra, message in cases:
+        ex1 = LabHost(fleet, "ex1")
+        with pytest.raises(AnsibleActionFail) as failure:
+            ex1.run(Action, {"src": str(src), **extra})
+        assert message in str(failure.value), (extra, str(failure.value))
+        assert KEY_PASSWORD not in str(failure.value)
+        assert ex1.calls == [], extra
+    ex1 = LabHost(fleet, "ex1")
+    with pytest.raises(AnsibleActionFail) as failure:
+        ex1.run(Action, {"pfx_content": base64.b64encode(data).decode(), "pfx_password": PASSWORD,
+                         "private_key_path": plain})
+    assert "mutually exclusive" in str(failure.value)
+    assert fleet.dump()["mutations"] == []
