@@ -190,6 +190,8 @@ class CertificateView:
     severity: str | None
     finding_ids: tuple[str, ...]
     not_after: datetime.datetime | None
+    roles: tuple[str, ...] = ()
+    """The certificate's roles (docs/facts.md), read once: every format and view asks for them."""
 
     @property
     def thumbprint(self) -> str:
@@ -198,10 +200,6 @@ class CertificateView:
     @property
     def subject(self) -> str:
         return self.data.get("subject") or ""
-
-    @property
-    def roles(self) -> tuple[str, ...]:
-        return tuple(self.data.get("roles") or ())
 
     @property
     def days_remaining(self) -> int | None:
@@ -219,6 +217,8 @@ class CertificateView:
     @property
     def finding_urls(self) -> tuple[str, ...]:
         """The source pages of this certificate's findings (catalogue order of ids, no duplicates)."""
+        if not self.finding_ids:
+            return ()
         return tuple(dict.fromkeys(url for url in map(finding_url, self.finding_ids) if url))
 
 
@@ -338,7 +338,9 @@ class ActionItem:
         return self.action.startswith(INFORM_PREFIX)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "servers": list(self.servers)}
+        """The item as plain data (every field is text or a tuple of text: no deep copy needed)."""
+        return {**{field.name: getattr(self, field.name) for field in dataclasses.fields(self)},
+                "servers": list(self.servers)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -559,6 +561,7 @@ def _host_view(host: str, fact: Any) -> HostView:
             severity=worst(finding["severity"] for finding in about) if about else None,
             finding_ids=tuple(sorted({finding["id"] for finding in about})) if about else (),
             not_after=not_after,
+            roles=tuple(cert.get("roles") or ()),
         ))
     unavailable = fact.get("unavailable") or {}
     probes = fact.get("probes") or {}

@@ -136,10 +136,13 @@ def render_csv(report: FleetReport) -> Iterator[str]:
         writer.writerows(
             [*prefix,
              # _csv_cell inlined for the 19 columns of 120,000 rows: text checked for a formula, lists joined
+             # (the csv module writes None as an empty field)
              *[("'" + value if value[:1] in formula else value) if isinstance(value, str) else
-               "" if value is None else cell(value) if isinstance(value, (list, tuple)) else value
+               cell(value) if isinstance(value, (list, tuple)) else value
                for value in map(cert.data.get, _CERTIFICATE_COLUMNS)],
-             cell(cert.severity), cell(cert.finding_ids), cell(cert.finding_urls), *suffix]
+             # a severity is never a formula; the source pages are the catalogue's https addresses
+             cert.severity, cell(cert.finding_ids) if cert.finding_ids else None, ";".join(cert.finding_urls),
+             *suffix]
             for cert in host.certificates
         )
         yield flush()
@@ -347,10 +350,14 @@ def _metric_header(name: str, help_text: str) -> str:
     return f"# HELP {name} {help_text}\n# TYPE {name} gauge\n"
 
 
-def _certificate_series(report: FleetReport) -> Iterator[tuple[str, CertificateView]]:
-    """(label set, certificate) for each role of each certificate with a known expiry (pending requests left out,
-    one certificate per server, thumbprint and store). The label sets are built once for both metrics."""
+def _certificate_series(report: FleetReport) -> tuple[list[str], list[CertificateView]]:
+    """The label sets of the certificate metrics and, at the same index, the certificate of each series: one
+    series per role of each certificate with a known expiry (pending requests left out, one certificate per server,
+    thumbprint and store). The label sets are built once for both metrics; two flat lists, not a pair per series,
+    keep the garbage collector's work small."""
     escape = prometheus_label_value
+    labels: list[str] = []
+    certificates: list[CertificateView] = []
     for host in report.hosts:
         seen: set[tuple[str, str]] = set()
         server = escape(host.host)
@@ -363,7 +370,9 @@ def _certificate_series(report: FleetReport) -> Iterator[tuple[str, CertificateV
             base = (f'{{server="{server}",thumbprint="{escape(cert.thumbprint)}",subject="{escape(cert.subject)}",'
                     f'store="{escape(store)}",role="')
             for role in cert.roles or ("",):
-                yield f'{base}{escape(role)}"}}', cert
+                labels.append(f'{base}{escape(role)}"}}')
+                certificates.append(cert)
+    return labels, certificates
 
 
 def _joined(lines: Iterable[str], size: int = 2000) -> Iterator[str]:
@@ -383,17 +392,18 @@ def render_prometheus(report: FleetReport) -> Iterator[str]:
     yield _metric_header(name, "Distinct problems of the report's action plan, by severity.")
     for severity, count in report.summary.actions.items():
         yield f"{name}{_labels(severity=severity)} {count}\n"
-    series = list(_certificate_series(report))
+    labels, certificates = _certificate_series(report)
     name = "exchange_pki_certificate_expiration_timestamp_seconds"
     yield _metric_header(name, "The date after which the certificate expires (not_after), as a Unix timestamp; "
                                "one series per role of the certificate.")
-    yield from _joined(f"{name}{labels} {int(cert.not_after.timestamp())}\n" for labels, cert in series)
+    yield from _joined(f"{name}{label} {int(cert.not_after.timestamp())}\n"
+                       for label, cert in zip(labels, certificates))
     name = "exchange_pki_certificate_days_remaining"
     yield _metric_header(name, "Whole days until the certificate expires, as collected; negative when expired; "
                                "one series per role of the certificate.")
-    yield from _joined(f"{name}{labels} {int(cert.days_remaining)}\n"
-                       for labels, cert in series if cert.days_remaining is not None)
-    del series
+    yield from _joined(f"{name}{label} {int(cert.days_remaining)}\n"
+                       for label, cert in zip(labels, certificates) if cert.days_remaining is not None)
+    del labels, certificates
     name = "exchange_pki_findings"
     yield _metric_header(name, "Number of findings on the server, by severity.")
     for host in report.hosts:

@@ -45,6 +45,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._time import DAY, for
 
 LANES = (*SEVERITIES, "ok")
 """Timeline lanes and the severity codes of the JSON rows (index into this tuple), most severe first."""
+LANE_CODES: Mapping[str, int] = {lane: code for code, lane in enumerate(LANES)}
 
 TIMELINE_PAST = 365 * DAY
 TIMELINE_FUTURE = 3 * 365 * DAY
@@ -90,7 +91,7 @@ def _date(moment: datetime.datetime | None) -> str:
 
 
 def _lane(severity: str | None) -> int:
-    return LANES.index(severity) if severity in LANES else LANES.index("ok")
+    return LANE_CODES.get(severity or "ok", LANE_CODES["ok"])
 
 
 def _web_url(url: Any) -> str | None:
@@ -267,14 +268,17 @@ def _timeline_svg(timeline: Timeline) -> Iterator[str]:
 
 
 class _Strings(dict):
-    """Repeated strings of the JSON rows (roles, dates, finding ids, remediations...), sent once: value -> index."""
+    """Repeated strings of the JSON rows (roles, dates, finding ids, remediations...), sent once: text -> index.
+
+    ``strings[text]`` indexes a text (adding it when new); ``strings(value)`` any value, ``None`` as ``""``.
+    """
+
+    def __missing__(self, text: str) -> int:
+        index = self[text] = len(self)
+        return index
 
     def __call__(self, value: Any) -> int:
-        text = "" if value is None else str(value)
-        index = self.get(text)
-        if index is None:
-            index = self[text] = len(self)
-        return index
+        return self["" if value is None else str(value)]
 
 
 def _plan_row(item: ActionItem, hosts: Mapping[str, int], strings: _Strings) -> list[Any]:
@@ -496,17 +500,21 @@ SERVER_COLUMNS = (
 
 def _certificate_rows(report: FleetReport, hosts: Mapping[str, int], issuers: dict[str, int],
                       strings: _Strings) -> Iterator[list[Any]]:
-    for cert in report.certificates():
-        data = cert.data
-        issuer = data.get("issuer") or ""
-        key = " ".join(str(part) for part in (data.get("key_type"), data.get("key_size")) if part is not None)
-        days = cert.days_remaining
-        yield [
-            hosts[cert.host], cert.subject, strings(", ".join(cert.roles)), strings(_date(cert.not_after)),
-            days if isinstance(days, int) and not isinstance(days, bool) else None, _lane(cert.severity),
-            strings(", ".join(cert.finding_ids)), cert.thumbprint, issuers.setdefault(issuer, len(issuers)),
-            strings(key), strings(data.get("store")),
-        ]
+    """A row per certificate, in the columns' order; texts that repeat (roles, dates, keys...) as indexes.
+
+    The model checked the certificates' types (docs/facts.md), so the values go into the row as they are.
+    """
+    for host in report.hosts:
+        host_index = hosts[host.host]
+        for cert in host.certificates:
+            data = cert.data
+            key = " ".join([str(part) for part in (data.get("key_type"), data.get("key_size")) if part is not None])
+            yield [
+                host_index, cert.subject, strings[", ".join(cert.roles)], strings[_date(cert.not_after)],
+                cert.days_remaining, LANE_CODES[cert.severity or "ok"], strings[", ".join(cert.finding_ids)],
+                cert.thumbprint, issuers.setdefault(data.get("issuer") or "", len(issuers)), strings[key],
+                strings[data.get("store") or ""],
+            ]
 
 
 def _finding_rows(report: FleetReport, hosts: Mapping[str, int], strings: _Strings) -> Iterator[list[Any]]:

@@ -163,6 +163,28 @@ def test_csv_neutralises_formulas(value):
     assert rows[-1]["friendly_name"] == "'" + value
 
 
+def test_csv_certificate_rows_follow_the_cell_rule_for_every_type():
+    """The certificate rows are built inline for speed; each cell must still be what _csv_cell makes of it."""
+    cert = certificate("CN=web", days_remaining=-3, friendly_name="-dash", issuer=None, key_size=None,
+                       dns_names=["=a.example", "b.example"], has_private_key=False, private_key_exportable="@x",
+                       roles=("iis", "smtp"))
+    facts = {"ex1": host_fact("ex1", [cert], [finding("=odd", "warning", cert)])}
+    rows = list(csv.reader(io.StringIO(text(formats.render_csv, report_of(facts)))))
+    row = dict(zip(formats.CSV_COLUMNS, rows[-1]))
+    assert row["record"] == "certificate"
+    for column in formats.CSV_COLUMNS[6:25]:
+        assert row[column] == str(formats._csv_cell(cert[column])), column
+    assert row["issuer"] == "" and row["key_size"] == "" and row["has_private_key"] == "False"
+    assert row["dns_names"] == "'=a.example;b.example"
+    assert row["friendly_name"] == "'-dash" and row["private_key_exportable"] == "'@x"
+    assert (row["severity"], row["finding_ids"], row["finding_urls"]) == ("warning", "'=odd", "")
+
+
+def test_action_item_as_dict_is_its_fields_with_servers_as_a_list(fleet):
+    for item in report_of(fleet).action_plan:
+        assert item.as_dict() == {**dataclasses.asdict(item), "servers": list(item.servers)}
+
+
 # --- JSON -----------------------------------------------------------------------------------------
 
 
