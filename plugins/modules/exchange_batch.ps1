@@ -188,6 +188,10 @@ $OperationTable = @{
         Kind = 'host'; Changes = $false; Required = @('config', 'request_id')
         Parameters = @{ config = 'string'; request_id = 'int' }
     }
+    'host.acme_challenge' = @{
+        Kind = 'host'; Changes = $true; Required = @('action', 'token')
+        Parameters = @{ action = 'string'; token = 'string'; content = 'string' }
+    }
 }
 # endregion allow-list
 
@@ -1149,6 +1153,57 @@ Function Add-StoreCertificate {
     return @{ Value = @{ Thumbprint = $x509.Thumbprint; Store = $Store; Added = (-not $present) }; Changed = (-not $present) }
 }
 
+Function Set-AcmeChallenge {
+    <#
+    .SYNOPSIS
+    Writes (add) or removes (remove) an ACME http-01 token file under the Default Web Site's
+    .well-known\acme-challenge directory (exchange-facts: "ACME http-01 on Exchange"). The token must be base64url
+    and the content an ACME key authorization (token.thumbprint), so no other path or text can be written.
+    IIS serves extensionless files only with a MIME type for them: a web.config with one is written into the
+    challenge directory when it has none. Returns the holder of Invoke-HostOperation.
+    #>
+    param (
+        [Parameter(Mandatory)][string]$Action,
+        [Parameter(Mandatory)][string]$Token,
+        [AllowNull()][AllowEmptyString()][string]$Content
+    )
+
+    if (@('add', 'remove') -cnotcontains $Action) {
+        throw "host.acme_challenge: action must be 'add' or 'remove', got '$Action'"
+    }
+    if ($Token -cnotmatch '^[A-Za-z0-9_-]{1,256}$') {
+        throw 'host.acme_challenge: token must be base64url (A-Z, a-z, 0-9, - and _), 1 to 256 characters'
+    }
+    if ($Action -ceq 'add' -and $Content -cnotmatch '^[A-Za-z0-9_.-]{1,1024}$') {
+        throw 'host.acme_challenge: content must be an ACME key authorization (base64url and dots, 1 to 1024 characters)'
+    }
+    Import-WebAdministrationModule
+    $site = Get-Website -Name 'Default Web Site' -ErrorAction Stop
+    if ($null -eq $site) { throw "host.acme_challenge: IIS has no site named 'Default Web Site'" }
+    $root = [System.Environment]::ExpandEnvironmentVariables([string]$site.physicalPath)
+    $directory = [System.IO.Path]::Combine($root, '.well-known', 'acme-challenge')
+    $path = [System.IO.Path]::Combine($directory, $Token)
+    $utf8 = New-Object -TypeName System.Text.UTF8Encoding -ArgumentList $false
+    if ($Action -ceq 'remove') {
+        $exists = [System.IO.File]::Exists($path)
+        if ($exists) { [System.IO.File]::Delete($path) }
+        return @{ Value = @{ Path = $path; Present = $false }; Changed = $exists }
+    }
+    $present = [System.IO.File]::Exists($path) -and ([System.IO.File]::ReadAllText($path, $utf8) -ceq $Content)
+    if (-not $present) {
+        $null = [System.IO.Directory]::CreateDirectory($directory)
+        $webConfig = [System.IO.Path]::Combine($directory, 'web.config')
+        if (-not [System.IO.File]::Exists($webConfig)) {
+            $mime = '<?xml version="1.0" encoding="UTF-8"?><configuration><system.webServer><staticContent>' +
+                '<remove fileExtension="." /><mimeMap fileExtension="." mimeType="text/plain" />' +
+                '</staticContent></system.webServer></configuration>'
+            [System.IO.File]::WriteAllText($webConfig, $mime, $utf8)
+        }
+        [System.IO.File]::WriteAllText($path, $Content, $utf8)
+    }
+    return @{ Value = @{ Path = $path; Present = $true }; Changed = (-not $present) }
+}
+
 Function Get-CliusrAccount {
     <#
     .SYNOPSIS
@@ -1336,6 +1391,9 @@ Function Invoke-HostOperation {
         }
         'host.certreq_retrieve' {
             $value = Invoke-CertReq -Mode retrieve -Config $Parameters.config -RequestId $Parameters.request_id
+        }
+        'host.acme_challenge' {
+            return Set-AcmeChallenge -Action $Parameters.action -Token $Parameters.token -Content $Parameters['content']
         }
         default { throw "no implementation for host operation '$Op'" }
     }

@@ -144,6 +144,8 @@ OPERATIONS: Mapping[str, OperationSpec] = MappingProxyType({spec.name: spec for 
     _operation("host.certreq_submit", "host", changes=True, required=("request", "config"),
                request=ParamType.BYTES, config=_S, template=_S, attributes=_L),
     _operation("host.certreq_retrieve", "host", required=("config", "request_id"), config=_S, request_id=_I),
+    _operation("host.acme_challenge", "host", changes=True, required=("action", "token"),
+               action=_S, token=_S, content=_S),
 )})
 
 

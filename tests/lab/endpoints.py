@@ -1,10 +1,13 @@
 # Copyright: Contributors to the exchange.pki project
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The TLS endpoints of a simulated Exchange server: IIS Default Web Site (:443), Exchange Back End (:444), SMTP.
+"""The endpoints of a simulated Exchange server: IIS Default Web Site (:443, and :80 plain HTTP), Exchange Back
+End (:444), SMTP.
 
 Each handshake asks the fleet which certificate the real server would serve at that moment
 (``Fleet.served_certificate``), so a certificate bound by a module is served by the next handshake.
-A binding without a certificate (None) fails the handshake. SMTP speaks enough ESMTP for STARTTLS
+A binding without a certificate (None) fails the handshake. The plain HTTP endpoint (the Default Web Site's
+port 80 binding) serves only what ACME http-01 needs: ``/.well-known/acme-challenge/<token>`` from the token files
+``host.acme_challenge`` wrote (``Fleet.acme_challenge``), 404 for anything else. SMTP speaks enough ESMTP for STARTTLS
 (RFC 3207): banner, EHLO advertising STARTTLS, STARTTLS, EHLO again, NOOP, RSET, QUIT.
 """
 
@@ -23,6 +26,8 @@ from tests.lab.transport.tls import ContextCache
 CLIENT_TIMEOUT = 30.0
 HTTPS_ENDPOINTS = ("https", "back_end")
 SMTP_ENDPOINT = "smtp"
+HTTP_ENDPOINT = "http"
+ACME_PREFIX = "/.well-known/acme-challenge/"
 _MAX_LINE = 4096
 
 
@@ -30,6 +35,8 @@ class CertificateSource(Protocol):
     """The part of the Fleet the endpoints need."""
 
     def served_certificate(self, server: str, endpoint: str) -> tuple[bytes, bytes] | None: ...
+
+    def acme_challenge(self, server: str, token: str) -> str | None: ...
 
 
 class Endpoints:
@@ -41,7 +48,9 @@ class Endpoints:
         self._fqdn = fqdn
 
     def handler(self, server: str, endpoint: str) -> ConnectionHandler:
-        """The handler serving ``endpoint`` ("https", "back_end" or "smtp") of ``server``."""
+        """The handler serving ``endpoint`` ("https", "back_end", "http" or "smtp") of ``server``."""
+        if endpoint == HTTP_ENDPOINT:
+            return lambda conn, _address: self._serve_http(conn, server)
         if endpoint in HTTPS_ENDPOINTS:
             return lambda conn, _address: self._serve_https(conn, server, endpoint)
         if endpoint == SMTP_ENDPOINT:
@@ -70,6 +79,25 @@ class Endpoints:
                     + body
                 )
             except (ssl.SSLError, OSError):
+                return
+
+    def _serve_http(self, conn: socket.socket, server: str) -> None:
+        """One plain HTTP request: the ACME token file it names, or 404 (IIS's answer for a missing file)."""
+        conn.settimeout(CLIENT_TIMEOUT)
+        with conn, conn.makefile("rb") as reader:
+            try:
+                request = reader.readline(_MAX_LINE).decode("latin-1").split()
+                while reader.readline(_MAX_LINE).strip():
+                    pass  # the headers; Host does not matter (one site)
+                path = request[1].split("?", 1)[0] if len(request) >= 2 and request[0] in ("GET", "HEAD") else ""
+                token = path[len(ACME_PREFIX):] if path.startswith(ACME_PREFIX) else ""
+                content = self._fleet.acme_challenge(server, token) if token and "/" not in token else None
+                status = "200 OK" if content is not None else "404 Not Found"
+                body = (content if content is not None else "The resource cannot be found.").encode()
+                head = (f"HTTP/1.1 {status}\r\nServer: Microsoft-IIS/10.0\r\nContent-Type: text/plain\r\n"
+                        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+                conn.sendall(head + (body if request and request[0] == "GET" else b""))
+            except (OSError, IndexError):
                 return
 
 

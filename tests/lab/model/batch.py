@@ -161,6 +161,7 @@ OPERATIONS: dict[str, Operation] = {
         hostops.certreq_submit, True, request="bytes", config="str", template="str", attributes="list"
     ),
     "host.certreq_retrieve": _host(hostops.certreq_retrieve, config="str", request_id="int"),
+    "host.acme_challenge": _host(hostops.acme_challenge, True, action="str", token="str", content="str"),
 }
 
 
@@ -237,6 +238,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "host.recycle_app_pool": ("name",),
     "host.certreq_submit": ("request", "config"),
     "host.certreq_retrieve": ("config", "request_id"),
+    "host.acme_challenge": ("action", "token"),
 }
 
 _KINDS: dict[str, Callable[[Any], bool]] = {

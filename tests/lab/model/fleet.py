@@ -116,6 +116,11 @@ class Fleet:
                 return None
             return stored.material.chain_pem(), stored.material.with_key(stored.private_key).key_pem()
 
+    def acme_challenge(self, server: str, token: str) -> str | None:
+        """The key authorization IIS would serve at /.well-known/acme-challenge/<token> now, None if no such file."""
+        with self.lock:
+            return self._server(server).acme_challenges.get(token)
+
     def _smtp_certificate(self, server: Server) -> StoredCertificate | None:
         """STARTTLS on the Default Frontend connector (assumption, README "SMTP certificate selection"):
         its TlsCertificateName if set, else the newest valid SMTP-enabled certificate naming the server's
@@ -273,6 +278,7 @@ class Fleet:
             "services_restarted": list(server.service_restarts),
             "app_pool_recycles": list(server.app_pool_recycles),
             "iis_resets": list(server.iis_resets),
+            "acme_challenges": dict(server.acme_challenges),
             "owa_auth_certificate": server.owa_auth_certificate,
             "application_log": list(server.application_log),
             "next_servicelet_tick": iso(server.next_servicelet_tick),

@@ -274,3 +274,36 @@ def certreq_retrieve(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     return _certreq_result(
         ctx.org.enrolment.retrieve(int(args["request_id"]), config=args["config"], now=ctx.org.now())
     )
+
+
+#: The Default Web Site's physical path on a default IIS install (%SystemDrive%\inetpub\wwwroot).
+DEFAULT_WEB_SITE_PATH = "C:\\inetpub\\wwwroot"
+_ACME_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_ACME_CONTENT = re.compile(r"[A-Za-z0-9_.-]{1,1024}")
+
+
+def acme_challenge(ctx: Context, args: dict[str, Any]) -> Unchanged | dict[str, Any]:
+    """Write or remove an http-01 token file under the Default Web Site (EF "Field traps": ACME http-01)."""
+    action, token, content = args.get("action"), args.get("token"), args.get("content")
+    if action not in ("add", "remove"):
+        raise _error(f"host.acme_challenge: action must be 'add' or 'remove', got '{action}'",
+                     "NotSpecified", "RuntimeException", "RuntimeException", str(action))
+    if not isinstance(token, str) or not _ACME_TOKEN.fullmatch(token):
+        raise _error("host.acme_challenge: token must be base64url (A-Z, a-z, 0-9, - and _), 1 to 256 characters",
+                     "NotSpecified", "RuntimeException", "RuntimeException", str(token))
+    if action == "add" and (not isinstance(content, str) or not _ACME_CONTENT.fullmatch(content)):
+        raise _error("host.acme_challenge: content must be an ACME key authorization (base64url and dots, 1 to 1024 "
+                     "characters)", "NotSpecified", "RuntimeException", "RuntimeException", None)
+    server = ctx.server
+    path = f"{DEFAULT_WEB_SITE_PATH}\\.well-known\\acme-challenge\\{token}"
+    if action == "remove":
+        if token not in server.acme_challenges:
+            return Unchanged({"Path": path, "Present": False})
+        del server.acme_challenges[token]
+        ctx.org.record(server.name, "host.acme_challenge", action=action, token=token)
+        return {"Path": path, "Present": False}
+    if server.acme_challenges.get(token) == content:
+        return Unchanged({"Path": path, "Present": True})
+    server.acme_challenges[token] = content
+    ctx.org.record(server.name, "host.acme_challenge", action=action, token=token)
+    return {"Path": path, "Present": True}

@@ -212,6 +212,9 @@ class Server:
         #: Set-ImapSettings / Set-PopSettings -X509CertificateName (EF "Enable": IMAP/POP with wildcard
         #: certificates). Exchange's value after setup is not documented in exchange-facts: modelled as unset.
         self.x509_certificate_names: dict[str, str | None] = {"IMAP": None, "POP": None}
+        #: ACME http-01 token -> key authorization, the files under the Default Web Site's
+        #: .well-known\acme-challenge (EF "Field traps": ACME http-01 on Exchange); served over plain HTTP.
+        self.acme_challenges: dict[str, str] = {}
 
     # -- stores ------------------------------------------------------------------------------
     def store(self, name: str) -> dict[str, StoredCertificate]:

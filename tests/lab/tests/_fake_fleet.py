@@ -90,6 +90,8 @@ class FakeFleet:
         self.clock_seconds = 0.0
         self._faults = FaultTable()
         self.servers = {name: self._server(name) for name in names}
+        #: (server, token) -> key authorization: the http-01 files the plain HTTP endpoint serves
+        self.acme_files: dict[tuple[str, str], str] = {}
 
     def _server(self, name: str) -> FakeServer:
         fqdn = f"{name}.contoso.lab"
@@ -133,6 +135,10 @@ class FakeFleet:
     def served_certificate(self, server: str, endpoint: str) -> tuple[bytes, bytes] | None:
         issued = self._get(server).served.get(endpoint)
         return issued.pair if issued else None
+
+    def acme_challenge(self, server: str, token: str) -> str | None:
+        self._get(server)
+        return self.acme_files.get((server, token))
 
     def bind(self, server: str, endpoint: str, issued: Issued | None) -> None:
         """Test helper: bind another certificate (or none) to an endpoint."""

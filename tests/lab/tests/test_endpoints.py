@@ -73,3 +73,23 @@ def test_smtp_rejects_unknown_commands_and_quits(lab: Lab) -> None:
     with smtplib.SMTP("127.0.0.1", lab.ports["ex1"]["smtp"], timeout=10) as smtp:
         assert smtp.docmd("VRFY", "someone")[0] == 500
         assert smtp.noop()[0] == 250
+
+
+def _http_get(port: int, path: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(f"GET {path} HTTP/1.1\r\nHost: mail.contoso.lab\r\n\r\n".encode())
+        answer = b""
+        while chunk := raw.recv(4096):
+            answer += chunk
+    return answer
+
+
+def test_plain_http_serves_only_the_acme_token_files_of_its_server(lab: Lab, fake_fleet: FakeFleet) -> None:
+    fake_fleet.acme_files[("ex1", "tok_1")] = "tok_1.key-auth"
+    answer = _http_get(lab.ports["ex1"]["http"], "/.well-known/acme-challenge/tok_1")
+    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"\r\n\r\ntok_1.key-auth")
+    assert _http_get(lab.ports["ex2"]["http"], "/.well-known/acme-challenge/tok_1").startswith(b"HTTP/1.1 404")
+    assert _http_get(lab.ports["ex1"]["http"], "/.well-known/acme-challenge/other").startswith(b"HTTP/1.1 404")
+    assert _http_get(lab.ports["ex1"]["http"], "/").startswith(b"HTTP/1.1 404")
+    assert lab.inventory()["all"]["children"]["exchange"]["hosts"]["ex1"]["exchange_pki_lab_ports"]["http"] == \
+        lab.ports["ex1"]["http"]

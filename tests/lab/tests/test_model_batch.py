@@ -273,3 +273,36 @@ def test_datetime_with_fractional_seconds_is_accepted_as_the_executor_does(fleet
     ))
     assert "failed" not in result, result.get("msg")
     assert result["results"][0]["status"] == "failed", "the argument passed; the unknown thumbprint did not"
+
+
+def test_acme_challenge_writes_serves_and_removes_a_token_file(fleet: Fleet) -> None:
+    (server,) = fleet.server_names()
+    token, content = "Zm9v_bar-1", "Zm9v_bar-1.a-b_c"
+    checked = batch(fleet, server, op("a", "host.acme_challenge", action="add", token=token, content=content),
+                    check_mode=True)["results"][0]
+    assert checked["status"] == "skipped" and fleet.acme_challenge(server, token) is None
+    added = value(fleet, server, "host.acme_challenge", action="add", token=token, content=content)
+    assert added == {"Path": f"C:\\inetpub\\wwwroot\\.well-known\\acme-challenge\\{token}", "Present": True}
+    assert fleet.acme_challenge(server, token) == content
+    assert fleet.dump()["servers"][server]["acme_challenges"] == {token: content}
+    again = batch(fleet, server, op("a", "host.acme_challenge", action="add", token=token, content=content))
+    assert again["results"][0]["changed"] is False and again["changed"] is False
+    removed = batch(fleet, server, op("a", "host.acme_challenge", action="remove", token=token))["results"][0]
+    assert removed["changed"] is True and fleet.acme_challenge(server, token) is None
+    gone = batch(fleet, server, op("a", "host.acme_challenge", action="remove", token=token))["results"][0]
+    assert gone["changed"] is False
+    assert [m["operation"] for m in fleet.dump()["mutations"]] == ["host.acme_challenge"] * 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"action": "add", "token": "../web.config", "content": "x"}, "token must be base64url"),
+    ({"action": "add", "token": "a\\b", "content": "x"}, "token must be base64url"),
+    ({"action": "add", "token": "x" * 257, "content": "x"}, "token must be base64url"),
+    ({"action": "add", "token": "tok", "content": "<script>"}, "content must be an ACME key authorization"),
+    ({"action": "add", "token": "tok"}, "content must be an ACME key authorization"),
+    ({"action": "put", "token": "tok", "content": "x"}, "action must be 'add' or 'remove'"),
+])
+def test_acme_challenge_refuses_other_paths_and_content(fleet: Fleet, args: dict, message: str) -> None:
+    (server,) = fleet.server_names()
+    assert message in error(fleet, server, "host.acme_challenge", **args)["message"]
+    assert fleet.dump()["mutations"] == []

@@ -149,6 +149,24 @@ def test_allow_list_covers_the_protocol_document() -> None:
     assert changing == {spec.name for spec in OPERATIONS.values() if spec.changes}
 
 
+def test_acme_challenge_is_a_changing_host_operation_whose_token_rules_are_the_ps1s() -> None:
+    spec = OPERATIONS["host.acme_challenge"]
+    assert (spec.kind, spec.changes, spec.required) == ("host", True, frozenset({"action", "token"}))
+    text = PS1.read_text(encoding="utf-8")
+    function = text.split("Function Set-AcmeChallenge {", 1)[1].split("\nFunction ", 1)[0]
+    # the executor refuses any token that is not base64url and any content that is not a key authorization:
+    # nothing but <physicalPath>\.well-known\acme-challenge\<token> can be written, and only such text
+    assert "$Token -cnotmatch '^[A-Za-z0-9_-]{1,256}$'" in function
+    assert "$Content -cnotmatch '^[A-Za-z0-9_.-]{1,1024}$'" in function
+    assert "'.well-known', 'acme-challenge'" in function
+    assert "'host.acme_challenge' {\n            return Set-AcmeChallenge" in text
+    batch = Batch()
+    with pytest.raises(BatchDefinitionError, match="token"):
+        batch.add("host.acme_challenge", {"action": "add", "content": "x"})
+    batch.add("host.acme_challenge", {"action": "add", "token": "tok_-1", "content": "tok_-1.abc"})
+    assert batch.has_changes
+
+
 def test_every_required_parameter_is_a_parameter() -> None:
     for spec in OPERATIONS.values():
         assert spec.required <= spec.parameters.keys(), spec.name
