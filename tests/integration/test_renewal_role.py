@@ -335,4 +335,6 @@ def test_an_unreachable_member_blocks_its_group(fresh: tuple[Lab, Path]) -> None
     touched = {m["server"] for m in lab.mutations()}
     assert not touched & {"ex1", "ex2", "ex3"}, lab.mutations()
     assert all(c["thumbprint"] == old for s in ("ex1", "ex3") for c in mail_certificates(lab)[s])
-    assert json.dumps(outcomes(work)).count("renewal_failed") == 0
+    # The blocked item is not worked on at all: nothing issued, no outcome recorded.
+    assert "host.certreq_submit" not in {m["operation"] for m in lab.mutations()}
+    assert not (work / "ledger.jsonl").exists() or json.dumps(outcomes(work)).count("renewal_failed") == 0
