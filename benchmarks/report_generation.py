@@ -10,12 +10,15 @@ built once) and the size of each file.
     .venv/bin/python benchmarks/report_generation.py                 # 10,000 servers x 12 certificates
     .venv/bin/python benchmarks/report_generation.py --servers 1000  # quicker
     .venv/bin/python benchmarks/report_generation.py --step report   # one step only, for an outside timer
+    .venv/bin/python benchmarks/report_generation.py --step facts    # only the facts: what the steps add to it
 
 Seconds are medians of ``--repeat`` plain runs (CPU: this process's user + system time); peak memory is
 tracemalloc's peak of Python allocations during one more run of the step (the facts themselves, built before,
 are not counted). The process's maximum resident set size at the end is printed too (it includes the facts).
 With ``--step``, the script builds the facts and runs that one step once, without tracemalloc, so that a
-whole-process timer can compare ``--step report`` with ``--step baseline``.
+whole-process timer (or an instruction counter such as ``valgrind --tool=cachegrind``) can compare
+``--step report`` with ``--step baseline``; ``--step facts`` stops after building the facts, so that what each
+step adds can be told from the facts' own cost.
 """
 
 from __future__ import annotations
@@ -72,7 +75,8 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=10_000)
     parser.add_argument("--certificates", type=int, default=12, help="certificates per server")
     parser.add_argument("--repeat", type=int, default=3, help="plain runs of each step; medians are printed")
-    parser.add_argument("--step", choices=("report", "baseline"), help="run only this step, once, and exit")
+    parser.add_argument("--step", choices=("report", "baseline", "facts"),
+                        help="run only this step, once, and exit (facts: only build the facts)")
     parser.add_argument("--no-formats", action="store_true", help="skip the per-format breakdown")
     options = parser.parse_args()
 
@@ -90,7 +94,8 @@ def main() -> None:
             formats.write_reports(model, dest / "report", names)
 
         if options.step:
-            (report if options.step == "report" else baseline)()
+            if options.step != "facts":
+                (report if options.step == "report" else baseline)()
             return
 
         base = measure(baseline, options.repeat)
