@@ -27,6 +27,23 @@ description:
     Exchange management endpoint or tools are missing, when C(host.info) fails (the server cannot be
     identified), and when neither the certificate store nor Exchange can list the certificates. An unreachable
     host is reported as unreachable.
+options:
+  fact_name:
+    description:
+      - Also return the result as the host fact of this name (RV(ansible_facts)), so later tasks and plays read
+        it as a variable of the host without a C(set_fact) task per host.
+      - The fact is the result without Ansible's own result keys (RV(changed), C(failed), C(msg), RV(warnings),
+        C(skipped), C(deprecations), C(invocation), C(failure_reason)), plus an empty C(probes), which is the
+        C(exchange_pki) fact the M(exchange.pki.inventory) role documents (docs/facts.md). The role uses
+        V(exchange_pki).
+      - Not set (the default) returns no fact. A failed or unreachable host gets no fact.
+      - A module fact is kept in Ansible's fact cache and has the precedence of a fact, lower than C(set_fact)
+        and play variables; it is visible as a top-level variable only while C(INJECT_FACTS_AS_VARS) is true
+        (the default), otherwise as C(ansible_facts[fact_name]).
+      - Must be a valid variable name (ASCII letters, digits and underscores, not starting with a digit, not
+        a Python keyword), neither reserved by Ansible nor starting with C(ansible_).
+    type: str
+    version_added: 0.2.0
 extends_documentation_fragment:
   - exchange.pki.exchange_session
   - exchange.pki.policy
@@ -550,6 +567,13 @@ summary:
       type: str
       returned: always
       sample: E0304D0B2705E49331859B66610AE22CC0BF6621
+ansible_facts:
+  description:
+    - With O(fact_name), the host fact of that name, the result without Ansible's result keys plus an empty
+      C(probes).
+  returned: success, when O(fact_name) is set
+  type: dict
+  sample: {"exchange_pki": {"collected_at": "2026-11-25T08:00:00Z", "server": {}, "certificates": [], "probes": {}}}
 unavailable:
   description:
     - The reading operations that failed on the host, each with its error message. The facts that depend on

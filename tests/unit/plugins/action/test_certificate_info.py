@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import pathlib
+import re
 from collections.abc import Callable, Iterator, Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -417,3 +419,90 @@ def _walk(spec: Mapping[str, Any]) -> Iterator[tuple[str, Any, Any]]:
 def test_the_documentation_mirrors_the_argument_spec():
     documented = sorted(_walk(_documented_options()))
     assert documented == sorted(_walk(certificate_info.ARGUMENT_SPEC.argument_spec))
+
+
+# --- fact_name: the result as the exchange_pki host fact ---------------------------------------------
+
+ROLE_VARS = REPO_ROOT / "roles" / "inventory" / "vars" / "main.yml"
+# How the inventory role built exchange_pki from the registered result before fact_name existed (a set_fact of
+# this expression, with the probes of the host: none here), rendered by Ansible's own templating.
+ROLE_FACT_EXPRESSION = (
+    "{{ __inventory_certificate_info | ansible.builtin.dict2items"
+    " | rejectattr('key', 'in', __inventory_result_keys) | rejectattr('key', 'match', '_ansible')"
+    " | ansible.builtin.items2dict | ansible.builtin.combine({'probes': {}}) }}"
+)
+
+
+def role_fact(registered: Mapping[str, Any]) -> Any:
+    """exchange_pki as the role's set_fact made it from ``registered`` (the result as Ansible registers it)."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    result_keys = yaml.safe_load(ROLE_VARS.read_text(encoding="utf-8"))["__inventory_result_keys"]
+    templar = Templar(loader=DataLoader(), variables={
+        "__inventory_certificate_info": registered, "__inventory_result_keys": result_keys,
+    })
+    return templar.template(trust_as_template(ROLE_FACT_EXPRESSION))
+
+
+def registered(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The result as a task registers it: core adds ``failed`` and strips its ``_ansible`` keys."""
+    return {**{key: value for key, value in result.items() if not key.startswith("_ansible")}, "failed": False}
+
+
+@pytest.mark.parametrize("fault", [None, "Get-HybridConfiguration"], ids=["complete", "with-warnings"])
+@pytest.mark.parametrize("server", ["ex1", "ex3"])
+def test_fact_name_returns_the_fact_the_inventory_role_built(dag, server, fault):
+    if fault:
+        dag.set_fault(server, fault, error="Injected failure.")
+    plain = Host(dag, server).gather()
+    result = Host(dag, server).gather({"fact_name": "exchange_pki"})
+    assert set(result["ansible_facts"]) == {"exchange_pki"}
+    fact = result["ansible_facts"]["exchange_pki"]
+    # The rest of the result is unchanged, and the fact is exactly what the role's set_fact produced, key order
+    # included (the role's cache files and reports serialise it).
+    assert {key: value for key, value in result.items() if key != "ansible_facts"} == plain
+    expected = role_fact(registered(plain))
+    assert fact == expected
+    assert json.dumps(fact) == json.dumps(expected)
+    assert fact["probes"] == {}
+    assert not set(fact) & {"changed", "failed", "warnings", "msg", "ansible_facts"}
+    assert ("warnings" in result) == bool(fault)
+
+
+def test_fact_name_also_works_in_check_mode(ex1):
+    checked = ex1.gather({"fact_name": "certificates_of_ex1"}, check_mode=True)
+    assert checked["ansible_facts"]["certificates_of_ex1"]["certificates"] == checked["certificates"]
+    assert ex1.fleet.dump()["mutations"] == []
+
+
+def test_without_fact_name_no_fact_is_returned(ex1):
+    assert "ansible_facts" not in ex1.gather()
+    assert "ansible_facts" not in ex1.gather({"fact_name": None})
+
+
+def test_a_failed_host_gets_no_fact():
+    host = Host(Fleet.from_scenario(scenario("dag", ex1={"exchange_session": "double_hop"}), now=NOW), "ex1")
+    result = host.gather({"fact_name": "exchange_pki"})
+    assert result["failed"] is True
+    assert "ansible_facts" not in result
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "fact_name '' is not a valid variable name"),
+        ("exchange-pki", "fact_name 'exchange-pki' is not a valid variable name"),
+        ("1st", "fact_name '1st' is not a valid variable name"),
+        ("exchange pki", "fact_name 'exchange pki' is not a valid variable name"),
+        ("class", "fact_name 'class' is not a valid variable name"),
+        ("café", "fact_name 'café' is not a valid variable name"),
+        ("ansible_pki", "fact_name 'ansible_pki' is reserved by Ansible"),
+        ("hostvars", "fact_name 'hostvars' is reserved by Ansible"),
+        ("environment", "fact_name 'environment' is reserved by Ansible"),
+    ],
+)
+def test_a_bad_fact_name_fails_naming_it_before_contacting_the_host(ex1, name, message):
+    with pytest.raises(AnsibleActionFail, match=re.escape(message)):
+        ex1.gather({"fact_name": name})
+    assert ex1.calls == []
