@@ -32,6 +32,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 PYTEST_DIRS := $(wildcard tests/unit tests/lab/tests tests/integration)
 PYTEST_ARGS ?=
+# pytest-xdist workers of `make pytest` (one per core; a test file stays on one worker, so its module-scoped lab
+# is started once). PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= auto
 RUFF_DIRS := $(wildcard benchmarks plugins tests tools)
 DIST := dist
 LAB_DIR := .lab
@@ -93,8 +96,8 @@ ps-syntax: venv ## Parse every PowerShell script with tree-sitter-powershell
 ruff: venv ## ruff check on benchmarks/ plugins/ tests/ tools/
 	$(BIN)/ruff check $(RUFF_DIRS)
 
-pytest: venv collections ## Unit, lab and integration tests in one pytest run
-	$(BIN)/python -m pytest $(PYTEST_ARGS) $(PYTEST_DIRS)
+pytest: venv collections ## Unit, lab and integration tests in one pytest run (in parallel, PYTEST_WORKERS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) $(PYTEST_DIRS)
 
 unit: venv collections ## Unit tests (tests/unit)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests/unit
