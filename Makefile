@@ -164,23 +164,61 @@ DEMO_LAB := $(LAB_DIR)/demo
 DEMO_DIR := $(CURDIR)/.demo
 DEMO_COLLECTIONS := $(DEMO_DIR)/collections
 DEMO_REPORT := $(DEMO_DIR)/report
+DEMO_RENEWAL := $(DEMO_DIR)/renewal
+# The dag scenario's AD CS (tests/lab/scenarios/dag.yml), which issues the renewed certificate.
+DEMO_CA := ca01.contoso.lab\\Contoso Lab Issuing CA
 DEMO_REQUIREMENTS := requirements/demo.txt
 DEMO_STAMP := $(VENV)/.demo-installed-$(firstword $(shell cat $(DEMO_REQUIREMENTS) $(LOCK) | sha256sum))
 
 .PHONY: demo bench
 
-demo: $(DEMO_STAMP) ## Install the collection from its tarball, inventory the lab's dag fleet with it, print the report
+demo: $(DEMO_STAMP) ## Install the collection from its tarball; inventory the lab's dag fleet, renew it, report before/after
 	rm -rf $(DEMO_DIR)
 	$(BIN)/ansible-galaxy collection build --output-path $(DEMO_DIR)/dist . >/dev/null
 	ANSIBLE_COLLECTIONS_PATH=$(DEMO_COLLECTIONS) $(BIN)/ansible-galaxy collection install --offline --no-deps \
 		-p $(DEMO_COLLECTIONS) $(DEMO_DIR)/dist/*.tar.gz >/dev/null
 	$(BIN)/python -m tests.lab stop --state-dir $(DEMO_LAB) >/dev/null
+	mkdir -p $(DEMO_RENEWAL)
+	printf '%s\n' 'exchange:' '  vars:' '    renewal_probe_ports: "{{ exchange_pki_lab_ports }}"' \
+		> $(DEMO_RENEWAL)/probe_ports.yml
+	printf '%s\n' 'renewal_policy:' '  backends:' '    - backend: adcs' '      match: {}' \
+		"      options: {ca_config: '$(DEMO_CA)', template: WebServer}" \
+		'renewal_ledger: $(DEMO_RENEWAL)/ledger.jsonl' 'renewal_state_dir: $(DEMO_RENEWAL)/state' \
+		'renewal_ca_path: $(CURDIR)/$(DEMO_LAB)/ca.pem' 'renew_report_dest: $(DEMO_RENEWAL)/report' \
+		'report_show_summary: false' > $(DEMO_RENEWAL)/renewal.yml
 	trap '$(BIN)/python -m tests.lab stop --state-dir $(DEMO_LAB) >/dev/null' EXIT; \
 	$(BIN)/python -m tests.lab start --scenario dag --state-dir $(DEMO_LAB) >/dev/null; \
 	ANSIBLE_COLLECTIONS_PATH=$(DEMO_COLLECTIONS) $(BIN)/ansible-playbook exchange.pki.inventory \
 		-i $(DEMO_LAB)/inventory.yml -e '{"report_dest": "$(DEMO_REPORT)", "report_show_summary": false}'; \
 	echo; cat $(DEMO_REPORT)/exchange_pki_report.md; \
-	echo; echo "Reports:"; ls -1 $(DEMO_REPORT)/exchange_pki_report.*
+	echo; echo "Reports:"; ls -1 $(DEMO_REPORT)/exchange_pki_report.*; \
+	echo; echo "Renewing what is due: ansible-playbook exchange.pki.renew (adcs backend, $(DEMO_CA), WebServer)"; \
+	ANSIBLE_COLLECTIONS_PATH=$(DEMO_COLLECTIONS) ANSIBLE_DISPLAY_SKIPPED_HOSTS=false \
+		$(BIN)/ansible-playbook exchange.pki.renew -i $(DEMO_LAB)/inventory.yml -i $(DEMO_RENEWAL)/probe_ports.yml \
+		-e @$(DEMO_RENEWAL)/renewal.yml; \
+	echo; echo "Before and after the renewal ($(DEMO_RENEWAL)/report/before and after/, the ledger $(DEMO_RENEWAL)/ledger.jsonl):"; \
+	$(BIN)/python -c "$$DEMO_BEFORE_AFTER" $(DEMO_RENEWAL)
+
+# Prints the renewed certificates (the ledger's renewal_done records) as each server held them in the report before
+# and after the renewal, and each report's summary line of findings.
+define DEMO_BEFORE_AFTER
+import json, pathlib, sys
+top = pathlib.Path(sys.argv[1])
+done = [r for r in map(json.loads, (top / "ledger.jsonl").read_text().splitlines()) if r["action"] == "renewal_done"]
+wanted = {t for r in done for t in r["before"]["thumbprints"] + [r["after"]["thumbprint"]]}
+for when in ("before", "after"):
+    report = json.loads((top / "report" / when / "exchange_pki_report.json").read_text())
+    findings = report["summary"]["findings"]
+    print(f"{when}: {findings['critical']} critical, {findings['warning']} warning, {findings['info']} info findings")
+    for host in report["hosts"]:
+        for c in host["certificates"]:
+            if c["thumbprint"] in wanted:
+                print(f"  {host['host']}  {c['subject']}  {c['thumbprint']}  expires {c['not_after'][:10]}"
+                      f" ({c['days_remaining']} days)  {', '.join(sorted(c['services']))}"
+                      f"  {c['severity'] or 'ok'}{': ' + ', '.join(c['finding_ids']) if c['finding_ids'] else ''}")
+print(f"Reports: {top}/report/before/ and {top}/report/after/ (csv, html, json, md, prom)")
+endef
+export DEMO_BEFORE_AFTER
 
 # Only what the demo needs (requirements/demo.txt, pinned by the lock): skipped when `make setup` installed the
 # whole toolchain; a later `make setup` adds the rest to the same .venv.
