@@ -373,6 +373,12 @@ items:
           C(request_server) (inventory host where a key-on-server backend creates the key), C(subject) and
           C(dns_names) (old names plus O(policy.required_names)), C(key_size), C(pfx_encryption) (V(legacy) or
           V(modern)) and C(legacy_servers) (the hosts that need the legacy PFX).
+        - C(resume) is null, or says that an earlier renewal is unfinished and that nothing is issued (the newest
+          certificate of the identity (valid, not itself due, its key on a holder) is missing on some holder, or the
+          ledger's last C(renewal_failed)/C(renewal_done) outcome about it in a group failed). It holds
+          C(thumbprint) (the certificate to roll out), C(holder) (the inventory host it is exported from, with its
+          key), C(missing) (the holders that lack it), C(groups) (the groups to roll it out to again) and
+          C(reason). Such an item is C(due) (subject to blocking, backoff and windows like any other).
       type: dict
       sample: {backend: adcs, backend_index: 0, request_server: ex1, key_size: 2048, pfx_encryption: legacy}
     groups:

@@ -585,6 +585,8 @@ class Outcome:
     failed: bool
     host: str | None = None
     message: str | None = None
+    thumbprint: str | None = None  # the new certificate the outcome is about
+    group: str | None = None
 
 
 def renewal_outcomes(records: Iterable[ChangeRecord]) -> dict[str, list[Outcome]]:
@@ -597,9 +599,13 @@ def renewal_outcomes(records: Iterable[ChangeRecord]) -> dict[str, list[Outcome]
         if not isinstance(identity, str) or not identity:
             continue
         failed_host = record.after.get("failed_host")
+        thumbprint = record.after.get("thumbprint")
+        group = record.after.get("group")
         outcomes.setdefault(identity, []).append(Outcome(
             record.time, record.action == FAILED_ACTION,
             failed_host if isinstance(failed_host, str) else record.host, clean_text(record.message),
+            thumbprint.upper() if isinstance(thumbprint, str) and _THUMBPRINT.match(thumbprint.upper()) else None,
+            group if isinstance(group, str) else None,
         ))
     for items in outcomes.values():
         items.sort(key=lambda outcome: outcome.time)  # stable: file order for equal times
@@ -1110,6 +1116,42 @@ def _window_state(policy: RenewalPolicy, now: datetime.datetime) -> tuple[bool, 
     return False, min(upcoming) if upcoming else None
 
 
+def _resume(certs: Sequence[Cert], newest: Cert, holders: Sequence[str], group_of: Mapping[str, str],
+            outcomes: Sequence[Outcome], newest_due: bool) -> dict[str, Any] | None:
+    """Whether an earlier renewal of the identity is left unfinished, and how to finish it: the newest certificate
+    (valid, not itself due, its key on some holder) is missing on some holder of the identity, or the ledger's
+    last outcome about it in some group is ``renewal_failed``. Then nothing is issued: the certificate is exported
+    from ``holder`` and rolled out to ``groups`` (those with a member lacking it or whose last outcome failed)."""
+    if newest_due or newest.days_remaining is None or newest.days_remaining < 0:
+        return None
+    keyed = [host for host in holders
+             if any(cert.host == host and cert.thumbprint == newest.thumbprint and cert.has_private_key
+                    for cert in certs)]
+    if not keyed:
+        return None
+    with_newest = {cert.host for cert in certs if cert.thumbprint == newest.thumbprint}
+    missing = [host for host in holders if host not in with_newest]
+    last: dict[str, Outcome] = {}
+    for outcome in outcomes:
+        if outcome.thumbprint == newest.thumbprint and outcome.group:
+            last[outcome.group] = outcome
+    failed_groups = {group for group, outcome in last.items() if outcome.failed}
+    order = list(dict.fromkeys(group_of[host] for host in holders))
+    groups = [group for group in order
+              if group in failed_groups or any(group_of[host] == group for host in missing)]
+    if not groups:
+        return None
+    reasons = []
+    if missing:
+        reasons.append(f"the renewed certificate {newest.thumbprint} is on {', '.join(sorted(with_newest))} "
+                       f"but not on {', '.join(missing)}")
+    failed = [group for group in groups if group in failed_groups]
+    if failed:
+        reasons.append(f"the last rollout of {newest.thumbprint} failed in {', '.join(failed)} (ledger)")
+    return {"thumbprint": newest.thumbprint, "holder": keyed[0], "missing": missing, "groups": groups,
+            "reason": "; ".join(reasons)}
+
+
 def _item(identity: str, certs: Sequence[Cert], *, policy: RenewalPolicy, now: datetime.datetime,
           hosts: Mapping[str, Host], host_vars: Mapping[str, HostVars], group_of: Mapping[str, str],
           group_order: Mapping[str, int], blocked_groups: Mapping[str, Sequence[str]],
@@ -1149,6 +1191,18 @@ def _item(identity: str, certs: Sequence[Cert], *, policy: RenewalPolicy, now: d
             if cert.thumbprint == newest.thumbprint and cert.days_remaining is not None]
 
     due, current = _due_reasons(certs, hosts, policy, newest)
+    newest_days = [cert.days_remaining for cert in certs
+                   if cert.thumbprint == newest.thumbprint and cert.days_remaining is not None]
+    newest_due = bool(newest_days) and (
+        min(newest_days) < policy.renew_before_days
+        or (policy.renew_before_percentage is not None and bool(newest.lifetime_days)
+            and min(newest_days) * 100 < newest.lifetime_days * policy.renew_before_percentage)
+    ) or any(finding.get("id") in policy.replace_on and finding.get("thumbprint") == newest.thumbprint
+             for host in holders for finding in hosts[host].findings)
+    resume = _resume(certs, newest, holders, group_of, outcomes, newest_due)
+    if resume is not None:
+        # Finishing the earlier rollout is the work: the newest certificate is not renewed again.
+        due = [*due, f"unfinished rollout: {resume['reason']}"]
     status = "due" if due else "current"
     reasons = due or current
     status_reason = None
@@ -1205,6 +1259,7 @@ def _item(identity: str, certs: Sequence[Cert], *, policy: RenewalPolicy, now: d
             "key_size": policy.key_size,
             "pfx_encryption": "legacy" if legacy else "modern",
             "legacy_servers": legacy,
+            "resume": resume,
         },
         "groups": item_groups,
         "servers": servers,
@@ -1274,6 +1329,12 @@ def _md_item(item: Mapping[str, Any]) -> list[str]:
             f"{_md(issue['request_server'])}, subject {_md(issue['subject'])}, names "
             f"{', '.join(_md(name) for name in issue['dns_names']) or '-'}, RSA {issue['key_size']}, "
             f"PFX {issue['pfx_encryption']}{legacy}"
+        )
+    resume = issue.get("resume")
+    if resume:
+        lines.append(
+            f"- **Resume:** nothing is issued; {_md(resume['thumbprint'])} is exported from {_md(resume['holder'])} "
+            f"and rolled out to {', '.join(_md(group) for group in resume['groups'])} ({_md(resume['reason'])})"
         )
     servers = "; ".join(
         f"{_md(server['host'])} ({_md(server['group'])}, {_md(server['exchange_version'])}): "

@@ -240,7 +240,9 @@ def test_a_renewed_copy_on_one_member_joins_the_identity_of_its_group():
     assert item["certificate"]["thumbprint"] == "CD" * 20  # the newest
     assert item["certificate"]["thumbprints"] == sorted([old["thumbprint"], "CD" * 20])
     assert item["status"] == "due"
-    assert item["reasons"] == [f"20 days left on {old['thumbprint']} (ex1, ex2, ex4) (renew_before_days 30)"]
+    assert item["reasons"] == [f"20 days left on {old['thumbprint']} (ex1, ex2, ex4) (renew_before_days 30)",
+                               f"unfinished rollout: the renewed certificate {'CD' * 20} is on ex3 but not on "
+                               "ex1, ex2, ex4"]
     assert [server["thumbprints"] for server in item["servers"]][2] == ["CD" * 20]
 
 
@@ -558,3 +560,92 @@ def test_the_policy_is_returned_normalised():
     assert result["policy"]["required_names"] == ["mail.contoso.lab"]
     assert result["policy"]["backoff"] == {"initial_hours": 1, "max_hours": 32}
     assert RenewalPolicy.from_options(None) == RenewalPolicy()
+
+
+# --- resuming an unfinished rollout ---------------------------------------------------------------------------
+
+
+def renewed_on(facts, hosts, *, keep_old=(), thumbprint="CD" * 20, **changes):
+    """The real facts with the mail certificate replaced by a renewed copy on ``hosts`` (kept beside it on
+    ``keep_old``), as an earlier run that stopped half-way leaves them."""
+    for host in hosts:
+        certificates = facts[host]["certificates"]
+        old = cert_of(facts[host], "CN=mail.contoso.lab")
+        renewed = {**old, "thumbprint": thumbprint, "not_before": "2026-12-01T08:00:00Z",
+                   "not_after": "2027-12-01T08:00:00Z", "days_remaining": 364, **changes}
+        if host in keep_old:
+            certificates.append(renewed)
+        else:
+            certificates[certificates.index(old)] = renewed
+    return facts
+
+
+def test_a_certificate_renewed_on_some_members_is_rolled_out_not_issued_again():
+    facts = renewed_on(lab_facts(), ["ex1"])
+    item = plan(facts)["items"][0]
+    assert item["status"] == "due" and item["certificate"]["thumbprint"] == "CD" * 20
+    assert item["issue"]["resume"] == {
+        "thumbprint": "CD" * 20, "holder": "ex1", "missing": ["ex2", "ex3", "ex4"], "groups": ["DAG1", "ex4"],
+        "reason": f"the renewed certificate {'CD' * 20} is on ex1 but not on ex2, ex3, ex4"}
+    assert "**Resume:** nothing is issued" in plan(facts)["markdown"]
+
+
+def test_a_finished_group_is_not_rolled_out_again():
+    facts = renewed_on(lab_facts(), ["ex1", "ex4"])
+    resume = plan(facts)["items"][0]["issue"]["resume"]
+    assert resume["holder"] == "ex1" and resume["missing"] == ["ex2", "ex3"] and resume["groups"] == ["DAG1"]
+
+
+def test_a_group_renewed_whole_is_another_identity_than_a_group_left_on_the_old_one():
+    # The identity rule (same thumbprint, or same subject and names within one group) splits them: ex4's old
+    # certificate is due on its own and gets a new one (no resume across identities).
+    items = plan(renewed_on(lab_facts(), ["ex1", "ex2", "ex3"]))["items"]
+    assert [(item["groups"], item["status"], item["issue"]["resume"]) for item in items] == [
+        (["DAG1"], "current", None), (["ex4"], "due", None)]
+
+
+def test_the_holder_is_a_member_with_the_key_of_the_renewed_certificate():
+    facts = renewed_on(lab_facts(), ["ex2"])
+    renewed_on(facts, ["ex1"], has_private_key=False)
+    assert plan(facts)["items"][0]["issue"]["resume"]["holder"] == "ex2"
+
+
+@pytest.mark.parametrize("changes", [{"has_private_key": False}, {"days_remaining": 10}, {"days_remaining": -1}],
+                         ids=["no_key", "itself_due", "expired"])
+def test_no_resume_when_the_renewed_certificate_cannot_or_should_not_be_rolled_out(changes):
+    facts = renewed_on(lab_facts(), ["ex1"], **changes)
+    item = plan(facts)["items"][0]
+    assert item["status"] == "due" and item["issue"]["resume"] is None  # a new certificate is issued
+
+
+def test_a_renewed_copy_makes_the_item_due_even_when_the_old_one_is_not():
+    item = plan(renewed_on(lab_facts(), ["ex1"]), policy={**ADCS, "renew_before_days": 10})["items"][0]
+    assert item["status"] == "due" and item["issue"]["resume"]["groups"] == ["DAG1", "ex4"]
+    assert plan(policy={**ADCS, "renew_before_days": 10})["items"][0]["issue"]["resume"] is None
+
+
+def outcome(identity, action, time, group, thumbprint="CD" * 20):
+    return make_record(server="organization", module="exchange.pki.ledger_record", action=action,
+                       result="failed" if action == "renewal_failed" else "changed", before={},
+                       after={"identity": identity, "plan_id": "p", "thumbprint": thumbprint, "group": group},
+                       time=time, host="localhost")
+
+
+def test_a_group_whose_last_outcome_failed_is_rolled_out_again_though_every_member_holds_it(tmp_path, identity):
+    # The verification failed on ex3 (the last member): ex3 holds the new certificate beside the old, rolled back.
+    facts = renewed_on(lab_facts(), ["ex1", "ex2", "ex3", "ex4"], keep_old=["ex3"])
+    path = tmp_path / "ledger.jsonl"
+    append_records(path, [outcome(identity, "renewal_done", NOW - 3 * HOUR, "ex4"),
+                          outcome(identity, "renewal_failed", NOW - 2 * HOUR, "DAG1")])
+    outcomes, _ = read_outcomes(str(path))
+    item = plan(facts, outcomes=outcomes)["items"][0]
+    assert item["status"] == "due"
+    assert item["issue"]["resume"] == {
+        "thumbprint": "CD" * 20, "holder": "ex1", "missing": [], "groups": ["DAG1"],
+        "reason": f"the last rollout of {'CD' * 20} failed in DAG1 (ledger)"}
+    assert plan(facts)["items"][0]["issue"]["resume"] is None  # without the ledger nothing says it is unfinished
+    # A later success of that group finishes it; a failure about another certificate does not count.
+    append_records(path, [outcome(identity, "renewal_done", NOW - HOUR, "DAG1"),
+                          outcome(identity, "renewal_failed", NOW - HOUR, "ex4", thumbprint="AB" * 20)])
+    outcomes, _ = read_outcomes(str(path))
+    assert plan(facts, outcomes=outcomes)["items"][0]["issue"]["resume"] is None
