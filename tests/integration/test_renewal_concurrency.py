@@ -1,0 +1,69 @@
+# Copyright: Contributors to the exchange.pki project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""`ansible-playbook exchange.pki.renew` with `group_concurrency: 2` on the `dag` lab: the groups DAG1 (ex1-ex3) and
+ex4 roll out at the same time (one pseudo-host per group, `serial` 2, strategy free), while DAG1's members stay one at
+a time. Proven from the lab's mutation log (its `seq` is the order in which the lab carried out the changes): ex4's
+services moved before DAG1's second member was touched (with groups in turn, ex4 comes after ex3), and DAG1's
+rollout changes are ex1's, then ex2's, then ex3's, never interleaved. The result is the same as in sequence: one
+certificate issued, served everywhere, the old one removed, a renewal_done record per group.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import Lab, start_lab
+from .test_renewal_role import MEMBERS, mail_certificates, outcomes, prepare, renew, served_thumbprint
+
+ROLLOUT = {"Import-ExchangeCertificate", "Enable-ExchangeCertificate", "host.set_iis_binding",
+           "Set-SendConnector", "Set-ReceiveConnector"}
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[tuple[Lab, Path]]:
+    started = start_lab(tmp_path / "lab", "--scenario", "dag")
+    work = tmp_path / "work"
+    work.mkdir()
+    prepare(started, work)
+    try:
+        yield started, work
+    finally:
+        started.control("stop")
+
+
+def test_groups_roll_out_in_parallel_and_members_one_at_a_time(fresh: tuple[Lab, Path]) -> None:
+    lab, work = fresh
+    (old,) = {c["thumbprint"] for certs in mail_certificates(lab).values() for c in certs}
+
+    policy = {"group_concurrency": 2, "backends": [{"match": {}, "backend": "adcs", "options": {
+        "ca_config": lab.dump()["organization"]["ca"]["config"], "template": "WebServer"}}]}
+    run = renew(lab, work, "-e", json.dumps({"renewal_policy": policy}), "--forks", "4")
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Roll out the groups in parallel" in run.stdout
+    mutations = lab.mutations()
+    assert [m["operation"] for m in mutations].count("host.certreq_submit") == 1  # issued once
+    (new,) = {c["thumbprint"] for certs in mail_certificates(lab).values() for c in certs}
+    assert new != old
+    ports = lab.endpoints()["servers"]
+    assert all(served_thumbprint(ports[server]["https"]) == new for server in MEMBERS)
+
+    enabled = {m["server"]: m["seq"] for m in mutations if m["operation"] == "Enable-ExchangeCertificate"}
+    first_touch = {server: min(m["seq"] for m in mutations if m["server"] == server) for server in ("ex2", "ex3")}
+    # Overlap: ex4 (its own group) was switched before DAG1's second and third members were touched at all.
+    assert enabled["ex4"] < first_touch["ex2"] < first_touch["ex3"], mutations
+    # DAG1 one member at a time: its rollout changes in member order, never interleaved.
+    dag_order = [m["server"] for m in mutations if m["server"] in ("ex1", "ex2", "ex3") and m["operation"] in ROLLOUT]
+    assert dag_order == sorted(dag_order), dag_order
+    assert dag_order and set(dag_order) == {"ex1", "ex2", "ex3"}
+    # DAG1's old certificate left only after its last member was switched.
+    removals = [m["seq"] for m in mutations if m["operation"] == "Remove-ExchangeCertificate" and m["server"] != "ex4"]
+    assert removals and min(removals) > enabled["ex3"]
+    done = outcomes(work)
+    assert sorted((r["action"], r["after"]["group"]) for r in done) == [("renewal_done", "DAG1"),
+                                                                        ("renewal_done", "ex4")]
+    assert "changed: [localhost]" in run.stdout.split("Remove the run directory with every PFX and key in it", 1)[1]
