@@ -18,9 +18,9 @@ Every run starts a fresh lab (a renewal changes it). This file is also the callb
 *server-step* is a task of the renewal role's per-server files (member.yml, connectors.yml, rollback.yml,
 cleanup.yml) that ran (not skipped); *remote* ones talked to the server (delegated), the others are probes over
 TLS or bookkeeping on the controller. Printed, medians of the runs: the renewal role's wall time (its include to
-the next play), per server-step and per server, both as a ratio to the baseline's seconds per win_ping task of
-the same run; the whole renew playbook's wall time; and the ratio of each fleet size's and concurrency's
-playbook time to the first row's.
+the play that inventories the fleet again, so a parallel rollout's own play is inside), per server-step and per
+server, both as a ratio to the baseline's seconds per win_ping task of the same run; the whole renew playbook's
+wall time; and the ratio of each fleet size's and concurrency's playbook time to the first row's.
 
 Run from the repository root after ``make setup`` (each run of 100 servers takes minutes):
 
@@ -57,6 +57,7 @@ COLLECTIONS_PATH = REPO_ROOT / ".ansible" / "collections"
 SERVER_FILES = ("member.yml", "connectors.yml", "rollback.yml", "cleanup.yml")
 BASELINE_PLAY = "baseline win_ping"
 ROLLOUT_TASK = "Renew and roll out"
+AFTER_PLAY = "Inventory the fleet again"  # the play after the renewal (a parallel rollout has plays of its own)
 
 
 class CallbackModule(CallbackBase):
@@ -179,7 +180,7 @@ def measure(recorded: dict[str, Any], servers: int, groups_done: int) -> dict[st
     baseline_start = next(events[index][2] for index, name in plays if name == BASELINE_PLAY)
     renew_start = next(events[index][2] for index, name in plays if name != BASELINE_PLAY)
     rollout = next(index for index, (kind, name, _t) in enumerate(events) if kind == "task" and name == ROLLOUT_TASK)
-    rollout_end = next(t for kind, _name, t in events[rollout + 1:] if kind == "play")
+    rollout_end = next(t for kind, name, t in events[rollout + 1:] if kind == "play" and name.startswith(AFTER_PLAY))
     steps = recorded["steps"]
     ping = (renew_start - baseline_start) / servers
     role = rollout_end - events[rollout][2]
