@@ -127,29 +127,6 @@ def test_fact_is_certificate_info_without_ansible_result_keys(
         assert set(cached) == (set(direct[host]) - ANSIBLE_RESULT_KEYS) | {"probes"}, host
 
 
-def task_output(output: str, name: str) -> str:
-    """What ansible-playbook printed for the task called ``name`` (up to the next task's banner)."""
-    return next(section for section in output.split("TASK [")[1:] if section.startswith(name))
-
-
-def test_without_probes_certificate_info_sets_the_same_facts_itself(
-    inventory_run: Run, dag_lab: Lab, tmp_path: Path, hosts: list[str]
-) -> None:
-    """Without probes the fact comes from certificate_info (fact_name): no task sets it for a host that was read,
-    and it is the fact the controller task sets with probes, but for the probes."""
-    run = run_inventory_playbook(dag_lab, tmp_path, {"inventory_cache_dir": "facts"})
-    assert run.returncode == 0, run.output
-    setting = task_output(run.output, "exchange.pki.inventory : Set exchange_pki on each host")
-    assert not [host for host in hosts if f"-> {host}]" in setting], setting
-    for host in hosts:
-        cached, with_probes = run.cached(host), inventory_run.cached(host)
-        assert cached["probes"] == {}, host
-        assert list(cached) == list(with_probes), host
-        for facts in (cached, with_probes):
-            del facts["collected_at"], facts["probes"]
-        assert cached == with_probes, host
-
-
 def test_cache_is_private_to_the_controller_user(inventory_run: Run, hosts: list[str]) -> None:
     assert stat.S_IMODE(inventory_run.cache_dir.stat().st_mode) == 0o700
     assert sorted(path.stem for path in inventory_run.cache_dir.iterdir()) == hosts
