@@ -31,15 +31,14 @@ options:
   fact_name:
     description:
       - Also return the result as the host fact of this name (RV(ansible_facts)), so later tasks and plays read
-        it as a variable of the host without a C(set_fact) task per host.
+        it as C(ansible_facts[fact_name]) without a C(set_fact) task per host (for example from a fact cache).
       - The fact is the result without Ansible's own result keys (RV(changed), C(failed), C(msg), RV(warnings),
-        C(skipped), C(deprecations), C(invocation), C(failure_reason)), plus an empty C(probes), which is the
-        C(exchange_pki) fact the M(exchange.pki.inventory) role documents (docs/facts.md). The role uses
-        V(exchange_pki).
+        C(skipped), C(deprecations), C(invocation), C(failure_reason)), plus an empty C(probes), in the shape of the
+        C(exchange_pki) fact the M(exchange.pki.inventory) role sets (docs/facts.md).
       - Not set (the default) returns no fact. A failed or unreachable host gets no fact.
       - A module fact is kept in Ansible's fact cache and has the precedence of a fact, lower than C(set_fact)
-        and play variables; it is visible as a top-level variable only while C(INJECT_FACTS_AS_VARS) is true
-        (the default), otherwise as C(ansible_facts[fact_name]).
+        and play variables. Read it through C(ansible_facts); its top-level copy exists only while
+        C(INJECT_FACTS_AS_VARS) is true, which ansible-core plans to deprecate.
       - Must be a valid variable name (ASCII letters, digits and underscores, not starting with a digit, not
         a Python keyword), neither reserved by Ansible nor starting with C(ansible_).
     type: str
