@@ -10,13 +10,20 @@ certificate issued, served everywhere, the old one removed, a renewal_done recor
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
-from .conftest import Lab, start_lab
+from .conftest import SCENARIOS, Lab, start_lab
 from .test_renewal_role import MEMBERS, mail_certificates, outcomes, prepare, renew, served_thumbprint
 
 ROLLOUT = {"Import-ExchangeCertificate", "Enable-ExchangeCertificate", "host.set_iis_binding",
@@ -67,3 +74,63 @@ def test_groups_roll_out_in_parallel_and_members_one_at_a_time(fresh: tuple[Lab,
     assert sorted((r["action"], r["after"]["group"]) for r in done) == [("renewal_done", "DAG1"),
                                                                         ("renewal_done", "ex4")]
     assert "changed: [localhost]" in run.stdout.split("Remove the run directory with every PFX and key in it", 1)[1]
+
+
+# --- the hybrid configuration ------------------------------------------------------------------------------------
+
+
+def test_a_new_issuer_asks_for_the_hybrid_configuration_wizard(tmp_path: Path) -> None:
+    """dag with a hybrid configuration naming the mail certificate, renewed by an own CA (another issuer): the role
+    does not change the hybrid configuration (no Set-HybridConfiguration in the allow-list) and each group's outcome
+    (ledger, output) says that the Hybrid Configuration Wizard must be rerun. IMAP and POP: the lab serves neither,
+    so their verification is skipped (no port in exchange_pki_lab_ports)."""
+    scenario = yaml.safe_load((SCENARIOS / "dag.yml").read_text(encoding="utf-8"))
+    scenario["hybrid"] = {"tls_certificate": "mail"}
+    (tmp_path / "dag-hybrid.yml").write_text(yaml.safe_dump(scenario), encoding="utf-8")
+    lab = start_lab(tmp_path / "lab", "--scenario", str(tmp_path / "dag-hybrid.yml"))
+    try:
+        work = tmp_path / "work"
+        work.mkdir()
+        prepare(lab, work)
+        hybrid_before = lab.dump()["organization"]["hybrid"]
+        options = own_ca(tmp_path)
+        run = renew(lab, work, "-e", json.dumps({"renewal_ca_path": "", "renewal_policy": {
+            "group_concurrency": 2, "backends": [{"match": {}, "backend": "ownca", "options": options}]}}))
+
+        assert run.returncode == 0, run.stdout + run.stderr
+        done = outcomes(work)
+        new = done[0]["after"]["thumbprint"]
+        ports = lab.endpoints()["servers"]
+        assert all(served_thumbprint(ports[server]["https"]) == new for server in MEMBERS)
+        assert lab.dump()["organization"]["hybrid"] == hybrid_before  # untouched
+        # The old certificate stays where the hybrid configuration still names it (certificate_remove refuses).
+        assert {c["thumbprint"] for certs in mail_certificates(lab).values() for c in certs} == {
+            new, *done[0]["before"]["thumbprints"]}
+        assert all("hybrid 'Hybrid Configuration'" in kept for r in done for kept in r["after"]["kept"])
+        assert "Set-HybridConfiguration" not in {m["operation"] for m in lab.mutations()}
+        assert sorted(r["after"]["group"] for r in done) == ["DAG1", "ex4"]
+        for record in done:
+            (note,) = record["after"]["hybrid_wizard"]
+            assert "rerun the Hybrid Configuration Wizard" in note and "Contoso Own Test CA" in note
+        assert "rerun the Hybrid Configuration Wizard" in run.stdout
+        assert "Verify the new certificate over IMAP and POP" in run.stdout  # the task ran, and skipped:
+        assert "failed: [" not in run.stdout.split("Verify the new certificate over IMAP and POP", 1)[1].split(
+            "TASK", 1)[0]
+    finally:
+        lab.control("stop")
+
+
+def own_ca(directory: Path) -> dict[str, Any]:
+    """A CA on the controller, another issuer than the lab's AD CS (the ownca backend's options)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Contoso Own Test CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=3650))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    (directory / "ca.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (directory / "ca.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    return {"ca_cert_path": str(directory / "ca.crt"), "ca_key_path": str(directory / "ca.key"), "validity_days": 90}
