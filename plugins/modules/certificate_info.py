@@ -34,7 +34,7 @@ options:
         it as C(ansible_facts[fact_name]) without a C(set_fact) task per host (for example from a fact cache).
       - The fact is the result without Ansible's own result keys (RV(changed), C(failed), C(msg), RV(warnings),
         C(skipped), C(deprecations), C(invocation), C(failure_reason)), plus an empty C(probes), in the shape of the
-        C(exchange_pki) fact the M(exchange.pki.inventory) role sets (docs/facts.md).
+        C(exchange_pki) fact the C(exchange.pki.inventory) role sets (docs/facts.md).
       - Not set (the default) returns no fact. A failed or unreachable host gets no fact.
       - A module fact is kept in Ansible's fact cache and has the precedence of a fact, lower than C(set_fact)
         and play variables. Read it through C(ansible_facts); its top-level copy exists only while

@@ -1184,8 +1184,8 @@ def _item(identity: str, certs: Sequence[Cert], *, policy: RenewalPolicy, now: d
 
     legacy = [host for host in holders if (_version_tuple(versions[host]) or (0, 0)) < (15, 2)]
     entry = policy.backend_for(newest.subject, list(newest.names))
-    request_server = next((host for host in holders if any(cert.has_private_key for cert in certs
-                                                             if cert.host == host)), holders[0])
+    with_key = [host for host in holders if any(cert.has_private_key for cert in certs if cert.host == host)]
+    request_server = next(iter(with_key), holders[0])
     required = [name for name in policy.required_names if name not in {_name_key(old) for old in newest.names}]
     days = [cert.days_remaining for cert in certs
             if cert.thumbprint == newest.thumbprint and cert.days_remaining is not None]

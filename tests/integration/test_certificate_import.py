@@ -145,7 +145,7 @@ KEYED = """\
 
 def test_a_certificate_with_its_key_on_the_controller_on_exchange_2016(dag_lab: Lab, playbook, tmp_path) -> None:
     password = "Key-pa$$-2027"  # noqa: S105 - the test's own secret, grepped for below
-    key, other = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))
+    key, other = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _attempt in range(2))
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "owa.contoso.lab")])
     csr = (x509.CertificateSigningRequestBuilder().subject_name(subject)
            .add_extension(x509.SubjectAlternativeName([x509.DNSName("owa.contoso.lab")]), critical=False)

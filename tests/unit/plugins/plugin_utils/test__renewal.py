@@ -36,8 +36,8 @@ from tests.unit.plugins.action.lab_host import LabHost
 
 #: roles/inventory/vars/main.yml __inventory_result_keys: Ansible's keys, not facts.
 RESULT_KEYS = {"changed", "failed", "skipped", "msg", "warnings", "deprecations", "invocation", "failure_reason"}
-ADCS = {"backends": [{"backend": "adcs", "options": {"ca_config": "ca01.contoso.lab\\Contoso Lab Issuing CA",
-                                                      "template": "WebServer"}}]}
+ADCS_OPTIONS = {"ca_config": "ca01.contoso.lab\\Contoso Lab Issuing CA", "template": "WebServer"}
+ADCS = {"backends": [{"backend": "adcs", "options": ADCS_OPTIONS}]}
 HOUR = datetime.timedelta(hours=1)
 
 
@@ -637,7 +637,7 @@ def test_a_group_whose_last_outcome_failed_is_rolled_out_again_though_every_memb
     path = tmp_path / "ledger.jsonl"
     append_records(path, [outcome(identity, "renewal_done", NOW - 3 * HOUR, "ex4"),
                           outcome(identity, "renewal_failed", NOW - 2 * HOUR, "DAG1")])
-    outcomes, _ = read_outcomes(str(path))
+    outcomes = read_outcomes(str(path))[0]
     item = plan(facts, outcomes=outcomes)["items"][0]
     assert item["status"] == "due"
     assert item["issue"]["resume"] == {
@@ -647,5 +647,5 @@ def test_a_group_whose_last_outcome_failed_is_rolled_out_again_though_every_memb
     # A later success of that group finishes it; a failure about another certificate does not count.
     append_records(path, [outcome(identity, "renewal_done", NOW - HOUR, "DAG1"),
                           outcome(identity, "renewal_failed", NOW - HOUR, "ex4", thumbprint="AB" * 20)])
-    outcomes, _ = read_outcomes(str(path))
+    outcomes = read_outcomes(str(path))[0]
     assert plan(facts, outcomes=outcomes)["items"][0]["issue"]["resume"] is None
