@@ -268,6 +268,114 @@ class AlertFinding:
         return dataclasses.asdict(self)
 
 
+EVENT_SEVERITIES = ("critical", "warning", "info")
+EVENT_FIELDS = ("severity", "kind", "summary", "server", "certificate", "step", "error")
+EVENT_LIMITS = {"kind": 64, "summary": 1024, "server": 256, "certificate": 256, "step": 256, "error": 4096}
+"""The longest text of each event field (an error from a failed step can be long, a server name cannot)."""
+_KIND = re.compile(r"[a-z0-9_]+")
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertEvent:
+    """Something that happened (a failed rollout, a stalled renewal...), told by the caller: ``summary`` is one
+    line, the optional fields say where (``server``, ``certificate``, ``step``) and what failed (``error``)."""
+
+    severity: str
+    summary: str
+    kind: str | None = None
+    server: str | None = None
+    certificate: str | None = None
+    step: str | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in EVENT_FIELDS}
+
+    def details(self) -> list[tuple[str, str]]:
+        """The optional fields that are set, as (name, value) in a fixed order."""
+        return [(name, value) for name in ("server", "certificate", "step", "error")
+                if (value := getattr(self, name))]
+
+    def line(self) -> str:
+        """The event as one line of plain text: ``[severity] kind: summary (server: ...; step: ...; error: ...)``."""
+        details = "; ".join(f"{name}: {value}" for name, value in self.details())
+        return f"[{self.severity}] {self.kind or 'event'}: {self.summary}" + (f" ({details})" if details else "")
+
+
+def _check_event_text(option: str, value: Any, limit: int, *, required: bool) -> str | None:
+    """One line of event text; unlike the other options the value is never echoed (it may hold anything a failed
+    step printed)."""
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise AlertConfigError(f"{option} must be a string, not {'null' if value is None else type(value).__name__}")
+    text = str(value)
+    if not text.strip():
+        if required:
+            raise AlertConfigError(f"{option} is empty")
+        return None
+    if _CONTROL.search(text):
+        raise AlertConfigError(f"{option} contains CR, LF, NUL or another control character (the value is not "
+                               "shown); give one line of text")
+    if len(text) > limit:
+        raise AlertConfigError(f"{option} is longer than {limit} characters")
+    return text
+
+
+def check_events(events: Any) -> list[AlertEvent]:
+    """The validated events, in the order given (:class:`AlertConfigError` names ``events[i].field``)."""
+    if events is None:
+        return []
+    if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Sequence):
+        raise AlertConfigError(f"events must be a list of events, not {type(events).__name__}")
+    checked = []
+    for index, event in enumerate(events):
+        where = f"events[{index}]"
+        if not isinstance(event, Mapping):
+            raise AlertConfigError(f"{where} must be a dictionary (severity, kind, summary...), not "
+                                   f"{type(event).__name__}")
+        unknown = sorted(str(key) for key in event if key not in EVENT_FIELDS)
+        if unknown:
+            raise AlertConfigError(f"{where}: unknown field(s) {', '.join(map(_quoted, unknown))}; the fields are "
+                                   f"{', '.join(EVENT_FIELDS)}")
+        severity = event.get("severity")
+        if severity not in EVENT_SEVERITIES:
+            shown = _quoted(severity) if isinstance(severity, str) and not _CONTROL.search(severity) else "it"
+            raise AlertConfigError(f"{where}.severity must be one of {', '.join(EVENT_SEVERITIES)}, not {shown}")
+        kind = _check_event_text(f"{where}.kind", event.get("kind"), EVENT_LIMITS["kind"], required=False)
+        if kind is not None and not _KIND.fullmatch(kind):
+            raise AlertConfigError(f"{where}.kind must be an id of lower-case letters, digits and _ (such as "
+                                   f"renewal_failed), not {_quoted(kind)}")
+        fields = {name: _check_event_text(f"{where}.{name}", event.get(name), EVENT_LIMITS[name],
+                                          required=name == "summary")
+                  for name in ("summary", "server", "certificate", "step", "error")}
+        checked.append(AlertEvent(severity=severity, kind=kind, **fields))
+    return checked
+
+
+def select_events(events: Iterable[AlertEvent], min_severity: str) -> list[AlertEvent]:
+    """The events whose severity is at least ``min_severity``, most severe first (else in the order given)."""
+    threshold = SEVERITY_RANK[min_severity]
+    return sorted((event for event in events if SEVERITY_RANK[event.severity] <= threshold),
+                  key=lambda event: SEVERITY_RANK[event.severity])
+
+
+def events_markdown(events: Sequence[AlertEvent]) -> str:
+    """The events as a Markdown section (the mail body and the generic payload's ``text`` lead with it)."""
+    if not events:
+        return ""
+    lines = ["## Events", ""]
+    for event in events:
+        lines.append(f"- **{event.severity}** {_md_inline(event.kind or 'event')}: {_md_inline(event.summary)}")
+        lines.extend(f"  - {name}: {_md_inline(value)}" for name, value in event.details())
+    return "\n".join(lines) + "\n\n"
+
+
+def _md_inline(text: str) -> str:
+    """``text`` as inert inline Markdown: no link, image, emphasis or HTML can form."""
+    return re.sub(r"([\\`*_\[\]()<>#|!~])", r"\\\1", _one_line(text))
+
+
 def select_findings(report: FleetReport, min_severity: str) -> list[AlertFinding]:
     """The findings whose severity is at least ``min_severity``, most severe first, then by server."""
     threshold = SEVERITY_RANK[min_severity]
@@ -498,6 +606,8 @@ class WebhookSettings:
     timeout: float = 30.0
     validate_certs: bool = True
     allow_http: bool = False
+    ca_path: str | None = None
+    """A PEM file of the CA certificates to trust for the webhook's server (the system's trust store when None)."""
 
     def __post_init__(self) -> None:
         values = [self.url, *(self.headers.values() if isinstance(self.headers, Mapping) else ())]
@@ -638,6 +748,7 @@ def _post(payload: Mapping[str, Any], settings: WebhookSettings) -> int:
     response = open_url(
         settings.url, data=json.dumps(payload).encode(), headers=headers, method="POST",
         timeout=settings.timeout, validate_certs=settings.validate_certs, follow_redirects="none",
+        ca_path=settings.ca_path,
     )
     with response:
         return response.status
