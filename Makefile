@@ -21,8 +21,9 @@ BUNDLED_COLLECTIONS := community.crypto ansible.windows
 COLLECTION := exchange.pki
 COLLECTIONS_PATH := $(CURDIR)/.ansible/collections
 COLLECTIONS_STAMP := $(COLLECTIONS_PATH)/.installed-$(firstword $(shell echo '$(ANSIBLE_BUNDLE) $(BUNDLED_COLLECTIONS)' | sha256sum))
-# pebble: the lab's ACME CA; shellcheck: run by ansible-test sanity; chromium: renders the HTML report in tests.
-DEBIAN_PACKAGES := pebble shellcheck chromium
+# pebble: the lab's ACME CA; shellcheck: run by ansible-test sanity; chromium: renders the HTML report in tests;
+# faketime: shifts the controller's clock in the scheduled-year test (tests/integration/year.py).
+DEBIAN_PACKAGES := pebble shellcheck chromium faketime
 
 # Every tool below (ansible-lint, ansible-doc, ansible-playbook started by tests, ...) uses the venv and
 # finds this collection and its dependencies in the local collections path.
@@ -170,7 +171,7 @@ DEMO_CA := ca01.contoso.lab\\Contoso Lab Issuing CA
 DEMO_REQUIREMENTS := requirements/demo.txt
 DEMO_STAMP := $(VENV)/.demo-installed-$(firstword $(shell cat $(DEMO_REQUIREMENTS) $(LOCK) | sha256sum))
 
-.PHONY: demo bench
+.PHONY: demo bench soak
 
 demo: $(DEMO_STAMP) ## Install the collection from its tarball; inventory the lab's dag fleet, renew it, report before/after
 	rm -rf $(DEMO_DIR)
@@ -232,6 +233,11 @@ $(DEMO_STAMP):
 
 molecule: venv collections ## molecule test of every role scenario (extensions/molecule) against the lab
 	$(BIN)/molecule test --all
+
+# The scheduled year of tests/integration/test_scheduled_year.py in its long form: a step every day (slow, not in
+# `make test`, which runs the compressed year).
+soak: setup ## The scheduled year with daily steps (inventory + renew + auth through ansible-runner; long)
+	EXCHANGE_PKI_SOAK=1 $(BIN)/python -m pytest $(PYTEST_ARGS) -k soak tests/integration/test_scheduled_year.py
 
 bench: setup ## Run the benchmarks of benchmarks/README.md (figures, not checks)
 	$(BIN)/python benchmarks/certificate_info_vs_win_ping.py
