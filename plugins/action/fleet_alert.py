@@ -18,15 +18,20 @@ from ansible.errors import AnsibleActionFail
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ControllerAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._alerts import (
+    EVENT_SEVERITIES,
     WEBHOOK_FORMATS,
     AlertConfigError,
     AlertDeliveryError,
+    AlertEvent,
     AlertFinding,
     EmailSettings,
     WebhookSettings,
+    alert_markdown,
     build_email,
+    check_events,
     check_title,
     post_webhook,
+    select_events,
     select_findings,
     send_email,
     webhook_payload,
@@ -62,10 +67,21 @@ WEBHOOK_OPTIONS = {
     "allow_http": {"type": "bool", "default": False},
 }
 
+EVENT_OPTIONS = {
+    "severity": {"type": "str", "required": True, "choices": list(EVENT_SEVERITIES)},
+    "kind": {"type": "str"},
+    "summary": {"type": "str", "required": True},
+    "server": {"type": "str"},
+    "certificate": {"type": "str"},
+    "step": {"type": "str"},
+    "error": {"type": "str"},
+}
+
 #: The one argument spec; plugins/modules/fleet_alert.py documents exactly this (a unit test compares them).
 ARGUMENT_SPEC = ArgumentSpec(
     argument_spec={
-        "facts": {"type": "dict", "required": True},
+        "facts": {"type": "dict"},
+        "events": {"type": "list", "elements": "dict", "options": EVENT_OPTIONS},
         "min_severity": {"type": "str", "choices": list(SEVERITIES), "default": "critical"},
         "title": {"type": "str", "default": DEFAULT_TITLE},
         "now": {"type": "str"},
@@ -98,8 +114,8 @@ def webhook_settings(options: Mapping[str, Any]) -> WebhookSettings:
 
 
 def email_delivery(settings: EmailSettings, report: FleetReport, findings: Sequence[AlertFinding],
-                   markdown: str) -> Delivery:
-    message = build_email(report, findings, markdown, settings)
+                   markdown: str, events: Sequence[AlertEvent]) -> Delivery:
+    message = build_email(report, findings, markdown, settings, events)
 
     def send() -> Mapping[str, Any]:
         send_email(message, settings)
@@ -109,8 +125,8 @@ def email_delivery(settings: EmailSettings, report: FleetReport, findings: Seque
 
 
 def webhook_delivery(settings: WebhookSettings, report: FleetReport, findings: Sequence[AlertFinding],
-                     markdown: str) -> Delivery:
-    payload = webhook_payload(report, findings, settings.format, markdown)
+                     markdown: str, events: Sequence[AlertEvent]) -> Delivery:
+    payload = webhook_payload(report, findings, settings.format, markdown, events)
     return (
         {"channel": "webhook", "endpoint": settings.endpoint, "format": settings.format},
         lambda: {"status": post_webhook(payload, settings)},
@@ -123,25 +139,32 @@ class ActionModule(ControllerAction):
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
         if not args["email"] and not args["webhook"]:
             raise AnsibleActionFail("email and webhook are both empty: give at least one channel to alert on")
+        if args["facts"] is None and args["events"] is None:
+            raise AnsibleActionFail("give facts (the fleet's exchange_pki facts), events, or both: there is nothing "
+                                    "to alert on")
         try:
             check_title(args["title"])
+            events = check_events(args["events"])
             channels = [
                 (email_delivery, email_settings(args["email"]) if args["email"] else None),
                 (webhook_delivery, webhook_settings(args["webhook"]) if args["webhook"] else None),
             ]
         except AlertConfigError as error:
             raise AnsibleActionFail(str(error)) from None
-        report = build_report(args["facts"], title=args["title"], now=report_time(args["now"]))
+        report = build_report(args["facts"] or {}, title=args["title"], now=report_time(args["now"]))
         findings = select_findings(report, args["min_severity"])
+        events = select_events(events, args["min_severity"])
         result: dict[str, Any] = {
-            "changed": False, "triggered": bool(findings), "findings": len(findings), "sent": [],
-            "summary": report.summary.as_dict(),
+            "changed": False, "triggered": bool(findings or events), "findings": len(findings),
+            "events": len(events), "sent": [],
         }
-        if not findings:
+        if args["facts"] is not None:
+            result["summary"] = report.summary.as_dict()
+        if not findings and not events:
             return result
-        markdown = markdown_text(report)
+        markdown = alert_markdown(report, events, markdown_text(report) if args["facts"] else "")
         errors = []
-        deliveries = [make_delivery(settings, report, findings, markdown)
+        deliveries = [make_delivery(settings, report, findings, markdown, events)
                       for make_delivery, settings in channels if settings is not None]
         for record, send in deliveries:
             try:

@@ -9,8 +9,8 @@ short_description: Alert by e-mail or webhook when the Exchange fleet's certific
 version_added: 0.1.0
 description:
   - Reads every host's C(exchange_pki) fact (see M(exchange.pki.fleet_report)) and, when at least one finding
-    is at or above O(min_severity), sends an alert by e-mail (O(email)) and/or to a webhook (O(webhook)).
-    When no finding reaches it, nothing is sent and RV(changed) is V(false).
+    (or one of O(events)) is at or above O(min_severity), sends an alert by e-mail (O(email)) and/or to a
+    webhook (O(webhook)). When none reaches it, nothing is sent and RV(changed) is V(false).
   - The mail is C(text/plain) (UTF-8) and its body is the fleet's Markdown summary, the same text as
     M(exchange.pki.fleet_report) writes.
   - Every option is checked before anything is sent, also when no finding triggers. A bad option fails the task
@@ -24,16 +24,56 @@ description:
     C(<!here>) mention can form, and C(@here), C(@channel) and C(@everyone) get a zero-width space after the
     C(@). For V(teams), a zero-width space separates C(]) from C((), so no Markdown link or image can form in
     the card. In both, line breaks and other control characters become spaces.
+  - O(events) lets a playbook alert on what happened during a run (a failed or rolled-back rollout, a stalled
+    renewal; M(exchange.pki.renewal_status) returns them ready for this option). Events at or above
+    O(min_severity) trigger like findings and are listed first in the mail, the webhook payload and the chat
+    messages, with the same escaping as certificate subjects.
 options:
   facts:
     description:
       - The fleet's facts, a dictionary of inventory host name to that host's C(exchange_pki) fact, as for
         M(exchange.pki.fleet_report). Hosts without a fact are listed in the summary; they do not trigger.
+      - Give O(facts), O(events) or both. Without O(facts) the alert carries no fleet summary.
     type: dict
-    required: true
+  events:
+    description:
+      - Things that happened, told by the playbook, each one an alert line of its own. Every text field is one
+        line (CR, LF, NUL or another control character fails the task, naming the field but not showing its
+        value).
+    type: list
+    elements: dict
+    suboptions:
+      severity:
+        description: How bad it is; compared with O(min_severity).
+        type: str
+        required: true
+        choices: [critical, warning, info]
+      kind:
+        description:
+          - What happened, an id of lower-case letters, digits and C(_) of at most 64 characters, for example
+            V(renewal_failed), V(rolled_back), V(renewal_stalled), V(auth_staged), V(auth_published) or
+            V(auth_refused).
+        type: str
+      summary:
+        description: The event in one line of at most 1024 characters.
+        type: str
+        required: true
+      server:
+        description: The server it happened on (at most 256 characters).
+        type: str
+      certificate:
+        description: The certificate it is about, its identity or thumbprint (at most 256 characters).
+        type: str
+      step:
+        description: The step that failed, for example V(verify) (at most 256 characters).
+        type: str
+      error:
+        description: The error, on one line of at most 4096 characters.
+        type: str
   min_severity:
     description:
-      - The lowest finding severity that triggers an alert. V(warning) also sends for V(critical) findings.
+      - The lowest finding or event severity that triggers an alert. V(warning) also sends for V(critical)
+        findings and events. Events below it are left out of the alert.
     type: str
     choices: [critical, warning, info]
     default: critical
@@ -136,16 +176,20 @@ options:
       format:
         description:
           - >-
-            V(generic): C({"title", "severity", "generated_at", "summary", "findings": [{"server", "severity",
-            "id", "message", "remediation", "thumbprint", "subject", "not_after"}], "text"}) where C(summary) is
-            RV(summary) and C(text) the Markdown summary.
+            V(generic): C({"title", "severity", "generated_at", "summary", "events": [{"severity", "kind",
+            "summary", "server", "certificate", "step", "error"}], "findings": [{"server", "severity", "id",
+            "message", "remediation", "thumbprint", "subject", "not_after"}], "text"}) where C(summary) is
+            RV(summary) (V(null) when only O(events) were given) and C(text) the Markdown summary, led by the
+            events.
           - >-
             V(teams): a Microsoft Teams message for a Workflows webhook, C({"type": "message", "attachments":
             [{"contentType": "application/vnd.microsoft.card.adaptive", "content": <Adaptive Card 1.4>}]}); the
-            card holds the title, a FactSet of the fleet summary and the first 10 findings.
+            card holds the title, a FactSet of the fleet summary and the first 10 events and findings (events
+            first).
           - >-
             V(slack): a Slack incoming-webhook message, C({"text": <title>, "blocks": [header, section with the
-            summary fields, divider, one section per finding (first 10), context "... and N more"]}).
+            summary fields, divider, one section per event, then per finding (first 10 in all), context "... and N
+            more"]}).
         type: str
         choices: [generic, teams, slack]
         default: generic
@@ -214,6 +258,22 @@ EXAMPLES = r"""
   run_once: true
   delegate_to: localhost
 
+- name: Tell the on-call channel about a failed rollout (events need no facts)
+  exchange.pki.fleet_alert:
+    events:
+      - severity: critical
+        kind: renewal_failed
+        summary: The renewal of mail.contoso.com failed on ex2
+        server: ex2
+        certificate: mail.contoso.com
+        step: verify
+        error: IIS on ex2 still serves the old certificate
+    webhook:
+      url: "{{ vault_slack_webhook_url }}"
+      format: slack
+  run_once: true
+  delegate_to: localhost
+
 - name: Post warnings and worse to a Teams channel
   exchange.pki.fleet_alert:
     facts: "{{ fleet_facts }}"
@@ -232,7 +292,7 @@ changed:
   type: bool
   sample: true
 triggered:
-  description: Whether some finding reached O(min_severity).
+  description: Whether some finding or event reached O(min_severity).
   returned: success
   type: bool
   sample: true
@@ -241,6 +301,11 @@ findings:
   returned: success
   type: int
   sample: 4
+events:
+  description: How many events reached O(min_severity).
+  returned: success
+  type: int
+  sample: 1
 sent:
   description: The alerts sent (in check mode, that would be sent).
   returned: success
@@ -254,7 +319,7 @@ sent:
     - {channel: webhook, endpoint: "https://contoso.webhook.office.com", format: teams, status: 202, delivered: true}
 summary:
   description: The fleet summary, as M(exchange.pki.fleet_report) returns it.
-  returned: success
+  returned: when O(facts) is given
   type: dict
   sample:
     hosts: 5

@@ -371,9 +371,21 @@ def events_markdown(events: Sequence[AlertEvent]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def alert_markdown(report: FleetReport, events: Sequence[AlertEvent], fleet_markdown: str) -> str:
+    """The mail body and generic ``text``: the title, the events, then the fleet's Markdown summary (when facts
+    were given; ``fleet_markdown`` starts with the title)."""
+    if not has_fleet(report):
+        return (f"# {_md_inline(report.title)}\n\n_Generated {format_utc_datetime(report.generated_at)} by "
+                f"exchange.pki._\n\n{events_markdown(events)}")
+    if not events:
+        return fleet_markdown
+    title, separator, rest = fleet_markdown.partition("\n\n")
+    return title + separator + events_markdown(events) + rest
+
+
 def _md_inline(text: str) -> str:
     """``text`` as inert inline Markdown: no link, image, emphasis or HTML can form."""
-    return re.sub(r"([\\`*_\[\]()<>#|!~])", r"\\\1", _one_line(text))
+    return re.sub(r"([\\`*\[\]<>|])", r"\\\1", _one_line(text))
 
 
 def select_findings(report: FleetReport, min_severity: str) -> list[AlertFinding]:
@@ -397,10 +409,16 @@ def select_findings(report: FleetReport, min_severity: str) -> list[AlertFinding
     return sorted(selected, key=lambda item: SEVERITY_RANK[item.severity])
 
 
-def alert_title(report: FleetReport, findings: Sequence[AlertFinding]) -> str:
-    severity = worst(item.severity for item in findings) or "no"
-    servers = len({item.server for item in findings})
-    return f"{report.title}: {len(findings)} {severity}-level finding(s) on {servers} server(s)"
+def alert_title(report: FleetReport, findings: Sequence[AlertFinding], events: Sequence[AlertEvent] = ()) -> str:
+    """The subject: the count and worst severity of the findings; one event says its summary."""
+    severity = worst([*(item.severity for item in findings), *(event.severity for event in events)]) or "no"
+    servers = len({item.server for item in findings} | {event.server for event in events if event.server})
+    if not events:
+        return f"{report.title}: {len(findings)} {severity}-level finding(s) on {servers} server(s)"
+    if len(events) == 1 and not findings:
+        return f"{report.title}: [{severity}] {_clip(_one_line(events[0].summary), 200)}"
+    counted = f"{len(events)} event(s)" + (f" and {len(findings)} finding(s)" if findings else "")
+    return f"{report.title}: {counted}, worst {severity}, on {servers} server(s)"
 
 
 def _finding_line(item: AlertFinding) -> str:
@@ -408,28 +426,47 @@ def _finding_line(item: AlertFinding) -> str:
     return f"[{item.severity}] {item.server}: {item.id}{about}: {item.message}"
 
 
+def has_fleet(report: FleetReport) -> bool:
+    """Whether the alert carries a fleet (facts were given): without one, no fleet summary is shown."""
+    return bool(report.hosts)
+
+
 # --- webhook payloads -----------------------------------------------------------------------------
 
 
-def generic_payload(report: FleetReport, findings: Sequence[AlertFinding], markdown: str) -> dict[str, Any]:
+def generic_payload(report: FleetReport, findings: Sequence[AlertFinding], markdown: str,
+                    events: Sequence[AlertEvent] = ()) -> dict[str, Any]:
     return {
-        "title": alert_title(report, findings),
-        "severity": worst(item.severity for item in findings),
+        "title": alert_title(report, findings, events),
+        "severity": worst([*(item.severity for item in findings), *(event.severity for event in events)]),
         "generated_at": format_utc_datetime(report.generated_at),
-        "summary": report.summary.as_dict(),
+        "summary": report.summary.as_dict() if has_fleet(report) or not events else None,
+        "events": [event.as_dict() for event in events],
         "findings": [item.as_dict() for item in findings],
         "text": markdown,
     }
 
 
-def _shown(findings: Sequence[AlertFinding]) -> tuple[Sequence[AlertFinding], int]:
-    return findings[:CHAT_FINDINGS_SHOWN], max(len(findings) - CHAT_FINDINGS_SHOWN, 0)
+def _shown(findings: Sequence[AlertFinding], events: Sequence[AlertEvent] = ()
+           ) -> tuple[Sequence[AlertEvent], Sequence[AlertFinding], int]:
+    """What a chat message lists one by one, events first, and how many more there are."""
+    shown_events = events[:CHAT_FINDINGS_SHOWN]
+    shown_findings = findings[:CHAT_FINDINGS_SHOWN - len(shown_events)]
+    return shown_events, shown_findings, len(events) + len(findings) - len(shown_events) - len(shown_findings)
 
 
-def _summary_facts(report: FleetReport) -> list[tuple[str, str]]:
+def _summary_facts(report: FleetReport, events: Sequence[AlertEvent] = ()) -> list[tuple[str, str]]:
+    facts = []
+    if events:
+        counts = {severity: 0 for severity in EVENT_SEVERITIES}
+        for event in events:
+            counts[event.severity] += 1
+        facts.append(("Events", ", ".join(f"{count} {severity}" for severity, count in counts.items() if count)))
+    if not has_fleet(report) and events:
+        return facts
     summary = report.summary
     earliest = summary.earliest_expiry
-    facts = [
+    facts += [
         ("Servers", f"{summary.hosts_collected} collected, {len(summary.hosts_missing)} not collected"),
         ("Certificates", str(summary.certificates)),
         ("Findings", ", ".join(f"{count} {severity}" for severity, count in summary.findings.items())),
@@ -472,15 +509,21 @@ def teams_text(text: str, limit: int = 2000) -> str:
     return _clip(_one_line(text).replace("](", "]" + _ZERO_WIDTH_SPACE + "("), limit)
 
 
-def teams_payload(report: FleetReport, findings: Sequence[AlertFinding]) -> dict[str, Any]:
+_TEAMS_COLORS = {"critical": "Attention", "warning": "Warning", "info": "Default"}
+
+
+def teams_payload(report: FleetReport, findings: Sequence[AlertFinding],
+                  events: Sequence[AlertEvent] = ()) -> dict[str, Any]:
     """A Teams message carrying an Adaptive Card (what a Teams Workflows webhook accepts)."""
-    shown, more = _shown(findings)
+    shown_events, shown, more = _shown(findings, events)
     body: list[dict[str, Any]] = [
         {"type": "TextBlock", "size": "Large", "weight": "Bolder", "wrap": True,
-         "text": teams_text(alert_title(report, findings))},
+         "text": teams_text(alert_title(report, findings, events))},
         {"type": "FactSet", "facts": [{"title": title, "value": teams_text(value)}
-                                      for title, value in _summary_facts(report)]},
+                                      for title, value in _summary_facts(report, events)]},
     ]
+    body.extend({"type": "TextBlock", "wrap": True, "text": teams_text(event.line()),
+                 "color": _TEAMS_COLORS[event.severity]} for event in shown_events)
     body.extend({"type": "TextBlock", "wrap": True, "text": teams_text(_finding_line(item)),
                  "color": "Attention" if item.severity == "critical" else "Warning"} for item in shown)
     if more:
@@ -491,16 +534,19 @@ def teams_payload(report: FleetReport, findings: Sequence[AlertFinding]) -> dict
             "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
 
 
-def slack_payload(report: FleetReport, findings: Sequence[AlertFinding]) -> dict[str, Any]:
+def slack_payload(report: FleetReport, findings: Sequence[AlertFinding],
+                  events: Sequence[AlertEvent] = ()) -> dict[str, Any]:
     """A Slack incoming-webhook message: ``text`` (notification fallback) plus Block Kit ``blocks``."""
-    title = alert_title(report, findings)
-    shown, more = _shown(findings)
+    title = alert_title(report, findings, events)
+    shown_events, shown, more = _shown(findings, events)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _clip(_one_line(title), 150)}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{slack_text(value, 1900)}"}
-                                       for name, value in _summary_facts(report)]},
+                                       for name, value in _summary_facts(report, events)]},
         {"type": "divider"},
     ]
+    blocks.extend({"type": "section", "text": {"type": "mrkdwn", "text": slack_text(event.line())}}
+                  for event in shown_events)
     blocks.extend({"type": "section", "text": {"type": "mrkdwn", "text": slack_text(_finding_line(item))}}
                   for item in shown)
     if more:
@@ -508,12 +554,13 @@ def slack_payload(report: FleetReport, findings: Sequence[AlertFinding]) -> dict
     return {"text": slack_text(title), "blocks": blocks}
 
 
-def webhook_payload(report: FleetReport, findings: Sequence[AlertFinding], fmt: str, markdown: str) -> dict[str, Any]:
+def webhook_payload(report: FleetReport, findings: Sequence[AlertFinding], fmt: str, markdown: str,
+                    events: Sequence[AlertEvent] = ()) -> dict[str, Any]:
     if fmt == "teams":
-        return teams_payload(report, findings)
+        return teams_payload(report, findings, events)
     if fmt == "slack":
-        return slack_payload(report, findings)
-    return generic_payload(report, findings, markdown)
+        return slack_payload(report, findings, events)
+    return generic_payload(report, findings, markdown, events)
 
 
 # --- delivery -------------------------------------------------------------------------------------
@@ -642,12 +689,12 @@ class WebhookSettings:
 
 
 def build_email(report: FleetReport, findings: Sequence[AlertFinding], markdown: str,
-                settings: EmailSettings) -> email.message.EmailMessage:
-    """A text/plain message whose body is the Markdown summary."""
+                settings: EmailSettings, events: Sequence[AlertEvent] = ()) -> email.message.EmailMessage:
+    """A text/plain message whose body is the Markdown summary (led by the events)."""
     # RFC 5322's hard line limit: the default 78 makes Python fold a subject starting with "[" before its
     # first word, which readers then show with a leading space.
     message = email.message.EmailMessage(policy=email.policy.default.clone(max_line_length=998))
-    message["Subject"] = f"{settings.subject_prefix}{_one_line(alert_title(report, findings))}".strip()
+    message["Subject"] = f"{settings.subject_prefix}{_one_line(alert_title(report, findings, events))}".strip()
     message["From"] = str(settings.sender_address)
     message["To"] = ", ".join(str(address) for address in settings.recipient_addresses)
     message["Date"] = email.utils.format_datetime(report.generated_at)
