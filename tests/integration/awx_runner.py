@@ -24,6 +24,7 @@ then calls ``ansible_runner.run`` with the same options AWX passes (forks, limit
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -158,15 +159,28 @@ def default_envvars() -> dict[str, str]:
     }
 
 
+def machine_credential(username: str, password: str) -> dict[str, Any]:
+    """What AWX makes of a Machine credential: ``-u USER --ask-pass`` and the answer to the password prompt.
+
+    Use as ``run_job(..., **machine_credential(user, password))``. The password is in env/passwords only (the
+    private data directory is private to the job), never in the inventory, the extra variables or the command.
+    """
+    return {"cmdline": f"-u {shlex.quote(username)} --ask-pass", "passwords": {r"^SSH password:\s*?$": password}}
+
+
 def run_job(private_data_dir: Path, playbook: str, *, inventory: str | Path, extravars: dict | None = None,
             envvars: dict | None = None, limit: str | None = None, forks: int = 5, check: bool = False,
-            fact_cache: bool = True, timeout: int | None = None, ident: str | None = None) -> Job:
+            fact_cache: bool = True, timeout: int | None = None, ident: str | None = None,
+            cmdline: str | None = None, passwords: dict[str, str] | None = None) -> Job:
     """Run ``playbook`` as an AWX job in ``private_data_dir`` and return the :class:`Job`.
 
     ``playbook`` is a collection playbook ("exchange.pki.renew") or a playbook file. ``envvars`` are added to
     :func:`default_envvars` (credential injectors put WinRM and Exchange session variables here). The private
     data directory may be reused for several jobs (each gets its own ``artifacts/<ident>``); its env/ and
     inventory/ are rewritten for each job, as AWX prepares them for each job.
+
+    ``cmdline`` (env/cmdline) and ``passwords`` (env/passwords: prompt regex -> answer) are how AWX passes a
+    machine credential: see :func:`machine_credential`.
     """
     if ansible_runner is None:
         raise RuntimeError("ansible-runner is not installed (requirements/dev.txt)")
@@ -186,6 +200,14 @@ def run_job(private_data_dir: Path, playbook: str, *, inventory: str | Path, ext
     if timeout:
         settings["job_timeout"] = int(timeout)
     _write_yaml(private_data_dir / "env" / "settings", settings)
+    arguments = " ".join(a for a in (cmdline, "--check" if check else "") if a)
+    for file, content in (("cmdline", arguments), ("passwords", passwords)):
+        path = private_data_dir / "env" / file
+        path.unlink(missing_ok=True)
+        if content and isinstance(content, str):
+            path.write_text(content, encoding="utf-8")
+        elif content:
+            _write_yaml(path, content)
 
     ident = ident or uuid.uuid4().hex
     kwargs: dict[str, Any] = {
@@ -198,8 +220,6 @@ def run_job(private_data_dir: Path, playbook: str, *, inventory: str | Path, ext
     }
     if limit:
         kwargs["limit"] = limit
-    if check:
-        kwargs["cmdline"] = "--check"
     if timeout:
         kwargs["timeout"] = int(timeout)
     runner = ansible_runner.run(**kwargs)

@@ -8,13 +8,20 @@ leaves behind: the host facts in the jsonfile fact cache, the set_stats artifact
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from tests.integration.awx_runner import ansible_runner, run_job
+from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import read_records
+
+from .awx_runner import REPO_ROOT, Job, ansible_runner, machine_credential, run_job
+from .conftest import Lab, start_lab
+from .test_renewal_role import MEMBERS, mail_certificates, served_thumbprint
 
 pytestmark = pytest.mark.skipif(ansible_runner is None, reason="needs ansible-runner (requirements/dev.txt)")
 
@@ -64,3 +71,152 @@ def test_run_job_lays_out_the_private_data_dir_and_returns_facts_stats_and_outpu
     assert second.fact_cache("localhost") == {}
     assert "answer=True" in second.stdout
     assert (pdd / "artifacts" / "job1" / "stdout").is_file()  # the first job's artifacts are kept
+
+
+# --- the collection's playbooks as AWX jobs against the dag lab ---------------------------------------------------
+
+WINRM_PASSWORD = "Ex-Lab-2026!"  # noqa: S105 - the lab's account (tests/lab/scenarios/dag.yml)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    started = start_lab(tmp_path_factory.mktemp("lab-dag"), "--scenario", "dag")
+    try:
+        yield started
+    finally:
+        started.control("stop")
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What outlives the throw-away job containers: a persistent volume (ledger, renewal state, reports)."""
+    return tmp_path_factory.mktemp("volume")
+
+
+@pytest.fixture(scope="module")
+def awx_inventory(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lab's inventory as an AWX inventory holds it: hosts and their variables, no credential."""
+    inventory = yaml.safe_load(lab.inventory.read_text(encoding="utf-8"))
+    user = inventory["all"]["vars"].pop("ansible_user")
+    assert inventory["all"]["vars"].pop("ansible_password") == WINRM_PASSWORD
+    inventory["all"]["vars"]["ansible_python_interpreter"] = sys.executable
+    inventory["all"]["children"]["exchange"]["vars"] = {"renewal_probe_ports": "{{ exchange_pki_lab_ports }}"}
+    directory = tmp_path_factory.mktemp("awx-inventory")
+    (directory / "hosts.yml").write_text(yaml.safe_dump(inventory), encoding="utf-8")
+    (directory / "user").write_text(user, encoding="utf-8")
+    return directory
+
+
+def job(playbook: str, awx_inventory: Path, tmp_path: Path, name: str, **kwargs: Any) -> Job:
+    """One AWX job: a fresh private data directory, the machine credential, the lab's inventory."""
+    user = (awx_inventory / "user").read_text(encoding="utf-8")
+    return run_job(tmp_path / f"job-{name}", playbook, inventory=awx_inventory / "hosts.yml", ident=name,
+                   forks=10, timeout=900, **machine_credential(user, WINRM_PASSWORD), **kwargs)
+
+
+def artifacts_text(finished: Job) -> str:
+    """Everything the job left in its artifacts (output, events, fact cache, command) as one text."""
+    return "\n".join(p.read_text(encoding="utf-8", errors="replace")
+                     for p in finished.artifacts.rglob("*") if p.is_file())
+
+
+def playbook_has(path: str, text: str) -> bool:
+    return text in (REPO_ROOT / path).read_text(encoding="utf-8")
+
+
+def renew_publishes_stats() -> bool:
+    return playbook_has("playbooks/renew.yml", "ansible.builtin.set_stats")
+
+
+def plan_of(record: dict[str, Any]) -> str | None:
+    """The renewal plan a ledger record belongs to (as _ledger.record_plan_id says)."""
+    return record.get("run_id") or record["after"].get("plan_id") or record["before"].get("plan_id")
+
+
+def inventory_facts_cacheable() -> bool:
+    tasks = (REPO_ROOT / "roles" / "inventory" / "tasks").glob("*.yml")
+    return any("cacheable" in p.read_text(encoding="utf-8") for p in tasks)
+
+
+def test_inventory_job_caches_every_host_and_prints_the_report(lab: Lab, awx_inventory: Path, volume: Path,
+                                                                tmp_path: Path) -> None:
+    """The inventory job template: the machine credential (-u/--ask-pass), the Exchange session credential as a
+    custom credential type injects it (extra variables), the report on the persistent volume."""
+    session = {"inventory_exchange_username": "CONTOSO\\ansible", "inventory_exchange_password": WINRM_PASSWORD}
+    finished = job("exchange.pki.inventory", awx_inventory, tmp_path, "inventory",
+                   extravars={**session, "report_dest": str(volume / "report")})
+
+    assert finished.status == "successful", finished.stdout[-6000:]
+    summary = finished.summary()
+    assert set(summary["processed"]) == set(MEMBERS)
+    assert summary["failures"] == {} and summary["dark"] == {}
+    # The job output (what AWX shows) carries the report's summary; the report itself is on the volume.
+    assert "PLAY RECAP" in finished.stdout
+    assert "| critical | ex4 | [expiring_critical]" in finished.stdout
+    assert (volume / "report" / "exchange_pki_report.json").is_file()
+    # The password reached the modules (every host was read with it) and none of the job's artifacts.
+    assert WINRM_PASSWORD not in artifacts_text(finished)
+    assert "--ask-pass" in (finished.artifacts / "command").read_text(encoding="utf-8")
+    # The facts AWX keeps per host (fact cache jsonfile): each server's certificates as the lab holds them.
+    dump = lab.dump()
+    cached = {host: finished.fact_cache(host) for host in MEMBERS}
+    if inventory_facts_cacheable() or any(cached.values()):
+        for host in MEMBERS:
+            held = {c["thumbprint"] for c in dump["servers"][host]["certificates"]["My"]}
+            facts = cached[host]["exchange_pki"]
+            assert held <= {c["thumbprint"] for c in facts["certificates"]}, host
+    else:  # the inventory role does not make its facts cacheable yet: AWX would keep nothing
+        assert cached == dict.fromkeys(MEMBERS, {})
+    assert lab.mutations() == []
+
+
+def renewal_variables(lab: Lab, volume: Path) -> dict[str, Any]:
+    """The renew job template's variables: the ledger, state and reports on the persistent volume."""
+    return {
+        "renewal_policy": {"backends": [{"match": {}, "backend": "adcs", "options": {
+            "ca_config": lab.dump()["organization"]["ca"]["config"], "template": "WebServer"}}]},
+        "renewal_ledger": str(volume / "ledger.jsonl"),
+        "renewal_state_dir": str(volume / "state"),
+        "renewal_ca_path": str(lab.state_dir / "ca.pem"),
+        "renew_report_dest": str(volume / "renew-report"),
+    }
+
+
+def test_renew_plan_job_then_apply_job(lab: Lab, awx_inventory: Path, volume: Path, tmp_path: Path) -> None:
+    """The renew job templates: a check-mode plan job (changes nothing, publishes the plan), then the apply job
+    (renews, publishes this run's ledger records and results; the ledger itself is on the persistent volume)."""
+    variables = renewal_variables(lab, volume)
+    (old,) = {c["thumbprint"] for certs in mail_certificates(lab).values() for c in certs}
+    mutations = len(lab.mutations())
+
+    plan_job = job("exchange.pki.renew", awx_inventory, tmp_path, "renew-plan", extravars=variables, check=True)
+
+    assert plan_job.status == "successful", plan_job.stdout[-6000:]
+    assert "# Renewal plan" in plan_job.stdout and "due 1" in plan_job.stdout and old in plan_job.stdout
+    assert len(lab.mutations()) == mutations
+    assert not (volume / "ledger.jsonl").exists()
+    if renew_publishes_stats():
+        plan = plan_job.stats["exchange_pki_renewal_plan"]
+        assert [item["status"] for item in plan["items"]].count("due") == 1
+        assert old in json.dumps(plan)
+
+    apply_job = job("exchange.pki.renew", awx_inventory, tmp_path, "renew-apply", extravars=variables)
+
+    assert apply_job.status == "successful", apply_job.stdout[-6000:]
+    (new,) = {c["thumbprint"] for certs in mail_certificates(lab).values() for c in certs}
+    assert new != old
+    ports = lab.endpoints()["servers"]
+    assert {served_thumbprint(ports[server]["https"]) for server in MEMBERS} == {new}
+    # The summary in the job output: each renewed certificate, old -> new, per group.
+    assert f"-> new {new}" in apply_job.stdout
+    records = [r.as_dict() for r in read_records(volume / "ledger.jsonl")]
+    done = [r for r in records if r["action"] == "renewal_done"]
+    assert [r["after"]["group"] for r in done] == ["DAG1", "ex4"]
+    if renew_publishes_stats():
+        plan_id = done[0]["after"]["plan_id"]
+        published = apply_job.stats["exchange_pki_ledger"]
+        assert published == [r for r in records if plan_of(r) == plan_id]
+        assert apply_job.stats["exchange_pki_renewal_plan"]["plan_id"] == plan_id
+        assert [r["status"] for r in apply_job.stats["exchange_pki_renewal_results"]]
+    else:  # playbooks/renew.yml publishes nothing yet
+        assert apply_job.stats == {}
