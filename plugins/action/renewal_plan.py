@@ -21,6 +21,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._renewal import (
     RenewalPolicy,
     build_plan,
     check_plan_id,
+    parse_ari,
     parse_host_vars,
     parse_now,
     read_outcomes,
@@ -38,6 +39,7 @@ ARGUMENT_SPEC = ArgumentSpec(
         "force": {"type": "bool", "default": False},
         "now": {"type": "str"},
         "plan_id": {"type": "str"},
+        "ari": {"type": "dict", "default": {}},
     },
 )
 
@@ -54,6 +56,7 @@ class ActionModule(ControllerAction):
             host_vars = parse_host_vars(args.get("host_vars"))
             now = parse_now(args.get("now"), utc_now())
             plan_id = check_plan_id(args.get("plan_id"))
+            ari = parse_ari(args.get("ari"))
         except RenewalInputError as error:
             raise AnsibleActionFail(str(error)) from None
         warnings: list[str] = []
@@ -68,7 +71,7 @@ class ActionModule(ControllerAction):
                 raise AnsibleActionFail(f"ledger: {error}") from None
         try:
             plan = build_plan(args["facts"], policy=policy, now=now, host_vars=host_vars, outcomes=outcomes,
-                              force=args["force"], plan_id=plan_id)
+                              force=args["force"], plan_id=plan_id, ari=ari)
         except RenewalInputError as error:
             raise AnsibleActionFail(str(error)) from None
         result: dict[str, Any] = {"changed": False, **plan}

@@ -21,8 +21,13 @@ description:
     (M(exchange.pki.auth_certificate) rotates it), cluster certificates (Windows manages them), pending requests,
     unused certificates, certificates without a private key anywhere, and certificates that cannot be parsed.
   - B(Due.) Fewer days left than O(policy.renew_before_days), or than O(policy.renew_before_percentage) of the
-    lifetime, or a finding of O(policy.replace_on) about one of its thumbprints, on any server holding it. Else
-    the item is V(current).
+    lifetime, or a finding of O(policy.replace_on) about one of its thumbprints, on any server holding it, or (an
+    identity whose O(policy.backends) entry is V(acme)) O(ari) says the ACME server's suggested renewal window for
+    its newest certificate has begun. Else the item is V(current).
+  - B(Superseded.) An older certificate left beside its renewed copy on the same servers (renewed with
+    O(policy.cleanup=keep), or kept because something still named it) does not make the identity due again while
+    the renewed copy is current and holds its services and references there; it is listed in RV(not_renewed)
+    as superseded.
   - B(How.) The first O(policy.backends) entry that matches gives the backend (no match, V(skipped)); the
     request server is the first server holding it with a private key, in rollout order; the subject and names
     are the old ones plus O(policy.required_names); the PFX encryption is V(legacy) when a server holding it
@@ -203,6 +208,18 @@ options:
       - The plan's time, an ISO-8601 date and time such as V(2026-12-02T02:15:00Z) (an offset, or none meaning
         UTC), for reproducible plans. The default is the controller's current time.
     type: str
+  ari:
+    description:
+      - ACME renewal information (L(RFC 9773, https://www.rfc-editor.org/rfc/rfc9773.html)) of ACME-issued
+        certificates - thumbprint to the result of M(community.crypto.acme_certificate_renewal_info) for that
+        certificate (C(should_renew), C(supports_ari) and C(msg) are read, other keys ignored).
+      - Counts only for an identity whose O(policy.backends) entry is V(acme), about its newest thumbprint, and only
+        where the ACME server offered renewal information (C(supports_ari=true)); then C(should_renew=true) makes it
+        V(due) with the reason C(ACME renewal information (ARI)) and the module's message. Without renewal
+        information (a directory without C(renewalInfo)) nothing changes.
+      - The C(ari.yml) tasks of the C(exchange.pki.renewal) role gather it; C(ansible-playbook exchange.pki.renew) does.
+    type: dict
+    default: {}
   plan_id:
     description:
       - The plan's id (1 to 64 letters, digits, C(.), C(_), C(:), C(-)). The default is the UTC minute of O(now)

@@ -19,7 +19,13 @@ here calls the clock or contacts a host: ``now`` is an argument, so the same inp
   request, used by something (a service or a reference), with a private key on some server. The others are
   listed in ``not_renewed`` with the reason.
 - **Due**: fewer days left than ``renew_before_days``, or (when set) than ``renew_before_percentage`` of the
-  lifetime, or a finding listed in ``replace_on`` about one of its thumbprints.
+  lifetime, or a finding listed in ``replace_on`` about one of its thumbprints, or (an identity its policy entry
+  issues with ACME) the ACME server's renewal information (RFC 9773 ARI, the ``ari`` input: what
+  community.crypto.acme_certificate_renewal_info answered for its newest thumbprint) says its suggested renewal
+  window has begun.
+- **Superseded**: an older certificate of an identity left beside its newer one on the same servers (renewed with
+  ``cleanup: keep``, or kept because something still named it) is not a reason to renew again: while the newer
+  one is current and serves what the older one did there, the older one is listed in ``not_renewed``.
 - **Groups**: the database availability group of each server (``server.dag``), a standalone server on its own,
   or the ``group`` of its host variables, which overrides both. Groups are rolled out in name order, members in
   host name order, ``rollout_batch`` at a time.
@@ -106,6 +112,10 @@ _STORE_REASON = "not in the My store: Exchange does not use it"
 _UNUSED_REASON = "unused; remove it with exchange.pki.certificate_remove"
 _NO_KEY_REASON = "no server holds its private key: it serves nothing; remove it with exchange.pki.certificate_remove"
 _UNPARSEABLE_REASON = "its bytes cannot be parsed"
+_SUPERSEDED_REASON = ("superseded by the renewed certificate {newest} on the same servers ({hosts}), which serves "
+                      "what it served there (kept by cleanup: keep or still named by something); remove it with "
+                      "exchange.pki.certificate_remove")
+_ARI_PREFIX = "ACME renewal information (ARI)"
 _AUTH_ROLES = frozenset({"auth_current", "auth_next", "auth_previous"})
 _DEFAULT_ROLES = frozenset({"exchange_default", "wmsvc"})
 
@@ -564,6 +574,43 @@ def parse_host_vars(value: Any) -> dict[str, HostVars]:
     return result
 
 
+@dataclasses.dataclass(frozen=True)
+class AriAdvice:
+    """What community.crypto.acme_certificate_renewal_info answered about one certificate."""
+
+    should_renew: bool
+    supports_ari: bool
+    msg: str
+
+
+def parse_ari(value: Any) -> dict[str, AriAdvice]:
+    """The ``ari`` option: thumbprint -> the result of acme_certificate_renewal_info for that certificate
+    (``should_renew``, ``supports_ari``, ``msg``; other keys are ignored)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise RenewalInputError(f"ari must be a dictionary of thumbprint to renewal information, got {_kind(value)}")
+    advice: dict[str, AriAdvice] = {}
+    for key, entry in value.items():
+        thumbprint = str(key).upper() if isinstance(key, str) else ""
+        if not _THUMBPRINT.match(thumbprint):
+            raise RenewalInputError(f"ari: {_shown(str(key))} is not a thumbprint (40 hexadecimal digits)")
+        if not isinstance(entry, Mapping):
+            raise RenewalInputError(f"ari.{thumbprint} must be a dictionary, got {_kind(entry)}")
+        flags = {}
+        for name in ("should_renew", "supports_ari"):
+            flag = entry.get(name, False)
+            if not isinstance(flag, bool):
+                raise RenewalInputError(f"ari.{thumbprint}.{name} must be true or false, got {_kind(flag)}")
+            flags[name] = flag
+        msg = entry.get("msg", "")
+        if not isinstance(msg, str):
+            raise RenewalInputError(f"ari.{thumbprint}.msg must be a string, got {_kind(msg)}")
+        msg = _CONTROL.sub(" ", msg).strip()[:500]
+        advice[thumbprint] = AriAdvice(msg=msg, **flags)
+    return advice
+
+
 def _host_name(key: str, host: Any) -> str:
     if not isinstance(host, str):
         raise RenewalInputError(f"{key}: host name {_kind(host)} is not a string")
@@ -869,10 +916,12 @@ def build_plan(
     outcomes: Mapping[str, Sequence[Outcome]] | None = None,
     force: bool = False,
     plan_id: str | None = None,
+    ari: Mapping[str, AriAdvice] | None = None,
 ) -> dict[str, Any]:
     """The renewal plan (the module's result without ``changed``), JSON-able and deterministic."""
     host_vars = dict(host_vars or {})
     outcomes = outcomes or {}
+    ari = ari or {}
     now = now.astimezone(UTC).replace(microsecond=0)
     if not isinstance(facts, Mapping):
         raise RenewalInputError(f"facts must be a dictionary of host name to fact, got {_kind(facts)}")
@@ -938,12 +987,17 @@ def build_plan(
             if host in group.members:
                 blocked_groups.setdefault(group.name, []).append(f"member {host} could not be read ({text})")
 
-    items = [
-        _item(ids[index], certs, policy=policy, now=now, hosts=hosts, host_vars=host_vars, group_of=group_of,
-              group_order=group_order, blocked_groups=blocked_groups, outcomes=outcomes.get(ids[index], ()),
-              force=force)
-        for index, certs in enumerate(identities)
-    ]
+    items = []
+    for index, certs in enumerate(identities):
+        superseded = _superseded(certs, hosts, policy, group_of, outcomes.get(ids[index], ()), ari)
+        for thumbprint, holders in superseded.items():
+            entry = _not_renewed([cert for cert in certs if cert.thumbprint == thumbprint], "")
+            entry["reason"] = _SUPERSEDED_REASON.format(newest=_newest(certs).thumbprint, hosts=", ".join(holders))
+            not_renewed.append(entry)
+        kept = [cert for cert in certs if cert.thumbprint not in superseded]
+        items.append(_item(ids[index], kept, policy=policy, now=now, hosts=hosts, host_vars=host_vars,
+                           group_of=group_of, group_order=group_order, blocked_groups=blocked_groups,
+                           outcomes=outcomes.get(ids[index], ()), force=force, ari=ari))
     items.sort(key=lambda item: (group_order[item["servers"][0]["group"]], item["identity"]))
     not_renewed.sort(key=lambda entry: ((entry["subject"] or "").lower(), entry["thumbprint"], entry["servers"]))
 
@@ -1152,10 +1206,70 @@ def _resume(certs: Sequence[Cert], newest: Cert, holders: Sequence[str], group_o
             "reason": "; ".join(reasons)}
 
 
+def _ari_reason(newest: Cert, entry: BackendEntry | None,
+                ari: Mapping[str, AriAdvice]) -> tuple[str | None, str | None]:
+    """(why ARI makes it due, why ARI does not) for an identity its policy entry issues with ACME; the ACME server's
+    answer counts only where it offered renewal information (supports_ari)."""
+    advice = ari.get(newest.thumbprint)
+    if entry is None or entry.backend != "acme" or advice is None or not advice.supports_ari:
+        return None, None
+    text = f"{_ARI_PREFIX}: {advice.msg}" if advice.msg else _ARI_PREFIX
+    if advice.should_renew:
+        return text, None
+    return None, f"{_ARI_PREFIX}: the suggested renewal window has not begun"
+
+
+def _newest_due(certs: Sequence[Cert], hosts: Mapping[str, Host], policy: RenewalPolicy, newest: Cert,
+                ari_due: str | None) -> bool:
+    """Whether the newest certificate itself is due (its days, its lifetime, a finding about it, ARI)."""
+    days = [cert.days_remaining for cert in certs
+            if cert.thumbprint == newest.thumbprint and cert.days_remaining is not None]
+    return bool(ari_due) or bool(days) and (
+        min(days) < policy.renew_before_days
+        or (policy.renew_before_percentage is not None and bool(newest.lifetime_days)
+            and min(days) * 100 < newest.lifetime_days * policy.renew_before_percentage)
+    ) or any(finding.get("id") in policy.replace_on and finding.get("thumbprint") == newest.thumbprint
+             for host in {cert.host for cert in certs} for finding in hosts[host].findings)
+
+
+def _superseded(certs: Sequence[Cert], hosts: Mapping[str, Host], policy: RenewalPolicy,
+                group_of: Mapping[str, str], outcomes: Sequence[Outcome],
+                ari: Mapping[str, AriAdvice]) -> dict[str, list[str]]:
+    """The older thumbprints of an identity that its newest certificate has replaced: thumbprint -> its hosts.
+
+    An older certificate is superseded when the newest is valid and not itself due, no earlier rollout of it is left
+    unfinished, and on every host that holds the older one the newest is there too (with its key) and holds every
+    service and reference the older one has (so a member rolled back to the older one is not superseded)."""
+    newest = _newest(certs)
+    if newest.days_remaining is None or newest.days_remaining < 0:
+        return {}
+    entry = policy.backend_for(newest.subject, list(newest.names))
+    if _newest_due(certs, hosts, policy, newest, _ari_reason(newest, entry, ari)[0]):
+        return {}
+    holders = sorted({cert.host for cert in certs})
+    if _resume(certs, newest, holders, group_of, outcomes, False) is not None:
+        return {}
+    on_host = {(cert.host, cert.thumbprint): cert for cert in certs}
+    found: dict[str, list[str]] = {}
+    for thumbprint in sorted({cert.thumbprint for cert in certs} - {newest.thumbprint}):
+        older = [cert for cert in certs if cert.thumbprint == thumbprint]
+        replaced = True
+        for cert in older:
+            new = on_host.get((cert.host, newest.thumbprint))
+            if new is None or not new.has_private_key or not set(cert.services) <= set(new.services) or not {
+                    (ref["kind"], ref["name"]) for ref in cert.references} <= {
+                    (ref["kind"], ref["name"]) for ref in new.references}:
+                replaced = False
+                break
+        if replaced:
+            found[thumbprint] = _sorted_hosts({cert.host for cert in older})
+    return found
+
+
 def _item(identity: str, certs: Sequence[Cert], *, policy: RenewalPolicy, now: datetime.datetime,
           hosts: Mapping[str, Host], host_vars: Mapping[str, HostVars], group_of: Mapping[str, str],
           group_order: Mapping[str, int], blocked_groups: Mapping[str, Sequence[str]],
-          outcomes: Sequence[Outcome], force: bool) -> dict[str, Any]:
+          outcomes: Sequence[Outcome], force: bool, ari: Mapping[str, AriAdvice]) -> dict[str, Any]:
     newest = _newest(certs)
     holders = sorted({cert.host for cert in certs},
                      key=lambda host: (group_order[group_of[host]], host.lower(), host))
@@ -1191,14 +1305,12 @@ def _item(identity: str, certs: Sequence[Cert], *, policy: RenewalPolicy, now: d
             if cert.thumbprint == newest.thumbprint and cert.days_remaining is not None]
 
     due, current = _due_reasons(certs, hosts, policy, newest)
-    newest_days = [cert.days_remaining for cert in certs
-                   if cert.thumbprint == newest.thumbprint and cert.days_remaining is not None]
-    newest_due = bool(newest_days) and (
-        min(newest_days) < policy.renew_before_days
-        or (policy.renew_before_percentage is not None and bool(newest.lifetime_days)
-            and min(newest_days) * 100 < newest.lifetime_days * policy.renew_before_percentage)
-    ) or any(finding.get("id") in policy.replace_on and finding.get("thumbprint") == newest.thumbprint
-             for host in holders for finding in hosts[host].findings)
+    ari_due, ari_current = _ari_reason(newest, entry, ari)
+    if ari_due:
+        due.append(ari_due)
+    elif ari_current:
+        current.append(ari_current)
+    newest_due = _newest_due(certs, hosts, policy, newest, ari_due)
     resume = _resume(certs, newest, holders, group_of, outcomes, newest_due)
     if resume is not None:
         # Finishing the earlier rollout is the work: the newest certificate is not renewed again.

@@ -142,3 +142,16 @@ def test_a_malformed_fact_fails_naming_the_host_and_field():
 def test_an_explicit_plan_id_and_now_are_used():
     result = run({"facts": lab_facts(), "now": "2026-12-02T03:15:00+01:00", "plan_id": "nightly-2026-12-02"})
     assert result["plan_id"] == "nightly-2026-12-02" and result["generated_at"] == "2026-12-02T02:15:00Z"
+
+
+def test_ari_through_the_plugin_makes_an_acme_identity_due_and_bad_ari_is_named():
+    facts = lab_facts()
+    thumbprint = next(c["thumbprint"] for c in facts["ex1"]["certificates"] if c["subject"] == "CN=mail.contoso.lab")
+    policy = {"renew_before_days": 10, "backends": [{"backend": "acme", "options": {"directory": "https://a/d"}}]}
+    advice = {"should_renew": True, "supports_ari": True, "msg": "The suggested renewal interval provided by ARI "
+              "has begun", "cert_id": "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"}
+    assert run({"facts": facts, "policy": policy})["items"][0]["status"] == "current"
+    item = run({"facts": facts, "policy": policy, "ari": {thumbprint: advice}})["items"][0]
+    assert item["status"] == "due" and item["reasons"][0].startswith("ACME renewal information (ARI): ")
+    with pytest.raises(AnsibleActionFail, match=r"ari\.(AB)+\.should_renew must be true or false"):
+        run({"facts": facts, "policy": policy, "ari": {"AB" * 20: {"should_renew": "maybe"}}})

@@ -649,3 +649,103 @@ def test_a_group_whose_last_outcome_failed_is_rolled_out_again_though_every_memb
                           outcome(identity, "renewal_failed", NOW - HOUR, "ex4", thumbprint="AB" * 20)])
     outcomes = read_outcomes(str(path))[0]
     assert plan(facts, outcomes=outcomes)["items"][0]["issue"]["resume"] is None
+
+
+# --- a certificate kept beside its renewal (cleanup: keep) ------------------------------------------------------
+
+
+def kept_beside(facts, hosts, *, moved=True):
+    """The facts after a renewal with cleanup keep: the renewed copy holds the binding and the services on
+    ``hosts``; the old certificate stays beside it (``moved=False``: the old one kept its IIS binding, as a member
+    rolled back to it)."""
+    renewed_on(facts, hosts, keep_old=hosts)
+    for host in hosts:
+        old = cert_of(facts[host], "CN=mail.contoso.lab")
+        if moved:
+            old["references"] = [ref for ref in old["references"] if ref["kind"] != "iis_binding"]
+        else:
+            renewed = facts[host]["certificates"][-1]
+            renewed["references"] = [ref for ref in renewed["references"] if ref["kind"] != "iis_binding"]
+    return facts
+
+
+def test_an_old_certificate_kept_beside_its_renewal_is_superseded_not_due_again():
+    old = cert_of(lab_facts()["ex1"], "CN=mail.contoso.lab")["thumbprint"]
+    result = plan(kept_beside(lab_facts(), ["ex1", "ex2", "ex3", "ex4"]))
+    (item,) = result["items"]
+    assert item["status"] == "current" and item["certificate"]["thumbprints"] == ["CD" * 20], item["reasons"]
+    assert result["summary"]["due"] == 0
+    (entry,) = [entry for entry in result["not_renewed"] if entry["thumbprint"] == old]
+    assert entry["servers"] == ["ex1", "ex2", "ex3", "ex4"]
+    assert entry["reason"].startswith(f"superseded by the renewed certificate {'CD' * 20} on the same servers")
+    assert "superseded by the renewed certificate" in result["markdown"]
+
+
+def test_an_old_certificate_still_serving_on_a_member_is_not_superseded():
+    # ex3 was rolled back: its old certificate holds the IIS binding the renewed copy lacks there.
+    facts = kept_beside(lab_facts(), ["ex1", "ex2", "ex4"])
+    kept_beside(facts, ["ex3"], moved=False)
+    (item,) = plan(facts)["items"]
+    assert item["status"] == "due" and len(item["certificate"]["thumbprints"]) == 2
+
+
+def test_an_old_certificate_is_not_superseded_once_the_renewal_is_due_itself():
+    facts = kept_beside(lab_facts(), ["ex1", "ex2", "ex3", "ex4"])
+    for host in facts:
+        facts[host]["certificates"][-1]["days_remaining"] = 5
+    (item,) = plan(facts)["items"]
+    assert item["status"] == "due" and len(item["certificate"]["thumbprints"]) == 2  # both replaced, both removed
+
+
+# --- ACME renewal information (ARI) -----------------------------------------------------------------------------
+
+ACME = {"renew_before_days": 10, "backends": [{"backend": "acme", "options": {"directory": "https://acme/dir"}}]}
+
+
+def the_mail_thumbprint():
+    return cert_of(lab_facts()["ex1"], "CN=mail.contoso.lab")["thumbprint"]
+
+
+def ari_for(should_renew, supports_ari=True, msg="The suggested renewal interval provided by ARI has begun"):
+    advice = {"should_renew": should_renew, "supports_ari": supports_ari, "msg": msg, "changed": False}
+    return _renewal.parse_ari({the_mail_thumbprint().lower(): advice})
+
+
+def test_ari_whose_window_has_begun_makes_an_acme_identity_due():
+    result = plan(policy=ACME, ari=ari_for(True))
+    (item,) = result["items"]
+    assert item["status"] == "due"
+    assert item["reasons"] == ["ACME renewal information (ARI): The suggested renewal interval provided by ARI "
+                               "has begun"]
+    assert "ACME renewal information (ARI)" in result["markdown"]
+
+
+def test_ari_whose_window_has_not_begun_keeps_it_current_and_says_so():
+    (item,) = plan(policy=ACME, ari=ari_for(False, msg="The certificate is still valid"))["items"]
+    assert item["status"] == "current"
+    assert "ACME renewal information (ARI): the suggested renewal window has not begun" in item["reasons"]
+
+
+@pytest.mark.parametrize("policy,ari", [
+    (ACME, None),  # no renewal information asked for
+    (ACME, "no_ari"),  # the directory has no renewalInfo (pebble 2.4.0): supports_ari false
+    ({**ADCS, "renew_before_days": 10}, "begun"),  # not issued by ACME: ARI does not apply
+], ids=["none", "directory_without_renewal_info", "not_acme"])
+def test_ari_changes_nothing_where_it_does_not_apply(policy, ari):
+    advice = {None: None, "no_ari": ari_for(True, supports_ari=False, msg="x"), "begun": ari_for(True)}[ari]
+    with_ari, without = plan(policy=policy, ari=advice), plan(policy=policy)
+    assert with_ari == without
+    assert with_ari["items"][0]["status"] == "current"
+
+
+@pytest.mark.parametrize("value,message", [
+    ("x", "ari must be a dictionary of thumbprint to renewal information, got 'x'"),
+    ({"zz": {}}, "ari: 'zz' is not a thumbprint"),
+    ({"AB" * 20: []}, f"ari.{'AB' * 20} must be a dictionary"),
+    ({"AB" * 20: {"should_renew": "yes"}}, f"ari.{'AB' * 20}.should_renew must be true or false"),
+    ({"AB" * 20: {"msg": 3}}, f"ari.{'AB' * 20}.msg must be a string"),
+])
+def test_bad_ari_input_is_named(value, message):
+    with pytest.raises(RenewalInputError) as error:
+        _renewal.parse_ari(value)
+    assert message in str(error.value)
