@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from tests.lab.control import CONTROL_FILE, PID_FILE, TOKEN_HEADER
-from tests.lab.endpoints import HTTP_ENDPOINT, HTTPS_ENDPOINTS, SMTP_ENDPOINT, Endpoints
+from tests.lab.endpoints import HTTP_ENDPOINT, HTTPS_ENDPOINTS, MAIL_ENDPOINTS, SMTP_ENDPOINT, Endpoints
 from tests.lab.model.errors import LabError
 from tests.lab.transport.auth import accounts_from, write_ntlm_user_file
 from tests.lab.transport.files import FileSystem
@@ -112,7 +112,7 @@ class Lab:
             service, self._accounts, unreachable, lambda: self.fleet.listener_certificate(server), self._contexts
         )
         ports = {"winrm": self._acceptor.listen(http.serve), "winrm_https": self._acceptor.listen(https.serve)}
-        for endpoint in (*HTTPS_ENDPOINTS, HTTP_ENDPOINT, SMTP_ENDPOINT):
+        for endpoint in (*HTTPS_ENDPOINTS, HTTP_ENDPOINT, SMTP_ENDPOINT, *MAIL_ENDPOINTS):
             ports[endpoint] = self._acceptor.listen(endpoints.handler(server, endpoint))
         return ports
 

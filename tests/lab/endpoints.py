@@ -1,14 +1,18 @@
 # Copyright: Contributors to the exchange.pki project
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The endpoints of a simulated Exchange server: IIS Default Web Site (:443, and :80 plain HTTP), Exchange Back
-End (:444), SMTP.
+End (:444), SMTP, IMAP4 (:143) and POP3 (:110).
 
 Each handshake asks the fleet which certificate the real server would serve at that moment
 (``Fleet.served_certificate``), so a certificate bound by a module is served by the next handshake.
 A binding without a certificate (None) fails the handshake. The plain HTTP endpoint (the Default Web Site's
 port 80 binding) serves only what ACME http-01 needs: ``/.well-known/acme-challenge/<token>`` from the token files
 ``host.acme_challenge`` wrote (``Fleet.acme_challenge``), 404 for anything else. SMTP speaks enough ESMTP for STARTTLS
-(RFC 3207): banner, EHLO advertising STARTTLS, STARTTLS, EHLO again, NOOP, RSET, QUIT.
+(RFC 3207): banner, EHLO advertising STARTTLS, STARTTLS, EHLO again, NOOP, RSET, QUIT. IMAP4 speaks enough for
+STARTTLS (RFC 9051 section 6.2.1: greeting, CAPABILITY, STARTTLS, NOOP, LOGOUT) and POP3 enough for STLS (RFC 2595:
+greeting, CAPA, STLS, NOOP, QUIT), both with the certificate Exchange would present for the protocol
+(``Fleet.served_certificate(server, "imap" | "pop")``: X509CertificateName of Get-ImapSettings/Get-PopSettings,
+else the certificate enabled for the service). Nothing logs in.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from tests.lab.transport.tls import ContextCache
 CLIENT_TIMEOUT = 30.0
 HTTPS_ENDPOINTS = ("https", "back_end")
 SMTP_ENDPOINT = "smtp"
+IMAP_ENDPOINT = "imap"
+POP_ENDPOINT = "pop"
+MAIL_ENDPOINTS = (IMAP_ENDPOINT, POP_ENDPOINT)
 HTTP_ENDPOINT = "http"
 ACME_PREFIX = "/.well-known/acme-challenge/"
 _MAX_LINE = 4096
@@ -48,7 +55,7 @@ class Endpoints:
         self._fqdn = fqdn
 
     def handler(self, server: str, endpoint: str) -> ConnectionHandler:
-        """The handler serving ``endpoint`` ("https", "back_end", "http" or "smtp") of ``server``."""
+        """The handler serving ``endpoint`` ("https", "back_end", "http", "smtp", "imap" or "pop") of ``server``."""
         if endpoint == HTTP_ENDPOINT:
             return lambda conn, _address: self._serve_http(conn, server)
         if endpoint in HTTPS_ENDPOINTS:
@@ -57,6 +64,9 @@ class Endpoints:
             return lambda conn, _address: SmtpSession(
                 conn, self._fqdn(server), lambda: self._tls(server, endpoint)
             ).run()
+        if endpoint in MAIL_ENDPOINTS:
+            session = ImapSession if endpoint == IMAP_ENDPOINT else Pop3Session
+            return lambda conn, _address: session(conn, lambda: self._tls(server, endpoint)).run()
         raise ValueError(f"unknown TLS endpoint {endpoint!r}")
 
     def _tls(self, server: str, endpoint: str) -> ssl.SSLContext:
@@ -164,3 +174,93 @@ class SmtpSession:
 
     def _send(self, reply: str) -> None:
         self._conn.sendall(reply.encode("ascii") + b"\r\n")
+
+
+class _LineSession:
+    """A line protocol that can switch to TLS: subclasses give the greeting and answer each command line."""
+
+    greeting = ""
+
+    def __init__(self, conn: socket.socket, tls_context: Callable[[], ssl.SSLContext]) -> None:
+        self._conn: socket.socket = conn
+        self._tls_context = tls_context
+        self._tls = False
+
+    def answer(self, line: str) -> tuple[str, str | None]:
+        """The reply to one command line, and "tls" (switch after replying), "quit" (close) or None."""
+        raise NotImplementedError
+
+    def run(self) -> None:
+        self._conn.settimeout(CLIENT_TIMEOUT)
+        try:
+            self._send(self.greeting)
+            reader = self._conn.makefile("rb")
+            while True:
+                line = reader.readline(_MAX_LINE)
+                if not line:
+                    return
+                reply, then = self.answer(line.decode("ascii", "replace").strip())
+                self._send(reply)
+                if then == "quit":
+                    return
+                if then == "tls":
+                    reader.close()
+                    try:
+                        self._conn = self._tls_context().wrap_socket(self._conn, server_side=True)
+                    except (ssl.SSLError, OSError):
+                        return
+                    self._tls = True
+                    reader = self._conn.makefile("rb")
+        except (ssl.SSLError, OSError):
+            return
+        finally:
+            self._conn.close()
+
+    def _send(self, reply: str) -> None:
+        self._conn.sendall(reply.encode("ascii") + b"\r\n")
+
+
+class ImapSession(_LineSession):
+    """One IMAP4 conversation (Exchange's IMAP4 service); STARTTLS switches to TLS with the IMAP certificate."""
+
+    greeting = "* OK The Microsoft Exchange IMAP4 service is ready."
+
+    def answer(self, line: str) -> tuple[str, str | None]:
+        tag, _, rest = line.partition(" ")
+        command = rest.split(" ", 1)[0].upper()
+        if not tag or not command:
+            return "* BAD Command Error. 10", None
+        if command == "CAPABILITY":
+            auth = "AUTH=NTLM AUTH=GSSAPI AUTH=PLAIN" if self._tls else "AUTH=NTLM AUTH=GSSAPI LOGINDISABLED STARTTLS"
+            return (f"* CAPABILITY IMAP4 IMAP4rev1 {auth} UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+"
+                    f"\r\n{tag} OK CAPABILITY completed."), None
+        if command == "STARTTLS":
+            if self._tls:
+                return f"{tag} BAD Command received in Invalid state.", None
+            return f"{tag} OK Begin TLS negotiation now.", "tls"
+        if command == "NOOP":
+            return f"{tag} OK NOOP completed.", None
+        if command == "LOGOUT":
+            return f"* BYE Microsoft Exchange Server IMAP4 server signing off.\r\n{tag} OK LOGOUT completed.", "quit"
+        return f"{tag} BAD Command Error. 12", None
+
+
+class Pop3Session(_LineSession):
+    """One POP3 conversation (Exchange's POP3 service); STLS switches to TLS with the POP certificate."""
+
+    greeting = "+OK The Microsoft Exchange POP3 service is ready."
+
+    def answer(self, line: str) -> tuple[str, str | None]:
+        command = line.split(" ", 1)[0].upper()
+        if command == "CAPA":
+            tail = ["SASL NTLM GSSAPI PLAIN", "USER"] if self._tls else ["SASL NTLM GSSAPI", "STLS"]
+            return "\r\n".join(["+OK", "TOP", "UIDL", *tail, "."]), None
+        if command == "STLS":
+            if self._tls:
+                return "-ERR Command is not valid in this state.", None
+            return "+OK Begin TLS negotiation.", "tls"
+        if command == "NOOP":
+            return "+OK", None
+        if command == "QUIT":
+            return "+OK Microsoft Exchange Server POP3 server signing off.", "quit"
+        return "-ERR Protocol error. 14", None

@@ -25,6 +25,8 @@ from .faults import Fault, FaultTable
 from .organization import BACK_END, DEFAULT_WEB_SITE, Organization, Server
 
 ENDPOINT_SITES = {"https": DEFAULT_WEB_SITE, "back_end": BACK_END}
+#: The mail protocol endpoints and the Exchange service (and Get-ImapSettings/Get-PopSettings) behind each.
+PROTOCOL_ENDPOINTS = {"imap": "IMAP", "pop": "POP"}
 
 
 class Fleet:
@@ -102,7 +104,8 @@ class Fleet:
             return self._listeners[host.name]
 
     def served_certificate(self, server: str, endpoint: str) -> tuple[bytes, bytes] | None:
-        """What Exchange would serve now on ``endpoint`` ("https", "back_end", "smtp"); None if nothing can be."""
+        """What Exchange would serve now on ``endpoint`` ("https", "back_end", "smtp", "imap", "pop"); None if
+        nothing can be."""
         with self.lock:
             host = self._server(server)
             if endpoint in ENDPOINT_SITES:
@@ -110,8 +113,10 @@ class Fleet:
                 stored = host.find(binding.certificate_hash, binding.certificate_store) if binding else None
             elif endpoint == "smtp":
                 stored = self._smtp_certificate(host)
+            elif endpoint in PROTOCOL_ENDPOINTS:
+                stored = self._protocol_certificate(host, PROTOCOL_ENDPOINTS[endpoint])
             else:
-                raise LabError(f"unknown endpoint {endpoint!r} (https, back_end, smtp)")
+                raise LabError(f"unknown endpoint {endpoint!r} (https, back_end, smtp, imap, pop)")
             if stored is None or stored.private_key is None:
                 return None
             return stored.material.chain_pem(), stored.material.with_key(stored.private_key).key_pem()
@@ -120,6 +125,28 @@ class Fleet:
         """The key authorization IIS would serve at /.well-known/acme-challenge/<token> now, None if no such file."""
         with self.lock:
             return self._server(server).acme_challenges.get(token)
+
+    def _protocol_certificate(self, server: Server, protocol: str) -> StoredCertificate | None:
+        """IMAP STARTTLS / POP3 STLS (EF "Enable-ExchangeCertificate": IMAP/POP with wildcard certificates: set
+        X509CertificateName via Set-ImapSettings/Set-PopSettings): the newest valid certificate with a key whose
+        names cover X509CertificateName when it is set, else the certificate enabled for the service (IMAP and POP
+        are single-instance services: Enable-ExchangeCertificate moves them)."""
+        name = server.x509_certificate_names[protocol]
+        if name:
+            now = self._org.now()
+            named = [
+                stored
+                for stored in server.stores[MY].values()
+                if stored.has_private_key and stored.material.time_valid(now) and stored.material.matches_name(name)
+            ]
+            if named:
+                return max(named, key=lambda stored: stored.material.not_before)
+        enabled = [stored for stored in server.stores[MY].values() if protocol in stored.services]
+        if not enabled:
+            return None
+        # A scenario may enable the service on several certificates (Exchange's self-signed default has IMAP and
+        # POP): a CA-issued one before a self-signed one, then the newest (assumption, as for SMTP).
+        return max(enabled, key=lambda stored: (not stored.material.is_self_signed, stored.material.not_before))
 
     def _smtp_certificate(self, server: Server) -> StoredCertificate | None:
         """STARTTLS on the Default Frontend connector (assumption, README "SMTP certificate selection"):

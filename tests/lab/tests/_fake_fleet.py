@@ -95,7 +95,9 @@ class FakeFleet:
 
     def _server(self, name: str) -> FakeServer:
         fqdn = f"{name}.contoso.lab"
-        served: dict[str, Issued | None] = {e: issue(f"{e}.{fqdn}", [fqdn]) for e in ("https", "back_end", "smtp")}
+        served: dict[str, Issued | None] = {
+            e: issue(f"{e}.{fqdn}", [fqdn]) for e in ("https", "back_end", "smtp", "imap", "pop")
+        }
         return FakeServer(name, fqdn, issue(fqdn, [fqdn, "localhost"], self.ca), served)
 
     @classmethod

@@ -78,7 +78,7 @@ def test_every_endpoint_port_listens(state_dir: Path) -> None:
     assert set(endpoints["servers"]) == {"ex1", "ex2"}
     for server in endpoints["servers"].values():
         assert server["fqdn"].endswith(".contoso.lab")
-        for endpoint in ("winrm", "winrm_https", "https", "back_end", "smtp"):
+        for endpoint in ("winrm", "winrm_https", "https", "back_end", "smtp", "http", "imap", "pop"):
             socket.create_connection(("127.0.0.1", server[endpoint]), timeout=5).close()
 
 

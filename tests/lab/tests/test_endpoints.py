@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import imaplib
+import poplib
 import smtplib
 import socket
 import ssl
@@ -73,6 +76,48 @@ def test_smtp_rejects_unknown_commands_and_quits(lab: Lab) -> None:
     with smtplib.SMTP("127.0.0.1", lab.ports["ex1"]["smtp"], timeout=10) as smtp:
         assert smtp.docmd("VRFY", "someone")[0] == 500
         assert smtp.noop()[0] == 250
+
+
+def test_imap_starttls_serves_the_imap_certificate_and_follows_a_rebind(lab: Lab, fake_fleet: FakeFleet) -> None:
+    def imap_served() -> bytes:
+        with imaplib.IMAP4("127.0.0.1", lab.ports["ex1"]["imap"], timeout=10) as imap:
+            assert imap.welcome.startswith(b"* OK The Microsoft Exchange IMAP4 service")
+            assert "STARTTLS" in imap.capabilities and "LOGINDISABLED" in imap.capabilities
+            assert imap.starttls(ssl_context=client_context())[0] == "OK"
+            der = imap.sock.getpeercert(binary_form=True)
+            assert "STARTTLS" not in imap.capabilities  # asked again over TLS
+            assert imap.noop()[0] == "OK"
+        assert der is not None
+        return der
+
+    assert imap_served() == bound(fake_fleet, "ex1", "imap").public_bytes(serialization.Encoding.DER)
+    fake_fleet.bind("ex1", "imap", issue("imap.renewed.contoso.lab", ["imap.renewed.contoso.lab"], fake_fleet.ca))
+    assert x509.load_der_x509_certificate(imap_served()).subject.rfc4514_string() == "CN=imap.renewed.contoso.lab"
+
+
+def test_pop3_stls_serves_the_pop_certificate(lab: Lab, fake_fleet: FakeFleet) -> None:
+    pop = poplib.POP3("127.0.0.1", lab.ports["ex2"]["pop"], timeout=10)
+    try:
+        assert pop.getwelcome().startswith(b"+OK The Microsoft Exchange POP3 service")
+        assert "STLS" in pop.capa()
+        assert pop.stls(context=client_context()).startswith(b"+OK")
+        der = pop.sock.getpeercert(binary_form=True)
+        assert "STLS" not in pop.capa()
+        assert pop.noop().startswith(b"+OK")
+    finally:
+        pop.quit()
+    assert der == bound(fake_fleet, "ex2", "pop").public_bytes(serialization.Encoding.DER)
+
+
+def test_imap_without_a_certificate_fails_the_handshake(lab: Lab, fake_fleet: FakeFleet) -> None:
+    fake_fleet.bind("ex1", "imap", None)
+    imap = imaplib.IMAP4("127.0.0.1", lab.ports["ex1"]["imap"], timeout=10)
+    try:
+        with pytest.raises((ssl.SSLError, ConnectionError, imaplib.IMAP4.abort, OSError)):
+            imap.starttls(ssl_context=client_context())
+    finally:
+        with contextlib.suppress(OSError):
+            imap.shutdown()
 
 
 def _http_get(port: int, path: str) -> bytes:
