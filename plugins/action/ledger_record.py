@@ -19,7 +19,7 @@ from ansible.errors import AnsibleActionFail
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ControllerAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import (
     LedgerError,
-    append_records,
+    deliver_records,
     ledger_argspec,
     make_record,
 )
@@ -39,6 +39,7 @@ _LEDGER = ledger_argspec()["ledger"]
 ARGUMENT_SPEC = ArgumentSpec(
     argument_spec={
         "ledger": {**_LEDGER, "required": True},
+        "ledger_webhook": ledger_argspec()["ledger_webhook"],
         "action": {"type": "str", "required": True},
         "server": {"type": "str", "default": "organization"},
         "result": {"type": "str", "choices": list(RESULTS), "default": "changed"},
@@ -83,6 +84,7 @@ class ActionModule(ControllerAction):
         result: dict[str, Any] = {"changed": True, "change_record": record.as_dict(), "written": False}
         if self.check_mode:
             return result
-        append_records(args["ledger"], [record])  # LedgerError (an ExchangePkiError) fails the task, naming the path
+        # File first, then the webhook; LedgerError (an ExchangePkiError) fails the task, naming the sink and the record
+        deliver_records(args, [record])
         result["written"] = True
         return result

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """The ``ledger`` option (mirrors LEDGER_ARGSPEC in plugin_utils/_ledger.py; a unit test keeps them equal)."""
+    """The ``ledger`` and ``ledger_webhook`` options (mirror LEDGER_ARGSPEC in plugin_utils/_ledger.py; a unit test
+    keeps them equal)."""
 
     DOCUMENTATION = r"""
 options:
@@ -26,4 +27,44 @@ options:
       - Passwords and private keys are never written to the ledger.
       - Without it no ledger is written; C(change_record) is returned all the same.
     type: path
+  ledger_webhook:
+    description:
+      - A second sink for the audit ledger, for a SIEM or a log collector. Each record is appended to O(ledger)
+        first (which is then required), then POSTed to this webhook as one JSON object, exactly the line of the
+        file (C(Content-Type) C(application/json), one POST per record).
+      - Records hold no passwords or private keys (they are scrubbed before the file is written), so neither does
+        the POST.
+      - When the POST fails (refused, timed out, any answer but 2xx; redirects are never followed) the task fails.
+        The message names the record (its time, module, server and action) and says that it is in the ledger
+        file, from where it can be sent again. The change on the server was made all the same.
+      - In check mode nothing is written and nothing is sent. The options are checked before anything changes.
+    type: dict
+    suboptions:
+      url:
+        description:
+          - The URL to POST to, C(https://) (C(http://) only with O(ledger_webhook.allow_http)). Treated as a secret;
+            only its scheme, host and port are ever shown. No credentials in it (use O(ledger_webhook.headers)).
+        type: str
+        required: true
+      headers:
+        description:
+          - Extra HTTP headers, for example C(Authorization) (a Splunk HEC token). Never logged or returned.
+          - Names are HTTP tokens; values are ASCII on one line (a CR, LF or NUL is refused, naming the header).
+        type: dict
+        default: {}
+      timeout:
+        description:
+          - Seconds the POST may take until the webhook has answered completely; greater than 0, at most 3600.
+        type: float
+        default: 30
+      ca_path:
+        description:
+          - A PEM file of the CA certificates to trust for the webhook's server certificate (an internal CA).
+            Without it the controller's trust store is used. The certificate is always verified.
+        type: path
+      allow_http:
+        description:
+          - Accept an C(http://) URL, which sends the records and the headers unencrypted.
+        type: bool
+        default: false
 """

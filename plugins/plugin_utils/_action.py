@@ -42,7 +42,8 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._errors import Exchan
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import (
     ChangeRecord,
     LedgerError,
-    append_records,
+    check_sinks,
+    deliver_records,
     make_record,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._plan import (
@@ -114,6 +115,7 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
             args = self.validate_argument_spec(**self.ARGUMENT_SPEC.validator_kwargs())[1]  # or AnsibleActionFail
             self.check_one_of_has_a_value(args)
             self.check_session_options(args)
+            self.check_ledger_sinks(args)
             result.update(self.execute(args, task_vars or {}))
         except HostUnreachable as error:
             result.update(unreachable=True, changed=False, msg=str(error), failure_reason=error.failure_reason)
@@ -155,6 +157,15 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
         try:
             ExchangeSessionOptions.from_task_args(args)
         except SessionOptionError as error:
+            raise AnsibleActionFail(str(error)) from None
+
+    def check_ledger_sinks(self, args: Mapping[str, Any]) -> None:
+        """Refuse a bad ``ledger_webhook`` (when the plugin has it) before anything runs."""
+        if "ledger_webhook" not in self.ARGUMENT_SPEC.argument_spec:
+            return
+        try:
+            check_sinks(args)
+        except LedgerError as error:
             raise AnsibleActionFail(str(error)) from None
 
     @property
@@ -287,7 +298,8 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
         result["change_record"] = record.as_dict()
         ledger_error = self.append_to_ledger(args, record)
         if message is not None:
-            result.update(failed=True, msg=message, failure_reason="failed")
+            msg = message if ledger_error is None else f"{message}; {ledger_error}"
+            result.update(failed=True, msg=msg, failure_reason="failed")
         elif ledger_error is not None:
             result.update(failed=True, msg=ledger_error, failure_reason="failed")
         return result
@@ -341,12 +353,10 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
 
     @staticmethod
     def append_to_ledger(args: Mapping[str, Any], record: ChangeRecord) -> str | None:
-        """Append ``record`` to the ``ledger`` file when one is set; the error message when that failed."""
-        path = args.get("ledger")
-        if not path:
-            return None
+        """Append ``record`` to the ``ledger`` file when one is set, then send it to ``ledger_webhook``; the error
+        message when either failed."""
         try:
-            append_records(path, [record])
+            deliver_records(args, [record])
         except LedgerError as error:
             return str(error)
         return None

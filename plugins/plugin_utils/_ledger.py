@@ -100,7 +100,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -126,9 +126,20 @@ RECORD_KEYS = (
     "version", "time", "host", "server", "module", "action", "result", "before", "after", "who", "run_id", "message",
 )
 
-#: The ``ledger`` option of every changing module; plugins/doc_fragments/ledger.py documents it.
+#: The suboptions of ``ledger_webhook`` (the SIEM sink; see :func:`deliver_record`).
+LEDGER_WEBHOOK_OPTIONS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
+    "url": MappingProxyType({"type": "str", "required": True, "no_log": True}),
+    "headers": MappingProxyType({"type": "dict", "default": {}, "no_log": True}),
+    "timeout": MappingProxyType({"type": "float", "default": 30.0}),
+    "ca_path": MappingProxyType({"type": "path"}),
+    "allow_http": MappingProxyType({"type": "bool", "default": False}),
+})
+
+#: The ``ledger`` and ``ledger_webhook`` options of every changing module; plugins/doc_fragments/ledger.py
+#: documents them.
 LEDGER_ARGSPEC: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "ledger": MappingProxyType({"type": "path"}),
+    "ledger_webhook": MappingProxyType({"type": "dict", "options": LEDGER_WEBHOOK_OPTIONS}),
 })
 
 # A key whose value is replaced whatever it holds: the key's name, lower case without separators, contains one of
@@ -152,8 +163,16 @@ class LedgerRecordError(LedgerError, ValueError):
 
 
 def ledger_argspec() -> dict[str, dict[str, Any]]:
-    """A fresh, mutable copy of the ``ledger`` option for an action plugin's argument spec."""
-    return {name: dict(spec) for name, spec in LEDGER_ARGSPEC.items()}
+    """A fresh, mutable copy of the ``ledger`` options for an action plugin's argument spec."""
+    return {name: _mutable(spec) for name, spec in LEDGER_ARGSPEC.items()}
+
+
+def _mutable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _mutable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mutable(item) for item in value]
+    return value
 
 
 # --- the record --------------------------------------------------------------------------------------------
@@ -591,11 +610,30 @@ class LedgerContents:
     skipped: tuple[SkippedLine, ...]
 
 
+#: The longest line :func:`iter_ledger` parses; a longer one is skipped (a record is a few kilobytes at most).
+MAX_LINE_BYTES = 4 << 20
+
+
 def read_ledger(path: str | os.PathLike[str]) -> LedgerContents:
     """Read every record of the ledger, tolerantly: a torn or otherwise invalid line is skipped and counted.
 
     Blank lines are ignored. The read holds a shared ``flock``, so it never sees half of a concurrent append.
     Raises :class:`LedgerError` when the file cannot be read at all.
+    """
+    records: list[ChangeRecord] = []
+    skipped: list[SkippedLine] = []
+    for item in iter_ledger(path):
+        (records if isinstance(item, ChangeRecord) else skipped).append(item)
+    return LedgerContents(tuple(records), tuple(skipped))
+
+
+def iter_ledger(path: str | os.PathLike[str], *,
+                max_line: int = MAX_LINE_BYTES) -> Iterator[ChangeRecord | SkippedLine]:
+    """The ledger's records (and the lines that are not records, as :class:`SkippedLine`) in file order.
+
+    Reads in blocks under a shared ``flock`` (held until the generator ends), so memory stays bounded by the
+    longest line, whatever the file's size; a line longer than ``max_line`` bytes is skipped unparsed.
+    Raises :class:`LedgerError` when the file cannot be read.
     """
     path = os.fspath(path)
     try:
@@ -603,32 +641,67 @@ def read_ledger(path: str | os.PathLike[str]) -> LedgerContents:
     except OSError as exc:
         raise LedgerError(f"ledger {path}: cannot be read ({exc.strerror or exc})") from None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise LedgerError(f"ledger {path}: is not a regular file ({_file_kind(info.st_mode)})")
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-    except OSError as exc:
-        raise LedgerError(f"ledger {path}: cannot be read ({exc.strerror or exc})") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise LedgerError(f"ledger {path}: is not a regular file ({_file_kind(info.st_mode)})")
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except OSError as exc:
+            raise LedgerError(f"ledger {path}: cannot be read ({exc.strerror or exc})") from None
+        number = 0
+        pending = bytearray()
+        too_long = False
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 20)
+            except OSError as exc:
+                raise LedgerError(f"ledger {path}: cannot be read ({exc.strerror or exc})") from None
+            if not chunk:
+                break
+            start = 0
+            while (end := chunk.find(b"\n", start)) >= 0:
+                number += 1
+                if too_long:
+                    yield SkippedLine(number, f"longer than {max_line} bytes")
+                else:
+                    pending += chunk[start:end]
+                    item = _parse_line(number, pending, max_line)
+                    if item is not None:
+                        yield item
+                pending.clear()
+                too_long = False
+                start = end + 1
+            if not too_long:
+                pending += chunk[start:]
+                if len(pending) > max_line:
+                    pending.clear()
+                    too_long = True
+        if too_long or pending:
+            number += 1
+            item = SkippedLine(number, f"longer than {max_line} bytes") if too_long else \
+                _parse_line(number, pending, max_line)
+            if item is not None:
+                yield item
     finally:
         os.close(fd)
 
-    records: list[ChangeRecord] = []
-    skipped: list[SkippedLine] = []
-    for number, raw in enumerate(b"".join(chunks).split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-            records.append(ChangeRecord.from_dict(data))
-        except UnicodeDecodeError:
-            skipped.append(SkippedLine(number, "not UTF-8"))
-        except ValueError as exc:  # JSONDecodeError and LedgerRecordError are ValueErrors
-            reason = "not a complete JSON line (torn write?)" if isinstance(exc, json.JSONDecodeError) else str(exc)
-            skipped.append(SkippedLine(number, reason))
-    return LedgerContents(tuple(records), tuple(skipped))
+
+def _parse_line(number: int, raw: bytes | bytearray, max_line: int) -> ChangeRecord | SkippedLine | None:
+    """The record of one line, a :class:`SkippedLine` saying why it is none, or None for a blank line."""
+    if not raw.strip():
+        return None
+    if len(raw) > max_line:
+        return SkippedLine(number, f"longer than {max_line} bytes")
+    try:
+        data = json.loads(bytes(raw).decode("utf-8"), parse_constant=_no_constant)
+        return ChangeRecord.from_dict(data)
+    except UnicodeDecodeError:
+        return SkippedLine(number, "not UTF-8")
+    except RecursionError:
+        return SkippedLine(number, "nested too deeply")
+    except ValueError as exc:  # JSONDecodeError and LedgerRecordError are ValueErrors
+        reason = "not a complete JSON line (torn write?)" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        return SkippedLine(number, reason)
 
 
 def _no_constant(name: str) -> float:
@@ -639,3 +712,292 @@ def _no_constant(name: str) -> float:
 def read_records(path: str | os.PathLike[str]) -> list[ChangeRecord]:
     """The ledger's records in file order, torn lines skipped (:func:`read_ledger` also says which)."""
     return list(read_ledger(path).records)
+
+
+# --- sinks: the file, then the webhook ----------------------------------------------------------------------
+
+
+def _webhook_settings(options: Mapping[str, Any]) -> Any:
+    """The validated settings of ``ledger_webhook`` (an ``_alerts.WebhookSettings``); :class:`LedgerError` names
+    the bad suboption and never shows the URL or a header value."""
+    # Imported here: only a task with a webhook sink pays for the HTTP client and the alert module.
+    from ansible_collections.exchange.pki.plugins.plugin_utils._alerts import (  # noqa: PLC0415
+        AlertConfigError,
+        WebhookSettings,
+    )
+
+    try:
+        return WebhookSettings(
+            url=options.get("url"), headers=options.get("headers") or {},
+            timeout=options.get("timeout") if options.get("timeout") is not None else 30.0,
+            allow_http=bool(options.get("allow_http")), ca_path=options.get("ca_path") or None,
+        )
+    except AlertConfigError as error:
+        raise LedgerError(f"ledger_{error}".replace("webhook.allow_http", "ledger_webhook.allow_http")) from None
+
+
+def check_sinks(args: Mapping[str, Any]) -> None:
+    """Refuse a bad ``ledger_webhook`` before anything changes (:class:`LedgerError` names the suboption).
+
+    A webhook needs the file: each record is appended to ``ledger`` first, so that a webhook that is down loses
+    nothing.
+    """
+    options = args.get("ledger_webhook")
+    if not options:
+        return
+    if not args.get("ledger"):
+        raise LedgerError("ledger_webhook needs ledger: every record is appended to the ledger file first and then "
+                          "sent to the webhook, so that nothing is lost when the webhook is down")
+    settings = _webhook_settings(options)
+    if settings.ca_path is not None and not os.path.isfile(settings.ca_path):
+        raise LedgerError(f"ledger_webhook.ca_path {settings.ca_path}: not a file (give a PEM file of the CA "
+                          "certificates that issued the webhook's server certificate)")
+
+
+def record_label(record: ChangeRecord) -> str:
+    """How a sink failure names a record: its time and ``(module on server: action)``."""
+    return f"{format_utc_datetime(record.time)} {describe_record(record)}"
+
+
+def deliver_records(args: Mapping[str, Any], records: Sequence[ChangeRecord]) -> None:
+    """Append ``records`` to the ``ledger`` file, then POST each to ``ledger_webhook`` (when set) as JSON.
+
+    The file comes first: it is the record of truth. The webhook gets each record exactly as the file holds it
+    (already scrubbed of secrets by :func:`make_record`), one POST per record. Raises :class:`LedgerError`
+    naming the sink, the record, and where the record is: a record is never lost silently.
+    """
+    path = args.get("ledger")
+    options = args.get("ledger_webhook")
+    if not path or not records:
+        return
+    file_error = None
+    try:
+        append_records(path, records)
+    except LedgerError as error:
+        if not options:
+            raise
+        file_error = str(error)
+    if not options:
+        return
+    from ansible_collections.exchange.pki.plugins.plugin_utils._alerts import post_webhook  # noqa: PLC0415
+
+    settings = _webhook_settings(options)
+    for index, record in enumerate(records):
+        try:
+            post_webhook(record.as_dict(), settings)
+        except ExchangePkiError as error:  # AlertDeliveryError: names the endpoint and stage, never the URL path
+            where = (f"it is NOT in the ledger file either ({file_error})" if file_error else
+                     f"it IS in the ledger file {path}, send it again from there")
+            unsent = f" (and {len(records) - index - 1} later record(s))" if index < len(records) - 1 else ""
+            raise LedgerError(f"ledger_webhook: the record {record_label(record)}{unsent} was not sent: "
+                              f"{error}; {where}") from None
+    if file_error:
+        raise LedgerError(f"{file_error}; the record(s) were sent to the ledger_webhook "
+                          f"{settings.endpoint} only")
+
+
+# --- querying ---------------------------------------------------------------------------------------------------
+
+#: The keys of one step of a certificate's story (``ledger_info``'s ``stories`` and the report's).
+STORY_KEYS = ("time", "who", "server", "action", "stage", "result", "before", "after", "plan_id", "module",
+              "message")
+
+#: The stage each known action is in a certificate's life, in that life's order.
+STAGES: Mapping[str, str] = MappingProxyType({
+    "certificate_request": "requested",
+    "adcs_submit": "requested",
+    "adcs_retrieve": "issued",
+    "import": "imported",
+    "enable_services": "bound",
+    "renewal_done": "verified",
+    "renewal_failed": "failed",
+    "remove": "removed",
+    "export": "exported",
+    "auth_certificate": "auth",
+})
+STAGE_ORDER = ("requested", "issued", "imported", "bound", "verified", "failed", "removed")
+
+_THUMBPRINT = re.compile(r"[0-9A-Fa-f]{40}")
+
+
+def record_identity(record: ChangeRecord) -> str | None:
+    """The certificate identity a record names (``after.identity``, else ``before.identity``), if any."""
+    for side in (record.after, record.before):
+        value = side.get("identity")
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def record_plan_id(record: ChangeRecord) -> str | None:
+    """The renewal plan a record belongs to: its ``run_id``, else ``after.plan_id`` / ``before.plan_id``."""
+    if record.run_id:
+        return record.run_id
+    for side in (record.after, record.before):
+        value = side.get("plan_id")
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def record_thumbprints(record: ChangeRecord) -> list[str]:
+    """Every certificate thumbprint (40 hexadecimal digits, upper-cased) in ``after`` then ``before``, in order."""
+    found: dict[str, None] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            if len(value) == 40 and _THUMBPRINT.fullmatch(value):
+                found[value.upper()] = None
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(record.after)
+    walk(record.before)
+    return list(found)
+
+
+def story_step(record: ChangeRecord) -> dict[str, Any]:
+    """One step of a story: who did what, when, where, and how it ended."""
+    return {
+        "time": format_utc_datetime(record.time), "who": record.who, "server": record.server,
+        "action": record.action, "stage": STAGES.get(record.action, record.action), "result": record.result,
+        "before": dict(record.before), "after": dict(record.after), "plan_id": record_plan_id(record),
+        "module": record.module, "message": record.message,
+    }
+
+
+@dataclasses.dataclass
+class StoryIndex:
+    """Which certificate identity each thumbprint belongs to, learnt from the records that name an identity
+    (the renewal role's ``renewal_done`` / ``renewal_failed``: the new and the old thumbprints).
+
+    A new request's record holds no thumbprint (Exchange names the pending request only when it is completed): it
+    is linked to the next import on the same server that completes a pending request, and takes that import's
+    thumbprints.
+    """
+
+    identities: dict[str, str] = dataclasses.field(default_factory=dict)
+    links: dict[ChangeRecord, list[str]] = dataclasses.field(default_factory=dict)
+    _open_requests: dict[str, list[ChangeRecord]] = dataclasses.field(default_factory=dict)
+
+    def learn(self, record: ChangeRecord) -> None:
+        identity = record_identity(record)
+        if identity is not None:
+            for thumbprint in record_thumbprints(record):
+                self.identities.setdefault(thumbprint, identity)
+        if record.result != "changed":
+            return
+        server = record.server.casefold()
+        if record.action == "certificate_request" and isinstance(record.after.get("pending_request"), Mapping):
+            self._open_requests.setdefault(server, []).append(record)
+        elif record.action == "import" and isinstance(record.before.get("pending_request"), str):
+            waiting = self._open_requests.get(server)
+            if waiting:
+                self.links[waiting.pop(0)] = record_thumbprints(record)
+
+    def thumbprints(self, record: ChangeRecord) -> list[str]:
+        """The record's thumbprints, or those of the import that completed its request."""
+        return record_thumbprints(record) or list(self.links.get(record, ()))
+
+    def key(self, record: ChangeRecord) -> str | None:
+        """The story a record belongs to: its identity, the identity of a thumbprint it names, else its first
+        thumbprint; None for a record about no certificate."""
+        identity = record_identity(record)
+        if identity is not None:
+            return identity
+        thumbprints = self.thumbprints(record)
+        for thumbprint in thumbprints:
+            if thumbprint in self.identities:
+                return self.identities[thumbprint]
+        return thumbprints[0] if thumbprints else None
+
+
+def build_stories(records: Iterable[ChangeRecord], index: StoryIndex | None = None) -> dict[str, list[dict[str, Any]]]:
+    """identity (or thumbprint) -> its steps in time order (file order for the same second)."""
+    if index is None:
+        records = list(records)
+        index = StoryIndex()
+        for record in records:
+            index.learn(record)
+    stories: dict[str, list[tuple[datetime.datetime, int, ChangeRecord]]] = {}
+    for number, record in enumerate(records):
+        key = index.key(record)
+        if key is not None:
+            stories.setdefault(key, []).append((record.time, number, record))
+    return {key: [story_step(record) for _time, _number, record in sorted(steps, key=lambda item: item[:2])]
+            for key, steps in sorted(stories.items())}
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerQuery:
+    """What ``ledger_info`` asks: every field None (or empty) matches everything."""
+
+    identity: str | None = None
+    server: str | None = None
+    thumbprint: str | None = None
+    plan_id: str | None = None
+    since: datetime.datetime | None = None
+    until: datetime.datetime | None = None
+    actions: tuple[str, ...] = ()
+
+    def matches_record(self, record: ChangeRecord) -> bool:
+        """Every condition but ``identity`` (which needs the whole ledger's :class:`StoryIndex`)."""
+        if self.since is not None and record.time < self.since:
+            return False
+        if self.until is not None and record.time > self.until:
+            return False
+        if self.server is not None and record.server.casefold() != self.server.casefold():
+            return False
+        if self.actions and record.action not in self.actions:
+            return False
+        if self.plan_id is not None and record_plan_id(record) != self.plan_id:
+            return False
+        return self.thumbprint is None or self.thumbprint in record_thumbprints(record)
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryAnswer:
+    records: tuple[ChangeRecord, ...]
+    stories: Mapping[str, list[dict[str, Any]]]
+    skipped: tuple[SkippedLine, ...]
+    total: int
+    """How many records matched before ``limit`` kept the latest."""
+
+
+def query_ledger(path: str | os.PathLike[str], query: LedgerQuery, *, limit: int | None = None,
+                 skip_invalid: bool = False) -> QueryAnswer:
+    """The records of the ledger that match ``query``, oldest first, and their stories.
+
+    One pass over the file (bounded memory: only matching records are kept). A missing file is an empty
+    answer. A line that is not a record (torn, foreign, too long) raises :class:`LedgerError` naming the file and
+    the line, unless ``skip_invalid`` (then it is listed in ``skipped``). With ``limit`` only the latest
+    ``limit`` matching records are returned (and the stories are told from them).
+    """
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        return QueryAnswer((), {}, (), 0)
+    index = StoryIndex()
+    kept: list[ChangeRecord] = []
+    skipped: list[SkippedLine] = []
+    for item in iter_ledger(path):
+        if isinstance(item, SkippedLine):
+            if not skip_invalid:
+                raise LedgerError(f"ledger {path}, line {item.line_number}: not a ledger record: {item.reason}. "
+                                  "No line is ever rewritten by the collection; set skip_invalid to read past it")
+            skipped.append(item)
+            continue
+        index.learn(item)
+        if query.matches_record(item):
+            kept.append(item)
+    if query.identity is not None:
+        kept = [record for record in kept if index.key(record) == query.identity]
+    order = sorted(range(len(kept)), key=lambda number: (kept[number].time, number))
+    matched = [kept[number] for number in order]
+    total = len(matched)
+    if limit is not None:
+        matched = matched[-limit:] if limit else []
+    return QueryAnswer(tuple(matched), build_stories(matched, index), tuple(skipped), total)

@@ -533,14 +533,25 @@ def test_a_failed_write_is_undone_and_reported(tmp_path: pathlib.Path, monkeypat
 
 def test_the_doc_fragment_documents_the_argspec() -> None:
     documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
-    assert documented.keys() == LEDGER_ARGSPEC.keys() == {"ledger"}
-    for name, spec in LEDGER_ARGSPEC.items():
-        assert documented[name]["type"] == spec["type"] == "path"
-        assert isinstance(documented[name]["description"], list)
-        assert "default" not in documented[name] and "default" not in spec
-    assert ledger_argspec() == {"ledger": {"type": "path"}}
-    ledger_argspec()["ledger"]["type"] = "str"
+    assert documented.keys() == LEDGER_ARGSPEC.keys() == {"ledger", "ledger_webhook"}
+    assert documented["ledger"]["type"] == LEDGER_ARGSPEC["ledger"]["type"] == "path"
+    assert "default" not in documented["ledger"] and "default" not in LEDGER_ARGSPEC["ledger"]
+    webhook = documented["ledger_webhook"]
+    assert webhook["type"] == "dict" and isinstance(webhook["description"], list)
+    spec = LEDGER_ARGSPEC["ledger_webhook"]["options"]
+    assert webhook["suboptions"].keys() == spec.keys()
+    for name, option in spec.items():
+        doc = webhook["suboptions"][name]
+        assert doc["type"] == option["type"], name
+        assert doc.get("default") == option.get("default"), name
+        assert bool(doc.get("required")) == bool(option.get("required")), name
+    assert spec["url"]["no_log"] and spec["headers"]["no_log"]
+    assert ledger_argspec()["ledger"] == {"type": "path"}
+    copy = ledger_argspec()
+    copy["ledger"]["type"] = "str"
+    copy["ledger_webhook"]["options"]["url"]["required"] = False
     assert LEDGER_ARGSPEC["ledger"]["type"] == "path"
+    assert LEDGER_ARGSPEC["ledger_webhook"]["options"]["url"]["required"] is True
 
 
 def test_the_change_record_return_snippet_matches_the_record() -> None:
