@@ -17,8 +17,10 @@ role's ``renewal_results``, the clock): the identities, their due rules and thei
 - **renewal due**: when the policy makes the newest certificate due by its dates: ``not_after`` minus the larger of
   ``renew_before_days`` and ``renew_before_percentage`` of its lifetime (rounded up to whole days, as the plan
   compares whole days left).
-- **stalled**: not ready and due (by date, or since the first failure after the last success) for longer than
-  ``stalled_after``; or the last ``failed_attempts`` outcomes in the ledger all failed. A success resets both.
+- **stalled**: not ready and due for longer than ``stalled_after`` (since the earliest due date of the certificates
+  the identity still has on its servers, so an old one a failed rollout left in place counts, or since the first
+  failure after the last success); or the last ``failed_attempts`` outcomes in the ledger all failed. A success
+  resets the count; only a complete renewal (ready) ends the stall.
 """
 
 from __future__ import annotations
@@ -173,9 +175,9 @@ class Run:
         return max((self.finished - self.started).total_seconds(), 0.0)
 
 
-def renewal_due(item: Mapping[str, Any], policy: RenewalPolicy) -> datetime.datetime | None:
-    """When the plan's due rule by dates makes the item's newest certificate due (see the module docstring)."""
-    certificate = item.get("certificate") or {}
+def renewal_due(certificate: Mapping[str, Any], policy: RenewalPolicy) -> datetime.datetime | None:
+    """When the plan's due rule by dates makes a certificate (``not_after``, ``lifetime_days``) due (see the module
+    docstring)."""
     not_after = _opt_time(certificate.get("not_after"))
     if not_after is None:
         return None
@@ -184,6 +186,30 @@ def renewal_due(item: Mapping[str, Any], policy: RenewalPolicy) -> datetime.date
     if policy.renew_before_percentage is not None and isinstance(lifetime, int) and lifetime > 0:
         days = max(days, math.ceil(lifetime * policy.renew_before_percentage / 100))
     return not_after - datetime.timedelta(days=days)
+
+
+def certificate_dates(facts: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    """Thumbprint -> a certificate of the facts with that thumbprint (for its ``not_after`` and lifetime)."""
+    found: dict[str, Mapping[str, Any]] = {}
+    for fact in (facts or {}).values():
+        certificates = fact.get("certificates") if isinstance(fact, Mapping) else None
+        for cert in certificates if isinstance(certificates, list) else ():
+            if isinstance(cert, Mapping) and isinstance(cert.get("thumbprint"), str):
+                found.setdefault(cert["thumbprint"].upper(), cert)
+    return found
+
+
+def oldest_due(item: Mapping[str, Any], dates: Mapping[str, Mapping[str, Any]],
+               policy: RenewalPolicy) -> datetime.datetime | None:
+    """The earliest due moment of the certificates the identity still has on its servers (an old one a failed
+    rollout left in place counts: the identity is not renewed until every server has the new one)."""
+    certificate = item.get("certificate") or {}
+    moments = [renewal_due(certificate, policy)]
+    for thumbprint in certificate.get("thumbprints") or ():
+        if isinstance(thumbprint, str) and thumbprint.upper() in dates:
+            moments.append(renewal_due(dates[thumbprint.upper()], policy))
+    known = [moment for moment in moments if moment is not None]
+    return min(known) if known else None
 
 
 def _host_vars(plan: Mapping[str, Any]) -> dict[str, HostVars]:
@@ -278,10 +304,12 @@ def run_outcome(results: Sequence[Mapping[str, Any]] | None, rollouts: Sequence[
 
 def identity_status(identity: str, item: Mapping[str, Any], *, policy: RenewalPolicy,
                     outcomes: Sequence[Outcome], renewed: bool, have_facts: bool, now: datetime.datetime,
-                    stalled_after: datetime.timedelta, failed_attempts: int) -> IdentityStatus:
+                    stalled_after: datetime.timedelta, failed_attempts: int,
+                    dates: Mapping[str, Mapping[str, Any]] | None = None) -> IdentityStatus:
     certificate = item.get("certificate") or {}
     expiration = _opt_time(certificate.get("not_after"))
-    due_at = renewal_due(item, policy)
+    due_at = renewal_due(certificate, policy)
+    first_due = oldest_due(item, dates or {}, policy)
     valid = expiration is None or expiration > now
     current = item.get("status") == "current"
     ready = valid and (current or (renewed and not have_facts))
@@ -292,7 +320,7 @@ def identity_status(identity: str, item: Mapping[str, Any], *, policy: RenewalPo
                     and (last_renewal is None or outcome.time >= last_renewal)]
     stalled_reason = None
     if not ready:
-        starts = [moment for moment in (due_at if due_at is not None and due_at <= now else None,
+        starts = [moment for moment in (first_due if first_due is not None and first_due <= now else None,
                                         failed_since[0].time if failed_since else None) if moment is not None]
         due_since = min(starts) if starts else None
         if failures >= failed_attempts:
@@ -456,9 +484,10 @@ def renewal_status(
     items = current_items(plan, facts, policy, outcomes, now)
     renewed = {result.get("identity") for result in results or () if isinstance(result, Mapping)
                and result.get("status") == "renewed"}
+    dates = certificate_dates(facts)
     identities = [identity_status(identity, items[identity], policy=policy, outcomes=outcomes.get(identity, ()),
                                   renewed=identity in renewed, have_facts=facts is not None, now=now,
-                                  stalled_after=span, failed_attempts=failed_attempts)
+                                  stalled_after=span, failed_attempts=failed_attempts, dates=dates)
                   for identity in sorted(items)]
     mine = run_records(records, plan["plan_id"], started, now)
     rollouts = failed_rollouts(mine, plan, results)

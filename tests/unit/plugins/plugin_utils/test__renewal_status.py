@@ -216,6 +216,38 @@ def test_a_success_resets_failures_and_stall(tmp_path, plan, identity):
     assert sample(families, "exchange_pki_certificate_renewal_consecutive_failures", identity=identity) == 0
 
 
+def partly_renewed(facts: dict[str, Any]) -> dict[str, Any]:
+    """The facts after a rollout that failed in DAG1 on ex2: ex4 (its own group) has only the new certificate, ex1
+    has both (DAG1 was not verified everywhere, so the old one stays), ex2 and ex3 the old one only."""
+    for host in ("ex1", "ex4"):
+        certificates = facts[host]["certificates"]
+        old = next(cert for cert in certificates if cert["subject"] == MAIL)
+        new = {**old, "thumbprint": NEW_THUMBPRINT, "not_before": format_utc_datetime(NOW - HOUR),
+               "not_after": format_utc_datetime(NOW - HOUR + 365 * DAY), "days_remaining": 364}
+        certificates.append(new)
+        if host == "ex4":
+            certificates.remove(old)
+    return facts
+
+
+def test_a_partial_rollout_is_not_a_renewal_the_old_certificates_due_date_counts(tmp_path, plan, identity):
+    records = ledger(tmp_path, [
+        outcome(identity, "renewal_failed", NOW - 2 * HOUR, plan_id=plan["plan_id"], server="EX2", step="services",
+                message="bind failed", rolled_back=True),
+        outcome(identity, "renewal_done", NOW - HOUR, plan_id=plan["plan_id"]),
+    ])
+    result = status(plan, records=records, facts=partly_renewed(lab_facts()))
+    state = result["identities"][identity]
+    assert state["status"] == "due" and state["ready"] is False
+    assert state["thumbprint"] == NEW_THUMBPRINT and state["renewal_due"] == format_utc_datetime(
+        NOW - HOUR + 335 * DAY)  # the metric is the newest certificate's, as cert-manager's
+    assert state["failures"] == 0 and state["failures_total"] == 1  # ex4's group succeeded after DAG1 failed
+    assert state["stalled"] is True
+    assert state["stalled_reason"].startswith("due since 2026-11-15T08:00:00Z (10 days)")  # ex2 and ex3's old one
+    kinds = [(event["kind"], event["severity"]) for event in result["events"]]
+    assert kinds == [("rolled_back", "critical"), ("renewal_stalled", "warning")]
+
+
 def test_without_facts_a_renewed_identity_is_ready(plan, identity):
     result = status(plan, results=[{"identity": identity, "status": "renewed", "groups": []}])
     assert result["identities"][identity]["ready"] is True and result["run"]["outcome"] == "success"
