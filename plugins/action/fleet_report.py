@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,12 +14,18 @@ from typing import Any
 from ansible.errors import AnsibleActionFail
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ControllerAction
-from ansible_collections.exchange.pki.plugins.plugin_utils._report import DEFAULT_TITLE, build_report, report_time
+from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
+    DEFAULT_TITLE,
+    FleetReport,
+    build_report,
+    report_time,
+)
 from ansible_collections.exchange.pki.plugins.plugin_utils._report_formats import (
     FORMATS,
     markdown_text,
     write_reports,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._report_stories import load_stories
 
 #: The one argument spec; plugins/modules/fleet_report.py documents exactly this (a unit test compares them).
 ARGUMENT_SPEC = ArgumentSpec(
@@ -28,6 +35,7 @@ ARGUMENT_SPEC = ArgumentSpec(
         "formats": {"type": "list", "elements": "str", "choices": list(FORMATS), "default": list(FORMATS)},
         "title": {"type": "str", "default": DEFAULT_TITLE},
         "now": {"type": "str"},
+        "ledger": {"type": "path"},
     },
 )
 
@@ -53,12 +61,24 @@ def checked_options(args: Mapping[str, Any]) -> tuple[Path, list[str], str]:
     return Path(dest), formats, title
 
 
+def with_stories(report: FleetReport, ledger: str) -> FleetReport:
+    """``report`` with the stories of the renewed certificates in ``ledger`` (LedgerError fails the task)."""
+    if not str(ledger).strip() or _CONTROL.search(str(ledger)):
+        raise AnsibleActionFail("ledger must be a path without control characters (NUL, CR, LF, ...)")
+    subjects: dict[str, str] = {}
+    for cert in report.certificates():
+        subjects.setdefault(cert.thumbprint, cert.subject)
+    return dataclasses.replace(report, ledger=load_stories(str(ledger), subjects))
+
+
 class ActionModule(ControllerAction):
     ARGUMENT_SPEC = ARGUMENT_SPEC
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
         dest, formats, title = checked_options(args)
         report = build_report(args["facts"], title=title, now=report_time(args["now"]))  # validates every fact
+        if args["ledger"] is not None:
+            report = with_stories(report, args["ledger"])
         try:
             created, outcomes = write_reports(report, dest, formats, check_mode=self.check_mode)
         except OSError as error:

@@ -89,6 +89,22 @@ options:
         reproducible output. The default is the controller's current UTC time.
       - It positions "today" on the timeline; days remaining are the facts' own values, as collected.
     type: str
+  ledger:
+    description:
+      - The audit ledger on the controller (the O(exchange.pki.certificate_import#module:ledger) file of the
+        changing modules and the renewal role). With it every format tells the B(story) of each renewed
+        certificate (each certificate identity the renewal role recorded), the documentation of the certificate
+        process administrators are asked to keep. The story holds the certificate's records in time order
+        (requested, issued, imported, bound, verified, removed), with who, when, on which server and how each
+        step ended; M(exchange.pki.ledger_info) tells which records belong to a certificate.
+      - HTML, a collapsible section per certificate after the tables. JSON, C(ledger) (the file, the certificates,
+        the skipped lines) and C(stories) (identity to its steps). Markdown, a section per certificate (its
+        latest 30 steps). CSV, a separate file C(exchange_pki_ledger.csv) with one row per step (written with
+        the V(csv) format). The Prometheus textfile does not change.
+      - A missing file is no story (the report says so). A line of the ledger that is not a record (a torn last
+        line) is skipped and the report lists it; M(exchange.pki.ledger_info) fails on it instead.
+      - Without it the report is exactly what it is without a ledger, byte for byte.
+    type: path
 extends_documentation_fragment:
   - exchange.pki._attributes
   - exchange.pki._attributes.action
@@ -180,7 +196,9 @@ dest:
   type: str
   sample: /var/lib/exchange-pki/report
 files:
-  description: The path of each format's file, whether it changed or not.
+  description:
+    - The path of each format's file, whether it changed or not.
+    - C(ledger_csv) (the certificate stories) only with O(ledger) and the V(csv) format.
   returned: success
   type: dict
   sample:
@@ -189,6 +207,7 @@ files:
     json: /var/lib/exchange-pki/report/exchange_pki_report.json
     markdown: /var/lib/exchange-pki/report/exchange_pki_report.md
     prometheus: /var/lib/exchange-pki/report/exchange_pki_report.prom
+    ledger_csv: /var/lib/exchange-pki/report/exchange_pki_ledger.csv
 changed_files:
   description: The files that were (or in check mode would be) rewritten.
   returned: success

@@ -417,6 +417,9 @@ class FleetReport:
     summary: FleetSummary
     action_plan: tuple[ActionItem, ...] = ()
     """The distinct problems, worst first (see :func:`build_action_plan`)."""
+    ledger: Any = None
+    """The certificate stories (``_report_stories.LedgerStories``) when the report reads a ledger, else None: the
+    formats render them only then."""
 
     def certificates(self) -> Iterator[CertificateView]:
         for host in self.hosts:

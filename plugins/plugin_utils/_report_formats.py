@@ -148,6 +148,22 @@ def render_csv(report: FleetReport) -> Iterator[str]:
         yield flush()
 
 
+def render_ledger_csv(report: FleetReport) -> Iterator[str]:
+    """exchange_pki_ledger.csv: one row per step of each certificate story (written beside the report's CSV when
+    the report reads a ledger)."""
+    from ansible_collections.exchange.pki.plugins.plugin_utils._report_stories import (  # noqa: PLC0415
+        STORY_STEP_COLUMNS,
+        story_rows,
+    )
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(STORY_STEP_COLUMNS)
+    for row in story_rows(report.ledger.stories if report.ledger is not None else ()):
+        writer.writerow([_csv_cell(row[column]) for column in STORY_STEP_COLUMNS])
+    yield buffer.getvalue()
+
+
 # --- JSON -----------------------------------------------------------------------------------------
 
 JSON_FORMAT_ID = "exchange.pki.report/v1"
@@ -227,7 +243,24 @@ def render_json(report: FleetReport) -> Iterator[str]:
             yield "".join(lines)
             lines.clear()
     yield "".join(lines)
-    yield "\n]\n}\n"
+    if report.ledger is None:
+        yield "\n]\n}\n"
+        return
+    yield "\n],\n"
+    yield f'"ledger": {dump(_json_ledger(report.ledger), sort_keys=True)},\n'
+    yield '"stories": {'
+    for index, story in enumerate(report.ledger.stories):
+        yield ("\n" if index == 0 else ",\n") + f"{dump(story.identity)}: {dump(list(story.steps))}"
+    yield "\n}\n}\n" if report.ledger.stories else "}\n}\n"
+
+
+def _json_ledger(ledger: Any) -> dict[str, Any]:
+    return {
+        "path": ledger.path, "found": ledger.found,
+        "skipped": [{"line": item.line_number, "reason": item.reason} for item in ledger.skipped],
+        "certificates": [{"identity": story.identity, "thumbprint": story.thumbprint, "subject": story.subject,
+                          "stage": story.stage, "steps": len(story.steps)} for story in ledger.stories],
+    }
 
 
 # --- Markdown -------------------------------------------------------------------------------------
@@ -274,7 +307,49 @@ def _md_action_plan(report: FleetReport) -> Iterator[str]:
 
 
 def render_markdown(report: FleetReport) -> Iterator[str]:
-    """The action plan, a short fleet summary, then a table of the critical and warning findings (capped)."""
+    """The action plan, a short fleet summary, a table of the critical and warning findings (capped), then the
+    certificate stories when the report reads a ledger."""
+    yield from _markdown_fleet(report)
+    if report.ledger is not None:
+        yield from _md_stories(report.ledger)
+
+
+MARKDOWN_STORY_STEPS = 30
+"""Steps shown per certificate story in Markdown (the latest ones); the HTML, CSV and JSON have them all."""
+
+
+def _md_text(value: Any) -> str:
+    """A table cell or heading text that no Markdown renderer takes for HTML (ledger values are anyone's text)."""
+    return _md_cell(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _md_stories(ledger: Any) -> Iterator[str]:
+    from ansible_collections.exchange.pki.plugins.plugin_utils._report_stories import (  # noqa: PLC0415
+        step_detail,
+        step_thumbprint,
+    )
+
+    yield "\n## Certificate stories\n\n"
+    yield f"_From the audit ledger: {_md_text(ledger.note())}._\n"
+    for story in ledger.stories[:MARKDOWN_MAX_ROWS]:
+        about = f" {story.subject}" if story.subject else ""
+        now = f" ({short_thumbprint(story.thumbprint)})" if story.thumbprint else ""
+        yield f"\n### {_md_text(story.identity)}{_md_text(about) if about else ''}{now}: {_md_text(story.stage)}\n\n"
+        steps = story.steps[-MARKDOWN_STORY_STEPS:]
+        if len(story.steps) > len(steps):
+            yield f"_The latest {len(steps)} of {len(story.steps)} steps._\n\n"
+        yield "| When | Stage | Server | Who | Result | Certificate | Detail |\n|---|---|---|---|---|---|---|\n"
+        for step in steps:
+            thumbprint = step_thumbprint(step)
+            cells = (step["time"], step["stage"], step["server"], step["who"], step["result"],
+                     short_thumbprint(thumbprint) if thumbprint else None, step_detail(step) or None)
+            yield "| " + " | ".join(_md_text(cell) for cell in cells) + " |\n"
+    if len(ledger.stories) > MARKDOWN_MAX_ROWS:
+        yield (f"\n… and {len(ledger.stories) - MARKDOWN_MAX_ROWS} more certificates; see the HTML, CSV or JSON "
+               "report.\n")
+
+
+def _markdown_fleet(report: FleetReport) -> Iterator[str]:
     summary = report.summary
     yield f"# {_md_cell(report.title)}\n\n"
     yield f"_Generated {format_utc_datetime(report.generated_at)} by exchange.pki; {collection_note(report)}._\n\n"
@@ -476,6 +551,10 @@ FORMATS: Mapping[str, ReportFormat] = {
 }
 
 
+LEDGER_CSV = ReportFormat("ledger_csv", "exchange_pki_ledger.csv", render_ledger_csv)
+"""Written with the ``csv`` format when the report reads a ledger: the certificate stories, one row per step."""
+
+
 # --- writing --------------------------------------------------------------------------------------
 
 
@@ -596,9 +675,12 @@ def write_reports(
         dest.mkdir(mode=DIRECTORY_MODE, parents=True)
         os.chmod(dest, DIRECTORY_MODE)  # mkdir's mode is filtered by the umask
     rendered: list[_Rendered] = []
+    chosen = [FORMATS[name] for name in formats]
+    if report.ledger is not None and "csv" in formats:
+        chosen.append(LEDGER_CSV)
     try:
-        for name in formats:
-            rendered.append(_render_one(report, FORMATS[name], dest, check_mode))
+        for fmt in chosen:
+            rendered.append(_render_one(report, fmt, dest, check_mode))
     except BaseException:
         for item in rendered:
             if item.temporary is not None:

@@ -591,6 +591,55 @@ def _data_block(report: FleetReport, plan: Sequence[ActionItem]) -> Iterator[str
     yield ',\n"strings":' + _json(list(strings)) + "}</script>\n"
 
 
+# --- the certificate stories (with a ledger) -----------------------------------------------------
+
+STORY_CERTIFICATES = 500
+"""Certificate stories rendered in the page (each a collapsed section); the CSV and JSON have every one."""
+
+_STORY_STYLE = (
+    "#stories details { border: 1px solid #d9dee7; border-radius: 6px; margin: .4rem 0; padding: .3rem .6rem; }\n"
+    "#stories summary { cursor: pointer; }\n"
+    "#stories table { margin: .4rem 0; font-size: .9em; }\n"
+    "#stories td, #stories th { text-align: left; padding: .2rem .4rem; border-bottom: 1px solid #eef1f5; "
+    "vertical-align: top; }\n"
+)
+
+
+def _stories_html(ledger: Any) -> Iterator[str]:
+    """One collapsible section per renewed certificate: its steps in time order (who, when, where, how)."""
+    from ansible_collections.exchange.pki.plugins.plugin_utils._report_stories import (  # noqa: PLC0415
+        step_detail,
+        step_thumbprint,
+    )
+
+    yield (f'<section id="stories">\n<style>\n{_STORY_STYLE}</style>\n<h2>Certificate stories</h2>\n'
+           f'<p class="lead">From the audit ledger: {_e(ledger.note())}. Each certificate\'s requests, issue, import, '
+           "bindings, verification and removal, with who did each step and when.</p>\n")
+    if not ledger.stories:
+        yield '<p class="muted">No renewal is recorded in the ledger.</p>\n</section>\n'
+        return
+    for story in ledger.stories[:STORY_CERTIFICATES]:
+        subject = f" {_e(subject_cn(story.subject))}" if story.subject else ""
+        thumbprint = f' <span class="mono muted">{_e(story.thumbprint)}</span>' if story.thumbprint else ""
+        last = story.steps[-1]["time"] if story.steps else ""
+        yield (f'<details class="story"><summary><strong>{_e(story.identity)}</strong>{subject}{thumbprint} '
+               f'&middot; {_e(story.stage)} &middot; {len(story.steps)} step(s), the latest {_e(last)}</summary>\n'
+               "<table><thead><tr><th>When</th><th>Stage</th><th>Server</th><th>Who</th><th>Result</th>"
+               "<th>Certificate</th><th>Detail</th></tr></thead>\n<tbody>\n")
+        for step in story.steps:
+            result = str(step["result"])
+            badge = "critical" if result == "failed" else "ok"
+            yield (f'<tr><td><time datetime="{_e(step["time"])}">{_e(step["time"])}</time></td>'
+                   f'<td>{_e(step["stage"])}</td><td>{_e(step["server"])}</td><td>{_e(step["who"] or "")}</td>'
+                   f'<td><span class="badge {badge}">{_e(result)}</span></td>'
+                   f'<td class="mono">{_e(step_thumbprint(step) or "")}</td><td>{_e(step_detail(step))}</td></tr>\n')
+        yield "</tbody></table></details>\n"
+    if len(ledger.stories) > STORY_CERTIFICATES:
+        yield (f'<p class="muted">and {len(ledger.stories) - STORY_CERTIFICATES} more certificates: every story is in '
+               "the CSV (exchange_pki_ledger.csv) and JSON reports.</p>\n")
+    yield "</section>\n"
+
+
 # --- the page -------------------------------------------------------------------------------------
 
 
@@ -629,6 +678,8 @@ def render_html(report: FleetReport) -> Iterator[str]:
         "inventory", "Certificates", "certificates", "Filter: server, subject, thumbprint, role, finding",
         summary.certificates, "certificates", CERTIFICATE_COLUMNS,
     )
+    if report.ledger is not None:
+        yield from _stories_html(report.ledger)
     yield ("</main>\n<footer>exchange.pki fleet report &middot; the same data is written as CSV, JSON, Markdown and a "
            "Prometheus textfile.</footer>\n")
     yield from _data_block(report, plan)
