@@ -19,6 +19,7 @@ from ansible.errors import AnsibleActionFail
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ControllerAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import (
     LedgerError,
+    LedgerSinkError,
     deliver_records,
     ledger_argspec,
     make_record,
@@ -85,6 +86,12 @@ class ActionModule(ControllerAction):
         if self.check_mode:
             return result
         # File first, then the webhook; LedgerError (an ExchangePkiError) fails the task, naming the sink and the record
-        deliver_records(args, [record])
+        try:
+            deliver_records(args, [record])
+        except LedgerSinkError as error:
+            if not error.in_file:
+                raise
+            result.update(written=True, failed=True, msg=str(error), failure_reason=error.failure_reason)
+            return result  # in the file, not at the webhook: the task fails and still returns the record
         result["written"] = True
         return result

@@ -100,14 +100,16 @@ changed:
   type: bool
   sample: true
 written:
-  description: Whether the record was appended (V(false) in check mode).
-  returned: success
+  description:
+    - Whether the record was appended (V(false) in check mode).
+    - Also returned when the record was appended but O(ledger_webhook) failed (the task fails then).
+  returned: success, and when only the webhook failed
   type: bool
   sample: true
 change_record:
   description:
     - The record appended (in check mode, that would be), in the format of the collection's C(docs/ledger.md).
-  returned: success
+  returned: success, and when only the webhook failed
   type: dict
   contains:
     version:

@@ -158,6 +158,14 @@ class LedgerError(ExchangePkiError):
     """The ledger could not be written or read; the message names the path and the records concerned."""
 
 
+class LedgerSinkError(LedgerError):
+    """A record could not be sent to a sink beyond the file; ``in_file`` says whether the file has it."""
+
+    def __init__(self, message: str, *, in_file: bool) -> None:
+        super().__init__(message)
+        self.in_file = in_file
+
+
 class LedgerRecordError(LedgerError, ValueError):
     """A change record is not valid (a missing or wrongly typed field, a value JSON cannot hold)."""
 
@@ -678,8 +686,8 @@ def iter_ledger(path: str | os.PathLike[str], *,
                     too_long = True
         if too_long or pending:
             number += 1
-            item = SkippedLine(number, f"longer than {max_line} bytes") if too_long else \
-                _parse_line(number, pending, max_line)
+            item = (SkippedLine(number, f"longer than {max_line} bytes") if too_long
+                    else _parse_line(number, pending, max_line))
             if item is not None:
                 yield item
     finally:
@@ -789,8 +797,8 @@ def deliver_records(args: Mapping[str, Any], records: Sequence[ChangeRecord]) ->
             where = (f"it is NOT in the ledger file either ({file_error})" if file_error else
                      f"it IS in the ledger file {path}, send it again from there")
             unsent = f" (and {len(records) - index - 1} later record(s))" if index < len(records) - 1 else ""
-            raise LedgerError(f"ledger_webhook: the record {record_label(record)}{unsent} was not sent: "
-                              f"{error}; {where}") from None
+            raise LedgerSinkError(f"ledger_webhook: the record {record_label(record)}{unsent} was not sent: "
+                                  f"{error}; {where}", in_file=file_error is None) from None
     if file_error:
         raise LedgerError(f"{file_error}; the record(s) were sent to the ledger_webhook "
                           f"{settings.endpoint} only")

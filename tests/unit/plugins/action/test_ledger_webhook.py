@@ -106,8 +106,9 @@ def test_a_webhook_failure_fails_the_task_naming_the_record_which_is_in_the_file
     ledger = tmp_path / "ledger.jsonl"
     with http_sink(status=503, tls=True) as sink:
         result = renewal_done(ledger, webhook(sink.url))
-    assert result["failed"] is True
+    assert result["failed"] is True and result["written"] is True
     (record,) = [r.as_dict() for r in read_records(ledger)]  # the file has it
+    assert result["change_record"] == record
     assert len(sink.received) == 1
     assert result["msg"].startswith(
         f"ledger_webhook: the record {record['time']} (exchange.pki.ledger_record on EX2: renewal_done) was not sent: "
