@@ -894,7 +894,9 @@ def _exclusion(certs: Sequence[Cert], server_names: set[str]) -> str | None:
     self_signed = any(cert.self_signed for cert in certs)
     if "cluster" in roles or stores & {"pku2u", "clusterstore"}:
         return _CLUSTER_REASON
-    if roles & _AUTH_ROLES:
+    # A former Auth certificate keeps Exchange's subject and its SMTP service flag after a rotation cleared it from
+    # the Auth configuration (exchange-facts.md: default certificates, Auth certificate): still not the plan's.
+    if roles & _AUTH_ROLES or common_name == "microsoft exchange server auth certificate":
         return _AUTH_REASON
     if roles & _DEFAULT_ROLES or (self_signed and (common_name in server_names or common_name.startswith("wmsvc-"))):
         return _DEFAULT_REASON

@@ -154,6 +154,20 @@ def test_what_is_not_renewed_and_why():
     assert result["summary"]["not_renewed"] == len(result["not_renewed"]) == 1 + 4 + 4 + 3
 
 
+def test_a_former_auth_certificate_is_not_renewed_even_expired():
+    """After a rotation cleared it, the old Auth certificate has no Auth role but keeps its subject and SMTP flag."""
+    facts = lab_facts()
+    for host in facts:
+        old = {**cert_of(facts[host], "CN=Microsoft Exchange Server Auth Certificate"), "thumbprint": "CD" * 20,
+               "roles": ["smtp"], "references": [{"kind": "exchange_service", "name": "SMTP"}], "days_remaining": -27}
+        facts[host]["certificates"].append(old)
+    result = plan(facts)
+    entry = next(entry for entry in result["not_renewed"] if entry["thumbprint"] == "CD" * 20)
+    assert entry["reason"] == "the Auth certificate: exchange.pki.auth_certificate rotates it"
+    assert all(item["certificate"]["subject"] != "CN=Microsoft Exchange Server Auth Certificate"
+               for item in result["items"])
+
+
 def test_an_unused_certificate_is_not_renewed():
     facts = lab_facts()
     spare = {**cert_of(facts["ex2"], "CN=mail.contoso.lab"), "thumbprint": "AB" * 20, "subject": "CN=old.contoso.lab",
