@@ -3,13 +3,15 @@
 """`ansible-playbook exchange.pki.auth_certificate` (the exchange.pki.auth_certificate role) against the lab.
 
 The lab's clock and its AuthAdmin servicelet (every 12 hours per server, publishes a staged certificate once its
-effective date has come) drive the rotation; nobody touches the lab in between:
+effective date has come) drive the rotation; besides one injected fault nobody touches the lab in between:
 
 - rotation (`dag`, the Auth certificate expires in 45 days; renew window 40 days): a run before the window changes
-  nothing and alerts nothing; 6 days later the role stages a new certificate (49 h ahead) on every server and alerts;
-  a daily rerun a day later changes nothing (changed=0 for every host) and sends nothing; once the effective date
-  and the servicelet tick after it have passed the servicelet has published it and the next run clears the
-  previous certificate and alerts; with ex3 down the run refuses, alerts and changes nothing.
+  nothing and alerts nothing; 6 days later the role makes a new certificate and imports it on every server, but
+  Set-AuthConfig fails once (Active Directory): the run fails and alerts what it did; the next run stages that same
+  certificate (49 h ahead) and alerts; a daily rerun a day later changes nothing (changed=0 for every host) and
+  sends nothing; once the effective date and the servicelet tick after it have passed the servicelet has published
+  it and the next run clears the previous certificate and alerts; with ex3 down the run refuses, alerts and
+  changes nothing.
 - emergency (`dag` with a hybrid configuration, 46 days later: the current certificate has expired): without the
   hybrid acknowledgement the run refuses, alerts and changes nothing; with it the role replaces the certificate
   (effective now, published, previous cleared), the module restarts the servicelet host and recycles OWA/ECP on
@@ -124,28 +126,42 @@ def test_rotation_stages_then_the_servicelet_publishes_then_the_role_clears(tmp_
         assert first.returncode == 0, first.stdout + first.stderr
         assert changed(first) == 0 and lab.mutations() == [] and role.records() == []
 
-        # 39 days left: a new certificate is made, imported on every server and staged 49 h ahead.
+        # 39 days left: a new certificate is made and imported on every server, but Set-AuthConfig fails (AD):
+        # the run fails and alerts what it did.
         lab.control("clock", "--advance", "6d")
+        lab.control("fault", "--server", "ex1", "--operation", "Set-AuthConfig", "--error",
+                    "Active Directory operation failed on dc1.contoso.lab", "--times", "1")
+        failed = role(**window)
+        assert failed.returncode != 0
+        dump = lab.dump()
+        (made,) = [entry["summary"]["thumbprint"] for entry in dump["mutations"]
+                   if entry["operation"] == "New-ExchangeCertificate"]
+        assert dump["organization"]["auth_config"]["NextCertificateThumbprint"] is None
+        assert holders(dump, made) == list(MEMBERS)
+
+        # The next run stages the certificate made before (no second one), 49 h ahead.
         staged = role(**window)
         assert staged.returncode == 0, staged.stdout + staged.stderr
         dump = lab.dump()
         config = dump["organization"]["auth_config"]
         new = config["NextCertificateThumbprint"]
-        assert new and config["CurrentCertificateThumbprint"] == old
+        assert new == made and config["CurrentCertificateThumbprint"] == old
+        assert [entry["operation"] for entry in dump["mutations"]].count("New-ExchangeCertificate") == 1
         effective = parse(config["NextCertificateEffectiveDate"])
         assert effective >= parse(dump["clock"]["now"]) + datetime.timedelta(hours=48)
         assert holders(dump, new) == list(MEMBERS)
         assert changed(staged) == 2  # the module task on ex1, the alert
-        (record,) = role.records()
+        record = role.records()[-1]
         assert (record["action"], record["result"]) == ("auth_certificate", "changed")
         assert record["after"]["auth_config"]["next_thumbprint"] == new
+        records = len(role.records())
 
         # The next day: nothing due (the staged certificate waits for its date): no change, no alert.
         lab.control("clock", "--advance", "1d")
         mutations = len(lab.mutations())
         daily = role(**window)
         assert daily.returncode == 0, daily.stdout + daily.stderr
-        assert changed(daily) == 0 and len(lab.mutations()) == mutations and len(role.records()) == 1
+        assert changed(daily) == 0 and len(lab.mutations()) == mutations and len(role.records()) == records
 
         # Past the effective date and the servicelet tick after it: the servicelet published it (no manual step).
         now = parse(lab.dump()["clock"]["now"])
@@ -169,16 +185,20 @@ def test_rotation_stages_then_the_servicelet_publishes_then_the_role_clears(tmp_
         refused = role(**window)
         assert refused.returncode != 0
         assert "these Exchange servers cannot be reached: EX3" in refused.stdout
-        assert changed(refused) == 1 and len(lab.mutations()) == mutations and len(role.records()) == 2  # the alert
+        assert changed(refused) == 1 and len(lab.mutations()) == mutations  # the alert
+        assert len(role.records()) == records + 1
 
         alerts = role.alerts()
-        assert len(alerts) == 3, alerts  # staged, cleared, refused; the no-op runs sent nothing
-        assert kinds(alerts[0]) == [("auth_staged", "info"), ("auth_imported", "info")]
-        assert alerts[0][0]["certificate"] == new and new in alerts[0][1]["summary"]
-        assert "EX2, EX3, EX4" in alerts[0][1]["summary"]
-        assert kinds(alerts[1]) == [("auth_cleared", "info")] and alerts[1][0]["certificate"] == old
-        assert kinds(alerts[2]) == [("auth_refused", "critical")]
-        assert "EX3" in alerts[2][0]["summary"] and alerts[2][0]["server"] == "ex1"
+        assert len(alerts) == 4, alerts  # failed, staged, cleared, refused; the no-op runs sent nothing
+        assert kinds(alerts[0]) == [("auth_failed", "critical"), ("auth_created", "info"), ("auth_imported", "info")]
+        assert "Active Directory operation failed" in alerts[0][0]["error"]
+        assert alerts[0][1]["certificate"] == made and alerts[0][2]["certificate"] == made
+        assert alerts[0][2]["server"] == "EX2, EX3, EX4"
+        assert kinds(alerts[1]) == [("auth_warning", "warning"), ("auth_staged", "info")]
+        assert alerts[1][1]["certificate"] == new and "made earlier" in alerts[1][0]["summary"]
+        assert kinds(alerts[2]) == [("auth_cleared", "info")] and alerts[2][0]["certificate"] == old
+        assert kinds(alerts[3]) == [("auth_refused", "critical")]
+        assert "EX3" in alerts[3][0]["summary"] and alerts[3][0]["server"] == "ex1"
     finally:
         lab.control("stop")
 
