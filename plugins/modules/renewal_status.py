@@ -144,6 +144,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+changed:
+  description: Whether the O(metrics_path) file was (in check mode, would be) written with new content.
+  returned: always
+  type: bool
+  sample: true
 plan_id:
   description: The plan the status is about.
   returned: success

@@ -76,8 +76,9 @@ def test_events_are_listed_before_findings_in_the_mail():
 
 def test_one_event_alone_is_the_subject():
     with smtp_sink() as smtp:
-        run({"events": [FAILED], "email": {"smtp_host": smtp.host, "smtp_port": smtp.port,
-                                            "from": "alerts@contoso.lab", "to": ["ops@contoso.lab"], "timeout": 5}})
+        mail = {"smtp_host": smtp.host, "smtp_port": smtp.port, "from": "alerts@contoso.lab",
+                "to": ["ops@contoso.lab"], "timeout": 5}
+        run({"events": [FAILED], "email": mail})
     subject = smtp.received[0].message["Subject"]
     assert subject == "[exchange.pki] Exchange certificate report: [critical] Renewal of mail.contoso.lab failed on ex2"
 

@@ -30,8 +30,8 @@ from tests.lab.model import Fleet
 from tests.unit.clock import NOW
 from tests.unit.plugins.action.lab_host import LabHost
 
-POLICY = {"backends": [{"backend": "adcs", "options": {"ca_config": "ca01.contoso.lab\\Contoso Lab Issuing CA",
-                                                        "template": "WebServer"}}]}
+ADCS_OPTIONS = {"ca_config": "ca01.contoso.lab\\Contoso Lab Issuing CA", "template": "WebServer"}
+POLICY = {"backends": [{"backend": "adcs", "options": ADCS_OPTIONS}]}
 DAY = datetime.timedelta(days=1)
 HOUR = datetime.timedelta(hours=1)
 MAIL = "CN=mail.contoso.lab"
