@@ -202,12 +202,13 @@ events:
     - Events for the O(exchange.pki.fleet_alert#module:events) option of M(exchange.pki.fleet_alert), that is
       a V(critical) C(renewal_failed) (or C(rolled_back)) event per failed rollout naming the server, the step
       and the error, and a C(renewal_stalled) event per stalled renewal (V(critical) when the certificate
-      expires within O(stalled_after) or has expired, else V(warning)). Every text is one line.
+      expires within O(stalled_after) or has expired, else V(warning)). C(certificate) is the identity; the
+      C(summary) names the certificate's subject. Every text is one line.
   returned: success
   type: list
   elements: dict
   sample:
-    - {severity: critical, kind: rolled_back, server: EX2, certificate: CN=mail.contoso.com, step: verify,
+    - {severity: critical, kind: rolled_back, server: EX2, certificate: id-5c1f0e2a9b3d, step: verify,
        summary: "Renewal of CN=mail.contoso.com failed on EX2 at step verify; the server was rolled back to the
          old certificate",
        error: "IIS on EX2 still serves 0F3A6C1E9B7D2A4F8C3E5B1D7A9F2C4E6B8D0A1F"}

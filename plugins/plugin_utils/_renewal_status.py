@@ -355,7 +355,8 @@ def _span_text(span: datetime.timedelta) -> str:
 
 
 def rollout_event(rollout: Mapping[str, Any]) -> dict[str, Any]:
-    """A fleet_alert event for a failed or rolled-back rollout, naming the server, the step and the error."""
+    """A fleet_alert event for a failed or rolled-back rollout, naming the server, the step and the error; the
+    summary names the certificate's subject, ``certificate`` its identity (the plan's id)."""
     what = rollout.get("subject") or rollout.get("identity") or "a certificate"
     where = rollout.get("server") or "an unknown server"
     step = rollout.get("step") or "unknown"
@@ -363,7 +364,8 @@ def rollout_event(rollout: Mapping[str, Any]) -> dict[str, Any]:
     summary = (f"Renewal of {what} failed on {where} at step {step}"
                + ("; the server was rolled back to the old certificate" if rolled_back else ""))
     return _event("critical", "rolled_back" if rolled_back else "renewal_failed", summary, server=where,
-                  certificate=what, step=step, error=rollout.get("error") or "no error message")
+                  certificate=rollout.get("identity") or what, step=step,
+                  error=rollout.get("error") or "no error message")
 
 
 def stalled_event(status: IdentityStatus, now: datetime.datetime, stalled_after: datetime.timedelta) -> dict[str, Any]:
@@ -374,7 +376,7 @@ def stalled_event(status: IdentityStatus, now: datetime.datetime, stalled_after:
     expiry = (f"; it expires {format_utc_datetime(status.expiration)}" if status.expiration and status.expiration > now
               else "; it has expired" if status.expiration else "")
     return _event("critical" if urgent else "warning", "renewal_stalled",
-                  f"Renewal of {what} is stalled: {status.stalled_reason}{expiry}", certificate=what,
+                  f"Renewal of {what} is stalled: {status.stalled_reason}{expiry}", certificate=status.identity,
                   error=status.last_error)
 
 

@@ -99,7 +99,8 @@ def test_the_events_go_through_fleet_alert(plan, ledger):
             "webhook": {"url": hook.url, "allow_http": True, "timeout": 5}})
     assert alert["changed"] is True and alert["events"] == 2
     received = hook.received[0].body["events"]
-    assert received[0] == {"severity": "critical", "kind": "renewal_failed", "server": "EX2", "certificate": MAIL,
+    identity = plan["items"][0]["identity"]
+    assert received[0] == {"severity": "critical", "kind": "renewal_failed", "server": "EX2", "certificate": identity,
                            "step": "enable", "error": ERROR,
                            "summary": f"Renewal of {MAIL} failed on EX2 at step enable"}
     assert received[1]["kind"] == "renewal_stalled"

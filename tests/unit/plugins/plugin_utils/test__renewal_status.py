@@ -146,7 +146,7 @@ def test_a_failed_rollout_names_server_step_and_error(failed_run, identity):
     assert (rollout["server"], rollout["host"], rollout["group"], rollout["step"]) == ("EX2", "ex2", "DAG1", "verify")
     assert rollout["error"] == VERIFY_ERROR + " second line" and rollout["rolled_back"] is True
     event = failed_run["events"][0]
-    assert event == {"severity": "critical", "kind": "rolled_back", "server": "EX2", "certificate": MAIL,
+    assert event == {"severity": "critical", "kind": "rolled_back", "server": "EX2", "certificate": identity,
                      "step": "verify", "error": VERIFY_ERROR + " second line",
                      "summary": f"Renewal of {MAIL} failed on EX2 at step verify; the server was rolled back to the "
                                 "old certificate"}
@@ -164,7 +164,8 @@ def test_due_for_more_than_stalled_after_is_stalled(failed_run, identity):
     (stalled,) = failed_run["stalled"]
     assert stalled["identity"] == identity
     event = failed_run["events"][1]
-    assert (event["severity"], event["kind"], event["certificate"]) == ("warning", "renewal_stalled", MAIL)
+    assert (event["severity"], event["kind"], event["certificate"]) == ("warning", "renewal_stalled", identity)
+    assert event["summary"].startswith(f"Renewal of {MAIL} is stalled: due since 2026-11-15T08:00:00Z")
     assert event["error"].startswith(VERIFY_ERROR)
 
 
@@ -262,6 +263,22 @@ def test_percentage_rule_moves_the_renewal_timestamp(identity):
                                                        - 121 * DAY)
     current = status(make_plan(policy={**POLICY, "renew_before_days": 10}))["identities"][identity]
     assert current["ready"] is True and current["renewal_due"] == "2026-12-05T08:00:00Z"
+
+
+def test_a_failed_issue_names_the_request_server(tmp_path, plan, identity):
+    # roles/renewal/tasks/item.yml: server left at ledger_record's default, organization; after.failed_host is the
+    # request server, step issue, thumbprint and group null.
+    denied = make_record(server="organization", module="exchange.pki.ledger_record", action="renewal_failed",
+                         result="failed", before={"thumbprints": ["FB" * 20]},
+                         after={"identity": identity, "plan_id": plan["plan_id"], "thumbprint": None, "group": None,
+                                "failed_host": "ex1", "step": "issue"},
+                         message="certreq: the CA denied the request (0x80094012)", time=NOW, host="localhost",
+                         run_id=plan["plan_id"])
+    result = status(plan, records=ledger(tmp_path, [denied]))
+    (rollout,) = result["failed_rollouts"]
+    assert (rollout["server"], rollout["step"], rollout["rolled_back"]) == ("ex1", "issue", False)
+    assert result["events"][0]["summary"] == f"Renewal of {MAIL} failed on ex1 at step issue"
+    assert result["events"][0]["error"] == "certreq: the CA denied the request (0x80094012)"
 
 
 # --- failed rollouts from renewal_results (no ledger) ---------------------------------------------------------
