@@ -10,8 +10,8 @@ effective date has come) drive the rotation; besides one injected fault nobody t
   Set-AuthConfig fails once (Active Directory): the run fails and alerts what it did; the next run stages that same
   certificate (49 h ahead) and alerts; a daily rerun a day later changes nothing (changed=0 for every host) and
   sends nothing; once the effective date and the servicelet tick after it have passed the servicelet has published
-  it and the next run clears the previous certificate and alerts; with ex3 down the run refuses, alerts and
-  changes nothing.
+  it and the next run clears the previous certificate and alerts; with ex3 down the module refuses, and with ex1
+  (where the module runs) down the role cannot run it: each run alerts, fails and changes nothing.
 - emergency (`dag` with a hybrid configuration, 46 days later: the current certificate has expired): without the
   hybrid acknowledgement the run refuses, alerts and changes nothing; with it the role replaces the certificate
   (effective now, published, previous cleared), the module restarts the servicelet host and recycles OWA/ECP on
@@ -188,8 +188,15 @@ def test_rotation_stages_then_the_servicelet_publishes_then_the_role_clears(tmp_
         assert changed(refused) == 1 and len(lab.mutations()) == mutations  # the alert
         assert len(role.records()) == records + 1
 
+        # ex3 is back, ex1 (where the role runs the module) is down: the role alerts and fails the run.
+        lab.control("fault", "--server", "ex3", "--reachable")
+        lab.control("fault", "--server", "ex1", "--unreachable")
+        down = role(**window)
+        assert down.returncode != 0
+        assert changed(down) == 1 and len(lab.mutations()) == mutations  # the alert
+
         alerts = role.alerts()
-        assert len(alerts) == 4, alerts  # failed, staged, cleared, refused; the no-op runs sent nothing
+        assert len(alerts) == 5, alerts  # failed, staged, cleared, refused twice; the no-op runs sent nothing
         assert kinds(alerts[0]) == [("auth_failed", "critical"), ("auth_created", "info"), ("auth_imported", "info")]
         assert "Active Directory operation failed" in alerts[0][0]["error"]
         assert alerts[0][1]["certificate"] == made and alerts[0][2]["certificate"] == made
@@ -199,6 +206,9 @@ def test_rotation_stages_then_the_servicelet_publishes_then_the_role_clears(tmp_
         assert kinds(alerts[2]) == [("auth_cleared", "info")] and alerts[2][0]["certificate"] == old
         assert kinds(alerts[3]) == [("auth_refused", "critical")]
         assert "EX3" in alerts[3][0]["summary"] and alerts[3][0]["server"] == "ex1"
+        assert kinds(alerts[4]) == [("auth_refused", "critical")] and alerts[4][0]["server"] == "ex1"
+        assert "ex1, where the Auth certificate task runs (the first host of the play), cannot be reached" in (
+            alerts[4][0]["summary"])
     finally:
         lab.control("stop")
 
