@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import time
 import tracemalloc
 from typing import Any
 
@@ -162,7 +161,6 @@ def test_a_huge_ledger_is_read_in_one_pass_with_bounded_memory(tmp_path: pathlib
     assert refused["failed"] is True and "line 6001: not a ledger record: longer than 4194304 bytes" in refused["msg"]
 
     tracemalloc.start()
-    started = time.monotonic()
     try:
         result = run({"ledger": str(ledger), "thumbprint": thumbprints[7], "skip_invalid": True, "limit": 3})
         peak = tracemalloc.get_traced_memory()[1]
@@ -174,7 +172,6 @@ def test_a_huge_ledger_is_read_in_one_pass_with_bounded_memory(tmp_path: pathlib
     assert result["skipped"] == [{"line": 6001, "reason": "longer than 4194304 bytes"}]
     # memory is bounded by the longest line read (4 MiB) and the read block, not by the file
     assert peak < _ledger.MAX_LINE_BYTES + (3 << 20) < size, f"peak {peak} bytes reading a {size} byte ledger"
-    assert time.monotonic() - started < 60
 
 
 @pytest.mark.parametrize(("args", "message"), [
