@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import jinja2.sandbox
 import pytest
 import yaml
 
@@ -75,6 +77,7 @@ def test_run_job_lays_out_the_private_data_dir_and_returns_facts_stats_and_outpu
 
 # --- the collection's playbooks as AWX jobs against the dag lab ---------------------------------------------------
 
+AWX_EXAMPLES = REPO_ROOT / "docs" / "examples" / "awx"
 WINRM_PASSWORD = "Ex-Lab-2026!"  # noqa: S105 - the lab's account (tests/lab/scenarios/dag.yml)
 
 
@@ -120,6 +123,20 @@ def artifacts_text(finished: Job) -> str:
                      for p in finished.artifacts.rglob("*") if p.is_file())
 
 
+def credential_injection(inputs: dict[str, str]) -> dict[str, str]:
+    """The extra variables docs/examples/awx/credential_type.yml injects for these inputs (as AWX renders them)."""
+    credential_type = yaml.safe_load((AWX_EXAMPLES / "credential_type.yml").read_text(encoding="utf-8"))
+    defaults = {f["id"]: f.get("default", "") for f in credential_type["inputs"]["fields"]}
+    environment = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
+    return {name: environment.from_string(template).render({**defaults, **inputs})
+            for name, template in credential_type["injectors"]["extra_vars"].items()}
+
+
+def role_variables(role: str) -> dict[str, Any]:
+    specs = yaml.safe_load((REPO_ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text(encoding="utf-8"))
+    return specs["argument_specs"]["main"]["options"]
+
+
 def playbook_has(path: str, text: str) -> bool:
     return text in (REPO_ROOT / path).read_text(encoding="utf-8")
 
@@ -135,15 +152,16 @@ def plan_of(record: dict[str, Any]) -> str | None:
 
 def inventory_facts_cacheable() -> bool:
     tasks = (REPO_ROOT / "roles" / "inventory" / "tasks").glob("*.yml")
-    return any("cacheable" in p.read_text(encoding="utf-8") for p in tasks)
+    return any("cacheable:" in p.read_text(encoding="utf-8") for p in tasks)
 
 
 def test_inventory_job_caches_every_host_and_prints_the_report(lab: Lab, awx_inventory: Path, volume: Path,
                                                                 tmp_path: Path) -> None:
     """The inventory job template: the machine credential (-u/--ask-pass), the Exchange session credential as a
     custom credential type injects it (extra variables), the report on the persistent volume."""
-    session = {"inventory_exchange_username": "CONTOSO\\ansible", "inventory_exchange_password": WINRM_PASSWORD}
-    finished = job("exchange.pki.inventory", awx_inventory, tmp_path, "inventory",
+    session = credential_injection({"username": "CONTOSO\\ansible", "password": WINRM_PASSWORD, "uri": ""})
+    assert set(session) <= set(role_variables("inventory"))
+    finished = job(str(AWX_EXAMPLES / "project" / "inventory.yml"), awx_inventory, tmp_path, "inventory",
                    extravars={**session, "report_dest": str(volume / "report")})
 
     assert finished.status == "successful", finished.stdout[-6000:]
@@ -171,15 +189,16 @@ def test_inventory_job_caches_every_host_and_prints_the_report(lab: Lab, awx_inv
 
 
 def renewal_variables(lab: Lab, volume: Path) -> dict[str, Any]:
-    """The renew job template's variables: the ledger, state and reports on the persistent volume."""
-    return {
-        "renewal_policy": {"backends": [{"match": {}, "backend": "adcs", "options": {
-            "ca_config": lab.dump()["organization"]["ca"]["config"], "template": "WebServer"}}]},
-        "renewal_ledger": str(volume / "ledger.jsonl"),
-        "renewal_state_dir": str(volume / "state"),
-        "renewal_ca_path": str(lab.state_dir / "ca.pem"),
-        "renew_report_dest": str(volume / "renew-report"),
-    }
+    """docs/examples/awx/renew_job_template.yml with the lab's CA and the volume's paths, plus the survey answers."""
+    variables = yaml.safe_load((AWX_EXAMPLES / "renew_job_template.yml").read_text(encoding="utf-8"))
+    options = variables["renewal_policies"]["adcs"]["backends"][0]["options"]
+    options["ca_config"] = lab.dump()["organization"]["ca"]["config"]
+    for name in ("renewal_ledger", "renewal_state_dir", "renew_report_dest"):
+        variables[name] = variables[name].replace("/var/lib/exchange-pki", str(volume))
+    survey = json.loads((AWX_EXAMPLES / "survey.json").read_text(encoding="utf-8"))
+    answers = {question["variable"]: question["default"] for question in survey["spec"]}
+    assert answers == {"exchange_pki_hosts": "exchange", "renewal_backend": "adcs"}
+    return {**variables, **answers, "renewal_ca_path": str(lab.state_dir / "ca.pem")}
 
 
 def test_renew_plan_job_then_apply_job(lab: Lab, awx_inventory: Path, volume: Path, tmp_path: Path) -> None:
@@ -189,7 +208,8 @@ def test_renew_plan_job_then_apply_job(lab: Lab, awx_inventory: Path, volume: Pa
     (old,) = {c["thumbprint"] for certs in mail_certificates(lab).values() for c in certs}
     mutations = len(lab.mutations())
 
-    plan_job = job("exchange.pki.renew", awx_inventory, tmp_path, "renew-plan", extravars=variables, check=True)
+    renew = str(AWX_EXAMPLES / "project" / "renew.yml")
+    plan_job = job(renew, awx_inventory, tmp_path, "renew-plan", extravars=variables, check=True)
 
     assert plan_job.status == "successful", plan_job.stdout[-6000:]
     assert "# Renewal plan" in plan_job.stdout and "due 1" in plan_job.stdout and old in plan_job.stdout
@@ -200,7 +220,7 @@ def test_renew_plan_job_then_apply_job(lab: Lab, awx_inventory: Path, volume: Pa
         assert [item["status"] for item in plan["items"]].count("due") == 1
         assert old in json.dumps(plan)
 
-    apply_job = job("exchange.pki.renew", awx_inventory, tmp_path, "renew-apply", extravars=variables)
+    apply_job = job(renew, awx_inventory, tmp_path, "renew-apply", extravars=variables)
 
     assert apply_job.status == "successful", apply_job.stdout[-6000:]
     (new,) = {c["thumbprint"] for certs in mail_certificates(lab).values() for c in certs}
@@ -215,8 +235,41 @@ def test_renew_plan_job_then_apply_job(lab: Lab, awx_inventory: Path, volume: Pa
     if renew_publishes_stats():
         plan_id = done[0]["after"]["plan_id"]
         published = apply_job.stats["exchange_pki_ledger"]
-        assert published == [r for r in records if plan_of(r) == plan_id]
+        # this job's records: all of the ledger's (the plan job wrote none), those naming a plan name this one
+        assert published == records
+        assert {plan_of(r) for r in published} == {plan_id, None}
         assert apply_job.stats["exchange_pki_renewal_plan"]["plan_id"] == plan_id
         assert [r["status"] for r in apply_job.stats["exchange_pki_renewal_results"]]
     else:  # playbooks/renew.yml publishes nothing yet
         assert apply_job.stats == {}
+
+
+def test_auth_job_stages_the_next_certificate_then_a_daily_job_changes_nothing(lab: Lab, awx_inventory: Path,
+                                                                              volume: Path, tmp_path: Path) -> None:
+    """The auth job template, on its daily schedule: the first job stages the next Auth certificate (45 days left,
+    renew window 60 days), the next one has nothing to do. The ledger is the renew jobs' ledger on the volume."""
+    auth = str(AWX_EXAMPLES / "project" / "auth_certificate.yml")
+    variables = {"renewal_ledger": str(volume / "ledger.jsonl"), "exchange_pki_hosts": "exchange"}
+    mutations = len(lab.mutations())
+
+    first = job(auth, awx_inventory, tmp_path, "auth-1", extravars=variables)
+
+    assert first.status == "successful", first.stdout[-6000:]
+    config = lab.dump()["organization"]["auth_config"]
+    staged = config["NextCertificateThumbprint"]
+    assert staged and staged != config["CurrentCertificateThumbprint"]
+    assert len(lab.mutations()) > mutations
+    (result,) = [e["event_data"]["res"] for e in first.events() if e["event"] == "runner_on_ok"
+                 and e["event_data"].get("resolved_action") == "exchange.pki.auth_certificate"]
+    assert result["changed"] and staged in json.dumps(result)
+    records = [r.as_dict() for r in read_records(volume / "ledger.jsonl") if r.action == "auth_certificate"]
+    assert records and records[-1]["after"]["auth_config"]["next_thumbprint"] == staged
+    assert first.summary()["changed"].get("ex1")
+
+    mutations = len(lab.mutations())
+    daily = job(auth, awx_inventory, tmp_path, "auth-2", extravars=variables)
+
+    assert daily.status == "successful", daily.stdout[-6000:]
+    assert daily.summary()["changed"] == {}
+    assert len(lab.mutations()) == mutations
+    assert len([r for r in read_records(volume / "ledger.jsonl") if r.action == "auth_certificate"]) == len(records)
