@@ -33,8 +33,8 @@ FILES = {"html": "exchange_pki_report.html", "csv": "exchange_pki_report.csv", "
 
 
 def report(dest: pathlib.Path, **extra: Any) -> dict[str, Any]:
-    result = run_action(fleet_report.ActionModule, {"facts": dag_fleet(), "dest": str(dest), "now": GENERATED,
-                                                   **extra})
+    args = {"facts": dag_fleet(), "dest": str(dest), "now": GENERATED, **extra}
+    result = run_action(fleet_report.ActionModule, args)
     assert result.get("failed") is not True, result.get("msg")
     return result
 
@@ -136,8 +136,8 @@ def test_a_torn_line_is_skipped_and_the_report_says_so(tmp_path, life):
 
 def test_check_mode_writes_nothing_and_a_second_run_changes_nothing(tmp_path, life):
     dest = tmp_path / "r"
-    checked = run_action(fleet_report.ActionModule, {"facts": dag_fleet(), "dest": str(dest), "now": GENERATED,
-                                                    "ledger": str(life.ledger)}, check_mode=True)
+    args = {"facts": dag_fleet(), "dest": str(dest), "now": GENERATED, "ledger": str(life.ledger)}
+    checked = run_action(fleet_report.ActionModule, args, check_mode=True)
     assert checked["changed"] is True and str(dest / "exchange_pki_ledger.csv") in checked["changed_files"]
     assert not dest.exists()
     report(dest, ledger=str(life.ledger))
@@ -148,7 +148,7 @@ def test_check_mode_writes_nothing_and_a_second_run_changes_nothing(tmp_path, li
 def test_a_bad_ledger_fails_the_task_naming_it(tmp_path):
     with pytest.raises(AnsibleActionFail, match="ledger must be a path without control characters"):
         report(tmp_path / "r", ledger=str(tmp_path / "ledger\njsonl"))
-    result = run_action(fleet_report.ActionModule, {"facts": dag_fleet(), "dest": str(tmp_path / "r"),
-                                                   "ledger": str(tmp_path)})
+    args = {"facts": dag_fleet(), "dest": str(tmp_path / "r"), "ledger": str(tmp_path)}
+    result = run_action(fleet_report.ActionModule, args)
     assert result["failed"] is True and result["msg"] == f"ledger {tmp_path}: is not a regular file (a directory)"
     assert not (tmp_path / "r").exists()

@@ -65,8 +65,8 @@ def test_every_writer_sends_each_record_after_the_file_with_no_secret(tmp_path, 
         life = write_lifecycle(ledger, monkeypatch, ledger_webhook=webhook(sink.url))
         stored = [json.loads(line) for line in ledger.read_text(encoding="utf-8").splitlines()]
         assert [post.body for post in sink.received] == stored  # every record, in order, exactly as the file
-        assert len(stored) == 5 and {r["module"] for r in stored} >= {"exchange.pki.ledger_record",
-                                                                       "exchange.pki.certificate_services"}
+        modules = {record["module"] for record in stored}
+        assert len(stored) == 5 and modules >= {"exchange.pki.ledger_record", "exchange.pki.certificate_services"}
         assert all(post.path == "/hooks/T000/SECRET-TOKEN" for post in sink.received)
         assert all(post.headers["Authorization"] == TOKEN and post.headers["Content-Type"] == "application/json"
                    for post in sink.received)
