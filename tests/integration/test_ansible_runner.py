@@ -155,8 +155,8 @@ def inventory_facts_cacheable() -> bool:
     return any("cacheable:" in p.read_text(encoding="utf-8") for p in tasks)
 
 
-def test_inventory_job_caches_every_host_and_prints_the_report(lab: Lab, awx_inventory: Path, volume: Path,
-                                                                tmp_path: Path) -> None:
+def test_inventory_job_caches_every_host_and_prints_the_report(
+        lab: Lab, awx_inventory: Path, volume: Path, tmp_path: Path) -> None:
     """The inventory job template: the machine credential (-u/--ask-pass), the Exchange session credential as a
     custom credential type injects it (extra variables), the report on the persistent volume."""
     session = credential_injection({"username": "CONTOSO\\ansible", "password": WINRM_PASSWORD, "uri": ""})
@@ -244,8 +244,8 @@ def test_renew_plan_job_then_apply_job(lab: Lab, awx_inventory: Path, volume: Pa
         assert apply_job.stats == {}
 
 
-def test_auth_job_stages_the_next_certificate_then_a_daily_job_changes_nothing(lab: Lab, awx_inventory: Path,
-                                                                              volume: Path, tmp_path: Path) -> None:
+def test_auth_job_stages_the_next_certificate_then_a_daily_job_changes_nothing(
+        lab: Lab, awx_inventory: Path, volume: Path, tmp_path: Path) -> None:
     """The auth job template, on its daily schedule: the first job stages the next Auth certificate (45 days left,
     renew window 60 days), the next one has nothing to do. The ledger is the renew jobs' ledger on the volume."""
     auth = str(AWX_EXAMPLES / "project" / "auth_certificate.yml")

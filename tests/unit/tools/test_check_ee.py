@@ -62,7 +62,7 @@ def test_a_definition_that_does_not_install_the_collection_is_reported(tmp_path,
     edit(definition.parent / "requirements.yml",
          lambda data: data.update(collections=[c for c in data["collections"] if c.get("type") != "file"]))
 
-    problems, _ = check_ee.check(definition, tarball, COLLECTIONS)
+    problems = check_ee.check(definition, tarball, COLLECTIONS)[0]
 
     assert problems[0] == f"_build/requirements.yml does not install {tarball.name} (type: file)"
     # and so the image would lack the collection's dependencies
@@ -76,7 +76,7 @@ def test_a_stale_tarball_in_the_context_is_reported(tmp_path, tarball):
     other.parent.mkdir()
     other.write_bytes(tarball.read_bytes() + b"\0")
 
-    problems, _ = check_ee.check(definition, other, COLLECTIONS)
+    problems = check_ee.check(definition, other, COLLECTIONS)[0]
 
     assert problems == [f"_build/collections/{tarball.name} is not {other} (a stale tarball in dist/?)"]
 
@@ -85,7 +85,7 @@ def test_an_image_without_ansible_runner_is_reported(tmp_path, tarball):
     definition = copy_ee(tmp_path, tarball)
     edit(definition, lambda data: data["dependencies"].pop("ansible_runner"))
 
-    problems, _ = check_ee.check(definition, tarball, COLLECTIONS)
+    problems = check_ee.check(definition, tarball, COLLECTIONS)[0]
 
     assert problems == ["the image does not install ansible-runner (AWX / Automation Controller runs jobs with it)"]
 
@@ -97,6 +97,6 @@ def test_a_dependency_collection_outside_its_range_is_reported(tmp_path, tarball
     edit(definition.parent / "requirements.yml",
          lambda data: data.update(collections=[c for c in data["collections"] if c.get("version") != ">=2.0.0"]))
 
-    problems, _ = check_ee.check(definition, tarball, COLLECTIONS)
+    problems = check_ee.check(definition, tarball, COLLECTIONS)[0]
 
     assert len(problems) == 1 and problems[0].startswith("ansible.windows ") and "outside >=99.0.0" in problems[0]
