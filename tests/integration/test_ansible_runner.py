@@ -137,22 +137,9 @@ def role_variables(role: str) -> dict[str, Any]:
     return specs["argument_specs"]["main"]["options"]
 
 
-def playbook_has(path: str, text: str) -> bool:
-    return text in (REPO_ROOT / path).read_text(encoding="utf-8")
-
-
-def renew_publishes_stats() -> bool:
-    return playbook_has("playbooks/renew.yml", "ansible.builtin.set_stats")
-
-
 def plan_of(record: dict[str, Any]) -> str | None:
     """The renewal plan a ledger record belongs to (as _ledger.record_plan_id says)."""
     return record.get("run_id") or record["after"].get("plan_id") or record["before"].get("plan_id")
-
-
-def inventory_facts_cacheable() -> bool:
-    tasks = (REPO_ROOT / "roles" / "inventory" / "tasks").glob("*.yml")
-    return any("cacheable:" in p.read_text(encoding="utf-8") for p in tasks)
 
 
 def test_inventory_job_caches_every_host_and_prints_the_report(
@@ -177,14 +164,10 @@ def test_inventory_job_caches_every_host_and_prints_the_report(
     assert "--ask-pass" in (finished.artifacts / "command").read_text(encoding="utf-8")
     # The facts AWX keeps per host (fact cache jsonfile): each server's certificates as the lab holds them.
     dump = lab.dump()
-    cached = {host: finished.fact_cache(host) for host in MEMBERS}
-    if inventory_facts_cacheable() or any(cached.values()):
-        for host in MEMBERS:
-            held = {c["thumbprint"] for c in dump["servers"][host]["certificates"]["My"]}
-            facts = cached[host]["exchange_pki"]
-            assert held <= {c["thumbprint"] for c in facts["certificates"]}, host
-    else:  # the inventory role does not make its facts cacheable yet: AWX would keep nothing
-        assert cached == dict.fromkeys(MEMBERS, {})
+    for host in MEMBERS:
+        held = {c["thumbprint"] for c in dump["servers"][host]["certificates"]["My"]}
+        facts = finished.fact_cache(host)["exchange_pki"]
+        assert held <= {c["thumbprint"] for c in facts["certificates"]}, host
     assert lab.mutations() == []
 
 
@@ -215,10 +198,9 @@ def test_renew_plan_job_then_apply_job(lab: Lab, awx_inventory: Path, volume: Pa
     assert "# Renewal plan" in plan_job.stdout and "due 1" in plan_job.stdout and old in plan_job.stdout
     assert len(lab.mutations()) == mutations
     assert not (volume / "ledger.jsonl").exists()
-    if renew_publishes_stats():
-        plan = plan_job.stats["exchange_pki_renewal_plan"]
-        assert [item["status"] for item in plan["items"]].count("due") == 1
-        assert old in json.dumps(plan)
+    plan = plan_job.stats["exchange_pki_renewal_plan"]
+    assert [item["status"] for item in plan["items"]].count("due") == 1
+    assert old in json.dumps(plan)
 
     apply_job = job(renew, awx_inventory, tmp_path, "renew-apply", extravars=variables)
 
@@ -232,16 +214,15 @@ def test_renew_plan_job_then_apply_job(lab: Lab, awx_inventory: Path, volume: Pa
     records = [r.as_dict() for r in read_records(volume / "ledger.jsonl")]
     done = [r for r in records if r["action"] == "renewal_done"]
     assert [r["after"]["group"] for r in done] == ["DAG1", "ex4"]
-    if renew_publishes_stats():
-        plan_id = done[0]["after"]["plan_id"]
-        published = apply_job.stats["exchange_pki_ledger"]
-        # this job's records: all of the ledger's (the plan job wrote none), those naming a plan name this one
-        assert published == records
-        assert {plan_of(r) for r in published} == {plan_id, None}
-        assert apply_job.stats["exchange_pki_renewal_plan"]["plan_id"] == plan_id
-        assert [r["status"] for r in apply_job.stats["exchange_pki_renewal_results"]]
-    else:  # playbooks/renew.yml publishes nothing yet
-        assert apply_job.stats == {}
+    plan_id = done[0]["after"]["plan_id"]
+    published = apply_job.stats["exchange_pki_ledger"]
+    # this job's records: all of the ledger's (the plan job wrote none), those naming a plan name this one
+    assert published == records
+    assert {plan_of(r) for r in published} == {plan_id, None}
+    assert apply_job.stats["exchange_pki_renewal_plan"]["plan_id"] == plan_id
+    results = apply_job.stats["exchange_pki_renewal_results"]
+    assert [(r["status"], r["new_thumbprint"]) for r in results] == [("renewed", new)]
+    assert apply_job.stats["exchange_pki_renewal_status"]["run"]["outcome"] == "success"
 
 
 def test_auth_job_stages_the_next_certificate_then_a_daily_job_changes_nothing(
