@@ -9,6 +9,8 @@ environment). :func:`run_job` lays the directory out the same way::
       env/extravars      the job's extra variables (survey answers, job template variables)   YAML
       env/envvars        environment variables (credential injectors, the collections path)  YAML
       env/settings       runner settings: fact cache type, job timeout                        YAML
+      env/cmdline        ansible-playbook arguments: -u USER --ask-pass (machine credential), --check
+      env/passwords      prompt pattern -> answer: the machine credential's password          YAML
       inventory/hosts    the job's inventory (a copy: AWX writes its own inventory file)
       project/<name>.yml the playbook of the job template (a collection playbook is imported
                          from a one-line playbook, as an AWX project would)
