@@ -36,6 +36,7 @@ import glob
 import hashlib
 import json
 import os
+import resource
 import smtplib
 import socket
 import ssl
@@ -206,6 +207,7 @@ class Step:
     metrics: dict[str, float] = field(default_factory=dict)  # 'name{labels}' -> value, after the renew job
     renew_stats: dict[str, Any] = field(default_factory=dict)  # the renew job's set_stats artifacts (AWX keeps them)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # the jobs' and the lab's CPU time during the step
 
     def problems(self) -> list[str]:
         """Every certificate served or in use that is not valid at the step's lab time."""
@@ -269,6 +271,20 @@ def probe_served(lab: Lab, now: datetime.datetime) -> list[Served]:
                                  certificate.not_valid_before_utc, certificate.not_valid_after_utc,
                                  certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc))
     return served
+
+
+def cpu_seconds(lab: Lab) -> float:
+    """CPU seconds used so far by this process's finished children (the jobs' ansible-playbook and everything it
+    started) plus the lab's daemon: the cost of the year without the other load of the machine."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = children.ru_utime + children.ru_stime
+    try:
+        pid = int((lab.state_dir / "lab.pid").read_text().strip())
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    except (OSError, ValueError, IndexError):
+        pass
+    return total
 
 
 # --- metrics -----------------------------------------------------------------------------------------------------
@@ -414,6 +430,7 @@ class Year:
         ledger_count = len(list(read_records(self.ledger))) if self.ledger.exists() else 0
         for day in schedule:
             started = time.monotonic()
+            cpu = cpu_seconds(self.lab)
             lab_now = self.advance_to(day)
             step = Step(day=day, lab_now=lab_now, faketime=self.faketime(lab_now), faults=self.apply_faults(day))
             step_dir = self.work / "steps" / f"day{day:03d}"
@@ -429,6 +446,7 @@ class Year:
             if self.metrics_path.exists():
                 step.metrics = parse_metrics(self.metrics_path.read_text(encoding="utf-8"))
             step.seconds = round(time.monotonic() - started, 1)
+            step.cpu_seconds = round(cpu_seconds(self.lab) - cpu, 1)
             (step_dir / "step.json").write_text(json.dumps(step_summary(step), indent=1, default=str), encoding="utf-8")
             self.steps.append(step)
             if on_step is not None:
@@ -452,7 +470,7 @@ def step_summary(step: Step) -> dict[str, Any]:
                                for e in a["payload"].get("events", [])]} for a in step.alerts],
         "ledger": [f"{r['time']} {r['action']} {r['result']} {r.get('server')}" for r in step.ledger],
         "metrics": {k: v for k, v in step.metrics.items() if "failures" in k or "outcome" in k or "ready" in k},
-        "problems": step.problems(), "seconds": step.seconds,
+        "problems": step.problems(), "seconds": step.seconds, "cpu_seconds": step.cpu_seconds,
     }
 
 
