@@ -107,7 +107,7 @@ def test_imap_and_pop_are_verified_and_a_member_whose_imap_presents_the_old_cert
     assert f"expected {new}" in message, message
     assert "HTTPS" not in message and "POP3" not in message, message  # only the endpoint that failed
     for host in ("ex1", "ex4"):
-        verified = run.stdout.split(f"Probe IMAP and POP (STARTTLS, STLS) for the new certificate on {host}]", 1)[1]
+        verified = run.stdout.split(f"Verify the new certificate over IMAP and POP (STARTTLS) on {host}]", 1)[1]
         verified = verified.split("TASK [", 1)[0]
         assert "(item=IMAP)" in verified and "(item=POP)" in verified, verified
 
