@@ -120,6 +120,12 @@ def check_every_certificate_valid(steps: list[Step]) -> None:
             assert [c for c in certificates if c["subject"] == MAIL], f"day {step.day}: {host} has no mail certificate"
 
 
+def check_facts_from_the_fact_cache(steps: list[Step]) -> None:
+    """The facts every step checks are those the inventory job left in AWX's fact cache (jsonfile, in the job's
+    artifacts), as a later job template of the workflow would read them."""
+    assert [s.day for s in steps if s.facts_source != "fact_cache"] == []
+
+
 def check_faketime(steps: list[Step]) -> None:
     """The jobs' Python ran on the lab's clock: the facts' collected_at and every ledger time are the step's lab time
     (plus the minutes the step's jobs took), not the wall clock's."""
@@ -193,6 +199,7 @@ def test_every_certificate_stays_valid_at_every_step_with_no_manual_step(compres
     steps = compressed["steps"]
     assert [s.day for s in steps] == COMPRESSED
     check_every_certificate_valid(steps)
+    check_facts_from_the_fact_cache(steps)
     served = {s.day: mail_served(s) for s in steps}
     # both members serve one certificate, except while ex2 is rolled back during the fault
     assert served[0]["ex1"] == served[0]["ex2"]
@@ -225,9 +232,10 @@ def test_the_ledger_tells_the_story(compressed: dict[str, Any]) -> None:
     # day 42: issued once, imported and bound on ex1, ex2 failed and was rolled back; day 44 resumes without issuing
     assert [r["action"] for r in day[42].ledger].count("adcs_submit") == 1
     assert "adcs_submit" not in day[43].ledger_actions() + day[44].ledger_actions()
-    # the Auth certificate: staged with the day-42 run, the previous one cleared by a later run, nothing else
+    # the Auth certificate: staged by the day-42 run (58 days left), published by the servicelet 49 hours later,
+    # the previous one cleared by the next run after that (day 98); no other run touched it
     auth_days = [s.day for s in steps if any(r["module"] == "exchange.pki.auth_certificate" for r in s.ledger)]
-    assert auth_days and auth_days[0] == 42, [step_summary(s) for s in steps]
+    assert auth_days == [42, 98], [step_summary(s) for s in steps]
     info = [s.day for s in steps if any(a["path"] == "/auth" for a in s.alerts)]
     assert info == auth_days  # the auth role tells about every change, and only then
     # the AWX artifacts (set_stats of the renew job) carry every outcome record the run wrote to the ledger file
@@ -255,6 +263,9 @@ def test_the_metrics_tell_the_story(compressed: dict[str, Any]) -> None:
         last = [v for k, v in day[d].metrics.items()
                 if k.startswith("exchange_pki_certificate_last_renewal_timestamp_seconds")]
         assert last and max(last) >= day[d].lab_now.timestamp(), (d, last)
+    not_ready_series = 'exchange_pki_certificate_ready_status{condition="False"'
+    not_ready = [s.day for s in steps if any(v == 1 for k, v in s.metrics.items() if k.startswith(not_ready_series))]
+    assert not_ready == [42, 43]  # ready again as soon as the rollout finished
     expiration = {s.day: min(v for k, v in s.metrics.items()
                              if k.startswith("exchange_pki_certificate_expiration_timestamp_seconds")) for s in steps}
     assert all(expiration[s.day] > s.lab_now.timestamp() for s in steps)
@@ -281,6 +292,7 @@ def test_soak_daily_year(tmp_path_factory: pytest.TempPathFactory) -> None:
     cpu = round(sum(s.cpu_seconds for s in steps), 1)
     print(f"soak: {len(steps)} daily runs in {result['seconds']} s wall, {cpu} s CPU")  # noqa: T201 - make soak's figure
     check_every_certificate_valid(steps)
+    check_facts_from_the_fact_cache(steps)
     check_alerts_exactly_during(steps, SOAK_FAULT)
     check_renewals_when_due(steps, SOAK_FAULT)
     check_faketime(steps)
