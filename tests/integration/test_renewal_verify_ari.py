@@ -166,10 +166,9 @@ class AcmeStub:
                                             "newOrder": f"{base}/order", "meta": {}}
                     if stub.renewal_info:
                         body["renewalInfo"] = f"{base}/renewal-info"
-                elif self.path.startswith("/renewal-info/") and stub.window:
-                    start, end = stub.window
-                    body = {"suggestedWindow": {"start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                                "end": end.strftime("%Y-%m-%dT%H:%M:%SZ")},
+                elif self.path.startswith("/renewal-info/") and stub.window is not None:
+                    body = {"suggestedWindow": {"start": stub.window[0].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                                "end": stub.window[1].strftime("%Y-%m-%dT%H:%M:%SZ")},
                             "explanationURL": "https://acme.example/why"}
                 else:
                     self.send_error(404)
@@ -215,8 +214,8 @@ def cert_id(der: bytes) -> str:
     return f"{b64(key_id)}.{b64(octets)}"
 
 
-def test_ari_makes_an_acme_identity_due_once_its_window_has_begun(fresh_lab: Lab, tmp_path: Path,
-                                                                   acme_stub: AcmeStub) -> None:
+def test_ari_makes_an_acme_identity_due_once_its_window_has_begun(
+        fresh_lab: Lab, tmp_path: Path, acme_stub: AcmeStub) -> None:
     work = tmp_path / "work"
     work.mkdir()
     directory = f"http://127.0.0.1:{acme_stub.port}/directory"

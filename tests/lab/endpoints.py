@@ -226,7 +226,7 @@ class ImapSession(_LineSession):
     greeting = "* OK The Microsoft Exchange IMAP4 service is ready."
 
     def answer(self, line: str) -> tuple[str, str | None]:
-        tag, _, rest = line.partition(" ")
+        tag, rest = (line.split(" ", 1) + [""])[:2]
         command = rest.split(" ", 1)[0].upper()
         if not tag or not command:
             return "* BAD Command Error. 10", None
