@@ -23,6 +23,7 @@ a run every eight weeks always lands in the window.
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import os
 import time
 from collections.abc import Iterator
@@ -35,12 +36,7 @@ import yaml
 from .conftest import start_lab
 from .year import Fault, Step, Year, adcs_policy, libfaketime, parse_time, receiver, step_summary, year_scenario
 
-try:
-    import ansible_runner  # noqa: F401 - only whether it is there
-except ImportError:  # pragma: no cover
-    HAVE_RUNNER = False
-else:
-    HAVE_RUNNER = True
+HAVE_RUNNER = importlib.util.find_spec("ansible_runner") is not None
 
 pytestmark = [
     pytest.mark.skipif(libfaketime() is None, reason="needs Debian's faketime (make system-packages, as root)"),
@@ -296,5 +292,5 @@ def test_soak_daily_year(tmp_path_factory: pytest.TempPathFactory) -> None:
     check_alerts_exactly_during(steps, SOAK_FAULT)
     check_renewals_when_due(steps, SOAK_FAULT)
     check_faketime(steps)
-    Path(result["work"] / "soak.txt").write_text(f"{len(steps)} runs, {result['seconds']} s wall, {cpu} s CPU\n",
-                                                  encoding="utf-8")
+    summary = f"{len(steps)} runs, {result['seconds']} s wall, {cpu} s CPU\n"
+    Path(result["work"] / "soak.txt").write_text(summary, encoding="utf-8")
