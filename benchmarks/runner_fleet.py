@@ -35,31 +35,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COLLECTIONS_PATH = REPO_ROOT / ".ansible" / "collections"
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.inventory_playbook import lab_fleet  # noqa: E402
 from tests.integration.awx_runner import default_envvars, run_job  # noqa: E402
 
 RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
 RECAP_KEYS = {"ok": "ok", "changed": "changed", "unreachable": "dark", "failed": "failures", "skipped": "skipped",
               "rescued": "rescued", "ignored": "ignored"}
-
-
-@contextmanager
-def lab_fleet(servers: int, state_dir: Path) -> Iterator[Path]:
-    """A started lab of ``servers`` generated servers; yields its inventory and always stops it."""
-    lab = [sys.executable, "-m", "tests.lab"]
-    subprocess.run([*lab, "start", "--servers", str(servers), "--state-dir", str(state_dir)],
-                   cwd=REPO_ROOT, check=True, capture_output=True)
-    try:
-        yield state_dir / "inventory.yml"
-    finally:
-        subprocess.run([*lab, "stop", "--state-dir", str(state_dir)], cwd=REPO_ROOT, check=True, capture_output=True)
 
 
 def export_collection(ref: str, collections: Path) -> Path:
