@@ -98,7 +98,7 @@ ruff: venv ## ruff check on benchmarks/ plugins/ tests/ tools/
 	$(BIN)/ruff check $(RUFF_DIRS)
 
 pytest: venv collections ## Unit, lab and integration tests in one pytest run (in parallel, PYTEST_WORKERS)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) $(PYTEST_DIRS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=30 $(PYTEST_ARGS) $(PYTEST_DIRS)
 
 unit: venv collections ## Unit tests (tests/unit)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests/unit
