@@ -106,6 +106,16 @@ def ansible_env() -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def fresh_lab(tmp_path: Path) -> Iterator[Lab]:
+    """A `dag` lab of the test's own, for a test that changes it; stopped afterwards."""
+    started = start_lab(tmp_path / "lab", "--scenario", "dag")
+    try:
+        yield started
+    finally:
+        started.control("stop")
+
+
 @pytest.fixture(scope="module")
 def dag_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """The `dag` scenario, started once per test module and stopped afterwards."""

@@ -203,15 +203,6 @@ class OwnCa:
                 .sign(self.key, hashes.SHA256()))
 
 
-@pytest.fixture
-def fresh_lab(tmp_path: Path) -> Iterator[Lab]:
-    started = start_lab(tmp_path / "lab", "--scenario", "dag")
-    try:
-        yield started
-    finally:
-        started.control("stop")
-
-
 def ownca_renewal(lab: Lab, tmp_path: Path, **policy: Any) -> Renewal:
     ca = OwnCa(tmp_path / "ca")
     work = tmp_path / "work"

@@ -25,7 +25,6 @@ import datetime
 import imaplib
 import json
 import poplib
-import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,25 +34,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from .conftest import Lab, start_lab
+from .conftest import Lab
 from .test_renew_playbook_backends import MEMBERS, Renewal, ownca_renewal
-from .test_renewal_role import mail_certificates, outcomes, served, thumbprint
-
-
-@pytest.fixture
-def fresh_lab(tmp_path: Path) -> Iterator[Lab]:
-    started = start_lab(tmp_path / "lab", "--scenario", "dag")
-    try:
-        yield started
-    finally:
-        started.control("stop")
-
-
-def _context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+from .test_renewal_role import _context, mail_certificates, outcomes, served, thumbprint
 
 
 def imap_thumbprint(port: int) -> str:

@@ -37,9 +37,6 @@ import hashlib
 import json
 import os
 import resource
-import smtplib
-import socket
-import ssl
 import sys
 import threading
 import time
@@ -58,6 +55,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import read_r
 
 from .awx_runner import Job, run_job
 from .conftest import Lab
+from .test_renewal_role import served
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAIL = "mail.contoso.lab"
@@ -240,25 +238,8 @@ def in_use(certificate: dict[str, Any]) -> bool:
 # --- real TLS ----------------------------------------------------------------------------------------------------
 
 
-def _context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 def served_certificate(port: int, *, smtp: bool) -> x509.Certificate:
-    if smtp:
-        with smtplib.SMTP("127.0.0.1", port, timeout=10) as session:
-            session.starttls(context=_context())
-            der = session.sock.getpeercert(binary_form=True)
-    else:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-                _context().wrap_socket(raw, server_hostname=MAIL) as tls:
-            der = tls.getpeercert(binary_form=True)
-    if not der:
-        raise OSError("no certificate was served")
-    return x509.load_der_x509_certificate(der)
+    return x509.load_der_x509_certificate(served(port, smtp=smtp))
 
 
 def probe_served(lab: Lab, now: datetime.datetime) -> list[Served]:
