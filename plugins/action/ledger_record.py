@@ -20,6 +20,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._action import Argume
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import (
     LedgerError,
     LedgerSinkError,
+    check_run_id,
     deliver_records,
     ledger_argspec,
     make_record,
@@ -41,6 +42,7 @@ ARGUMENT_SPEC = ArgumentSpec(
     argument_spec={
         "ledger": {**_LEDGER, "required": True},
         "ledger_webhook": ledger_argspec()["ledger_webhook"],
+        "ledger_run_id": ledger_argspec()["ledger_run_id"],
         "action": {"type": "str", "required": True},
         "server": {"type": "str", "default": "organization"},
         "result": {"type": "str", "choices": list(RESULTS), "default": "changed"},
@@ -75,10 +77,15 @@ class ActionModule(ControllerAction):
             raise AnsibleActionFail("message is required when result is failed: say what went wrong")
         hostname = str(task_vars.get("inventory_hostname") or "") or None
         try:
+            # run_id names this record's run; ledger_run_id is the one module_defaults gives every lifecycle module.
+            run_id = check_run_id("run_id", args["run_id"]) or check_run_id("ledger_run_id", args["ledger_run_id"])
+        except LedgerError as error:
+            raise AnsibleActionFail(str(error)) from None
+        try:
             record = make_record(
                 server=server, module=MODULE, action=action, result=args["result"],
                 before=args["before"], after=args["after"], host=hostname,
-                message=args["message"], run_id=args["run_id"],
+                message=args["message"], run_id=run_id,
             )
         except LedgerError as error:  # before/after hold something JSON cannot (the error names the field)
             raise AnsibleActionFail(str(error)) from None

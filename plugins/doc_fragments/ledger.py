@@ -5,8 +5,8 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """The ``ledger`` and ``ledger_webhook`` options (mirror LEDGER_ARGSPEC in plugin_utils/_ledger.py; a unit test
-    keeps them equal)."""
+    """The ``ledger``, ``ledger_webhook`` and ``ledger_run_id`` options (mirror LEDGER_ARGSPEC in
+    plugin_utils/_ledger.py; a unit test keeps them equal)."""
 
     DOCUMENTATION = r"""
 options:
@@ -27,6 +27,14 @@ options:
       - Passwords and private keys are never written to the ledger.
       - Without it no ledger is written; C(change_record) is returned all the same.
     type: path
+  ledger_run_id:
+    description:
+      - A correlation id written as C(run_id) into every ledger record of the task, so that the records of one run
+        can be found together (C(exchange.pki.ledger_info) O(exchange.pki.ledger_info#module:plan_id) matches it).
+      - C(playbooks/renew.yml) sets it to the renewal plan's C(plan_id) for every module of the run through
+        C(module_defaults) for C(group/exchange.pki.lifecycle); an AWX job may use its job id.
+      - One line of at most 128 characters without control characters; an empty string is the same as not set.
+    type: str
   ledger_webhook:
     description:
       - A second sink for the audit ledger, for a SIEM or a log collector. Each record is appended to O(ledger)

@@ -56,7 +56,10 @@ options:
     description: What went wrong (required with O(result=failed)), or a note.
     type: str
   run_id:
-    description: A correlation id, for example the renewal plan's C(plan_id).
+    description:
+      - A correlation id, for example the renewal plan's C(plan_id). When not set, O(ledger_run_id) (which
+        C(module_defaults) may give every module of the play) is written instead.
+      - One line of at most 128 characters without control characters.
     type: str
 extends_documentation_fragment:
   - exchange.pki.ledger
@@ -153,7 +156,7 @@ change_record:
       type: str
       sample: alice
     run_id:
-      description: O(run_id).
+      description: O(run_id), else O(ledger_run_id), else V(null).
       type: str
       sample: "20261202T0215Z-3f9a1b2c"
     message:

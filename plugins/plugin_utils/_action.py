@@ -42,6 +42,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._errors import Exchan
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import (
     ChangeRecord,
     LedgerError,
+    check_run_id,
     check_sinks,
     deliver_records,
     make_record,
@@ -160,7 +161,7 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
             raise AnsibleActionFail(str(error)) from None
 
     def check_ledger_sinks(self, args: Mapping[str, Any]) -> None:
-        """Refuse a bad ``ledger_webhook`` (when the plugin has it) before anything runs."""
+        """Refuse a bad ``ledger_webhook`` or ``ledger_run_id`` (when the plugin has them) before anything runs."""
         if "ledger_webhook" not in self.ARGUMENT_SPEC.argument_spec:
             return
         try:
@@ -349,6 +350,7 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
             host=hostname,
             remote_user=str(remote_user) if remote_user else None,
             message=message,
+            run_id=check_run_id("ledger_run_id", args.get("ledger_run_id")),
         )
 
     @staticmethod

@@ -140,7 +140,11 @@ LEDGER_WEBHOOK_OPTIONS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
 LEDGER_ARGSPEC: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "ledger": MappingProxyType({"type": "path"}),
     "ledger_webhook": MappingProxyType({"type": "dict", "options": LEDGER_WEBHOOK_OPTIONS}),
+    "ledger_run_id": MappingProxyType({"type": "str"}),
 })
+
+#: The longest ``ledger_run_id`` accepted (a renewal plan id is 16 hexadecimal digits; a job id is shorter).
+MAX_RUN_ID = 128
 
 # A key whose value is replaced whatever it holds: the key's name, lower case without separators, contains one of
 # these ("pfx_password", "PrivateKey", "pfx", "content", "key_passphrase", ...).
@@ -744,12 +748,29 @@ def _webhook_settings(options: Mapping[str, Any]) -> Any:
         raise LedgerError(f"ledger_{error}".replace("webhook.allow_http", "ledger_webhook.allow_http")) from None
 
 
+def check_run_id(option: str, value: str | None) -> str | None:
+    """``value`` as a record's ``run_id``: one line of at most :data:`MAX_RUN_ID` characters without control
+    characters, or None when not given (an empty string is not given). :class:`LedgerError` names ``option`` and
+    never repeats the value."""
+    if value is None or value == "":
+        return None
+    if not value.strip():
+        raise LedgerError(f"{option} must not be blank")
+    if len(value) > MAX_RUN_ID:
+        raise LedgerError(f"{option} is {len(value)} characters long; at most {MAX_RUN_ID} are allowed")
+    if _CONTROL.search(value):
+        raise LedgerError(f"{option} must be one line without control characters (CR, LF, NUL, ...)")
+    return value
+
+
 def check_sinks(args: Mapping[str, Any]) -> None:
-    """Refuse a bad ``ledger_webhook`` before anything changes (:class:`LedgerError` names the suboption).
+    """Refuse a bad ``ledger_webhook`` or ``ledger_run_id`` before anything changes (:class:`LedgerError` names the
+    option).
 
     A webhook needs the file: each record is appended to ``ledger`` first, so that a webhook that is down loses
     nothing.
     """
+    check_run_id("ledger_run_id", args.get("ledger_run_id"))
     options = args.get("ledger_webhook")
     if not options:
         return

@@ -216,9 +216,11 @@ def test_renew_plan_job_then_apply_job(lab: Lab, awx_inventory: Path, volume: Pa
     assert [r["after"]["group"] for r in done] == ["DAG1", "ex4"]
     plan_id = done[0]["after"]["plan_id"]
     published = apply_job.stats["exchange_pki_ledger"]
-    # this job's records: all of the ledger's (the plan job wrote none), those naming a plan name this one
+    # this job's records: all of the ledger's (the plan job wrote none), each naming this plan (the modules' records
+    # through the ledger_run_id renew.yml gives them)
     assert published == records
-    assert {plan_of(r) for r in published} == {plan_id, None}
+    assert {plan_of(r) for r in published} == {plan_id}
+    assert {r["run_id"] for r in published} == {plan_id}
     assert apply_job.stats["exchange_pki_renewal_plan"]["plan_id"] == plan_id
     results = apply_job.stats["exchange_pki_renewal_results"]
     assert [(r["status"], r["new_thumbprint"]) for r in results] == [("renewed", new)]

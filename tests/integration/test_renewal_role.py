@@ -244,6 +244,8 @@ def test_renewed_once_and_served_everywhere_without_a_gap(lab: Lab, work: Path, 
     done = outcomes(work)
     assert [(r["action"], r["after"]["group"]) for r in done] == [("renewal_done", "DAG1"), ("renewal_done", "ex4")]
     assert all(r["after"]["thumbprint"] == new and r["run_id"] == r["after"]["plan_id"] for r in done)
+    # Every record of the run names the plan: the modules' (ledger_run_id from renew.yml's module_defaults) too.
+    assert {r.run_id for r in read_records(work / "ledger.jsonl")} == {done[0]["run_id"]}
     # Invariant 2: every handshake during the run received a valid certificate for the right name.
     assert len(samples) >= 40, len(samples)
     assert [s for s in samples if s["problem"]] == []

@@ -79,6 +79,31 @@ def test_appends_the_record_renewal_plan_reads(tmp_path):
     assert stat.S_IMODE(os.stat(ledger).st_mode) == 0o600
 
 
+@pytest.mark.parametrize(("extra", "expected"), [
+    ({"run_id": None, "ledger_run_id": "module-defaults-id"}, "module-defaults-id"),
+    ({"ledger_run_id": "module-defaults-id"}, "20261202T0215Z-3f9a1b2c"),
+    ({"run_id": None, "ledger_run_id": ""}, None),
+])
+def test_run_id_else_the_ledger_run_id_of_module_defaults(tmp_path, extra, expected):
+    ledger = tmp_path / "ledger.jsonl"
+
+    result = run(failed_record(ledger, **extra))
+
+    assert result["change_record"]["run_id"] == expected
+    (record,) = read_ledger(ledger).records
+    assert record.run_id == expected
+
+
+@pytest.mark.parametrize("option", ["run_id", "ledger_run_id"])
+def test_a_run_id_on_two_lines_is_refused(tmp_path, option):
+    ledger = tmp_path / "ledger.jsonl"
+
+    with pytest.raises(AnsibleActionFail, match=f"{option} must be one line") as raised:
+        run(failed_record(ledger, **{"run_id": None, option: "plan-1\nforged"}))
+
+    assert "forged" not in str(raised.value) and not ledger.exists()
+
+
 def test_a_second_record_is_appended_after_the_first(tmp_path):
     ledger = tmp_path / "ledger.jsonl"
     run(failed_record(ledger))

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from ansible.errors import AnsibleActionFail
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ChangingAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import ledger_argspec, read_records
@@ -132,6 +133,34 @@ def test_apply_confirms_in_the_same_round_trip_and_records(ex1, tmp_path):
     (written,) = read_records(ledger)
     assert written.as_dict() == record
     assert stat.S_IMODE(os.stat(ledger).st_mode) == 0o600
+
+
+def test_ledger_run_id_names_the_run_in_the_record(ex1, tmp_path):
+    ledger = tmp_path / "ledger.jsonl"
+    args = {"connector": CONNECTOR, "tls_certificate_name": TLS_NAME, "ledger": str(ledger),
+            "ledger_run_id": "3f9a1b2c4d5e6f70"}
+    result = ex1.run(TagConnector, args, action="exchange.pki.tag_connector")
+
+    assert result["changed"] is True and result["change_record"]["run_id"] == "3f9a1b2c4d5e6f70"
+    (written,) = read_records(ledger)
+    assert written.run_id == "3f9a1b2c4d5e6f70"
+
+
+@pytest.mark.parametrize(("run_id", "problem"), [
+    ("plan\r\nforged: yes", "one line without control characters"),
+    ("a\x00b", "one line without control characters"),
+    ("   ", "must not be blank"),
+    ("x" * 129, "129 characters long; at most 128"),
+])
+def test_a_bad_ledger_run_id_is_refused_before_anything_changes(ex1, tmp_path, run_id, problem):
+    ledger = tmp_path / "ledger.jsonl"
+    with pytest.raises(AnsibleActionFail, match="ledger_run_id") as raised:
+        ex1.run(TagConnector, {"connector": CONNECTOR, "tls_certificate_name": TLS_NAME, "ledger": str(ledger),
+                               "ledger_run_id": run_id})
+
+    assert problem in str(raised.value)
+    assert run_id.strip() == "" or run_id not in str(raised.value)
+    assert ex1.calls == [] and ex1.mutations() == [] and not ledger.exists()
 
 
 def test_a_second_run_is_no_change_and_writes_no_record(ex1, tmp_path):

@@ -533,7 +533,8 @@ def test_a_failed_write_is_undone_and_reported(tmp_path: pathlib.Path, monkeypat
 
 def test_the_doc_fragment_documents_the_argspec() -> None:
     documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
-    assert documented.keys() == LEDGER_ARGSPEC.keys() == {"ledger", "ledger_webhook"}
+    assert documented.keys() == LEDGER_ARGSPEC.keys() == {"ledger", "ledger_webhook", "ledger_run_id"}
+    assert documented["ledger_run_id"]["type"] == LEDGER_ARGSPEC["ledger_run_id"]["type"] == "str"
     assert documented["ledger"]["type"] == LEDGER_ARGSPEC["ledger"]["type"] == "path"
     assert "default" not in documented["ledger"] and "default" not in LEDGER_ARGSPEC["ledger"]
     webhook = documented["ledger_webhook"]
