@@ -44,7 +44,10 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._renewal import (
     build_plan,
     renewal_outcomes,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._report_formats import prometheus_label_value
+from ansible_collections.exchange.pki.plugins.plugin_utils._report_formats import (
+    EXPIRATION_HELP,
+    prometheus_label_value,
+)
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import UTC, format_utc_datetime, parse_iso_datetime
 
 OUTCOMES = ("success", "failed", "pending", "noop")
@@ -58,11 +61,6 @@ MAX_EVENT_TEXT = 1000
 _DURATION = re.compile(r"(\d+)\s*([wdhms])")
 _DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-# The HELP text of a metric the fleet report's textfile also has: node_exporter's textfile collector wants one HELP
-# text per metric name across the files of its directory (label sets may differ).
-EXPIRATION_HELP = ("The date after which the certificate expires (not_after), as a Unix timestamp; "
-                   "one series per role of the certificate.")
 
 
 class RenewalStatusError(ExchangePkiError, ValueError):

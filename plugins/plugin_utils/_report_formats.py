@@ -461,6 +461,13 @@ def _joined(lines: Iterable[str], size: int = 2000) -> Iterator[str]:
     yield "".join(batch)
 
 
+# The HELP text of the one metric the fleet report and exchange.pki.renewal_status both write: node_exporter's
+# textfile collector wants one HELP text per metric name across the files of its directory; the label sets differ
+# (the report: one series per role of a certificate; renewal_status: one per certificate identity).
+EXPIRATION_HELP = ("The date after which the certificate expires (not_after), as a Unix timestamp; the fleet report "
+                   "has one series per role of a certificate, renewal_status one per certificate identity.")
+
+
 def render_prometheus(report: FleetReport) -> Iterator[str]:
     """A node_exporter textfile in the style of cert-manager's certificate metrics, led by the action plan."""
     name = "exchange_pki_action_plan_problems"
@@ -469,8 +476,7 @@ def render_prometheus(report: FleetReport) -> Iterator[str]:
         yield f"{name}{_labels(severity=severity)} {count}\n"
     labels, certificates = _certificate_series(report)
     name = "exchange_pki_certificate_expiration_timestamp_seconds"
-    yield _metric_header(name, "The date after which the certificate expires (not_after), as a Unix timestamp; "
-                               "one series per role of the certificate.")
+    yield _metric_header(name, EXPIRATION_HELP)
     yield from _joined(f"{name}{label} {int(cert.not_after.timestamp())}\n"
                        for label, cert in zip(labels, certificates))
     name = "exchange_pki_certificate_days_remaining"

@@ -361,11 +361,14 @@ def test_label_values_are_escaped(identity):
     assert series.labels["subject"] == hostile
 
 
-def test_the_expiration_help_text_matches_the_fleet_reports():
+def test_the_expiration_help_text_matches_the_fleet_reports(failed_run):
     # node_exporter's textfile collector wants one HELP text per metric name across the files it reads.
     report_text = "".join(render_prometheus(build_report(lab_facts(), title="t", now=NOW)))
     name = "exchange_pki_certificate_expiration_timestamp_seconds"
-    assert f"# HELP {name} {_renewal_status.EXPIRATION_HELP}\n" in report_text
+    help_lines = [[line for line in text.splitlines() if line.startswith(f"# HELP {name} ")]
+                  for text in (report_text, failed_run["metrics"])]
+    assert help_lines[0] == help_lines[1] and len(help_lines[0]) == 1
+    assert "per role" in help_lines[0][0] and "per certificate identity" in help_lines[0][0]
 
 
 # --- bad input ------------------------------------------------------------------------------------------------
