@@ -1,0 +1,179 @@
+# Copyright: Contributors to the exchange.pki project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""`ansible-playbook exchange.pki.renew` with `rollout_batch: 2` on a `dag` lab whose DAG1 has four members (ex1,
+ex2, ex3 and ex5, a copy of ex1) beside the standalone ex4: the members of a batch roll out at the same time (one
+pseudo-host per member, waves of a linear play), batch after batch.
+
+Proven from the lab's mutation log (its `seq` is the order in which the lab carried out the changes), the ledger
+and real TLS handshakes:
+- the rollout of two DAG1 members overlaps (both imported before either is enabled), never three, the second batch
+  starts after the first is done; every server then serves the new certificate with a chain that verifies against
+  the lab CA; DAG1's old certificate is removed only after its last member was switched; the ledger has every
+  member's import and services records and one outcome per group; groups in parallel (group_concurrency 2) work
+  beside the batches (ex4 is switched in the first wave).
+- Enable-ExchangeCertificate failing on ex2 (first batch): ex2 is rolled back and serves the old certificate, ex1
+  (in flight beside it) is verified and keeps the new one, no member of the second batch (nor, with stop_on_failure
+  all, the group ex4) is touched, nothing is removed, and the run fails naming ex2 and the step. Once the fault is
+  cleared, a rerun finishes the rollout with the same certificate and removes the old one.
+rollout_batch 1 is the path of test_renewal_role.py and test_renewal_concurrency.py, unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import SCENARIOS, Lab, start_lab
+from .test_renewal_role import MAIL, outcomes, prepare, renew, served_thumbprint, thumbprint
+
+DAG1 = ("ex1", "ex2", "ex3", "ex5")
+SERVERS = (*DAG1, "ex4")
+# The changes of a member's rollout (the lab's mutation log).
+ROLLOUT = {"Import-ExchangeCertificate", "Enable-ExchangeCertificate", "host.set_iis_binding"}
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[Lab, Path]]:
+    """dag.yml with ex5 (a copy of ex1) as DAG1's fourth member."""
+    scenario = yaml.safe_load((SCENARIOS / "dag.yml").read_text(encoding="utf-8"))
+    scenario["servers"].append({**scenario["servers"][0], "name": "ex5"})
+    scenario["dags"][0]["members"].append("ex5")
+    scenario["send_connectors"][0]["source_servers"].append("ex5")
+    path = tmp_path / "dag-five.yml"
+    path.write_text(yaml.safe_dump(scenario), encoding="utf-8")
+    started = start_lab(tmp_path / "lab", "--scenario", str(path))
+    work = tmp_path / "work"
+    work.mkdir()
+    prepare(started, work)
+    try:
+        yield started, work
+    finally:
+        started.control("stop")
+
+
+def mail_thumbprints(lab: Lab) -> dict[str, set[str]]:
+    dump = lab.dump()
+    return {server: {c["thumbprint"] for c in dump["servers"][server]["certificates"]["My"]
+                     if f"CN={MAIL}" in c["subject"]} for server in SERVERS}
+
+
+def policy(lab: Lab, **settings: Any) -> str:
+    return json.dumps({"renewal_policy": {"rollout_batch": 2, **settings, "backends": [
+        {"match": {}, "backend": "adcs",
+         "options": {"ca_config": lab.dump()["organization"]["ca"]["config"], "template": "WebServer"}}]}})
+
+
+def spans(mutations: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """Each server's rollout in the mutation log: the seq of its first and its last rollout change."""
+    seqs: dict[str, list[int]] = {}
+    for mutation in mutations:
+        if mutation["operation"] in ROLLOUT:
+            seqs.setdefault(mutation["server"], []).append(mutation["seq"])
+    return {server: (min(found), max(found)) for server, found in seqs.items()}
+
+
+def verified_chain(lab: Lab, port: int) -> bytes:
+    """The leaf of a handshake whose chain verifies against the lab CA, for the name MAIL."""
+    context = ssl.create_default_context(cafile=str(lab.state_dir / "ca.pem"))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname=MAIL) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der
+    return der
+
+
+def test_the_members_of_a_batch_roll_out_together(lab: tuple[Lab, Path]) -> None:
+    started, work = lab
+    (old,) = set().union(*mail_thumbprints(started).values())
+
+    run = renew(started, work, "-e", policy(started, group_concurrency=2), "--forks", "6")
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Roll out the members of each batch together" in run.stdout
+    mutations = started.mutations()
+    assert [m["operation"] for m in mutations].count("host.certreq_submit") == 1  # issued once
+    (new,) = set().union(*mail_thumbprints(started).values())  # the old certificate is gone everywhere
+    assert new != old
+    ports = started.endpoints()["servers"]
+    assert all(thumbprint(verified_chain(started, ports[server]["https"])) == new for server in SERVERS)
+
+    span = spans(mutations)
+    # Two members of a batch at the same time: both imported before either is switched ...
+    for first, second in (("ex1", "ex2"), ("ex3", "ex5")):
+        assert span[first][0] < span[second][1] and span[second][0] < span[first][1], span
+    # ... never three: at no change in the log are more than two DAG1 members between their first and last change,
+    for mutation in mutations:
+        assert sum(span[s][0] <= mutation["seq"] <= span[s][1] for s in DAG1) <= 2, (mutation, span)
+    # and the second batch starts once the first is done.
+    assert max(span["ex1"][1], span["ex2"][1]) < min(span["ex3"][0], span["ex5"][0]), span
+    # ex4, a group of its own (group_concurrency 2), is switched in the first wave.
+    assert span["ex4"][1] < min(span["ex3"][0], span["ex5"][0]), span
+    # DAG1's old certificate is removed only after its last member was switched, and verified: the waves are serial
+    # batches of one play (DAG1's end is the third), and the second verified ex3 and ex5.
+    removals = [m["seq"] for m in mutations if m["operation"] == "Remove-ExchangeCertificate" and m["server"] in DAG1]
+    assert sorted(m["server"] for m in mutations if m["operation"] == "Remove-ExchangeCertificate") == sorted(SERVERS)
+    assert min(removals) > max(end for server, (start, end) in span.items() if server in DAG1)
+    waves = run.stdout.split("PLAY [Roll out the members of each batch together]")[1:]
+    assert len(waves) == 3
+    assert "Verify that the new certificate is served over HTTPS" in waves[1]
+    assert "-> ex3(" in waves[1] and "-> ex5(" in waves[1]
+    assert all("Remove the old certificates that nothing references any more from ex1" not in wave
+               for wave in waves[:2])
+    assert "Remove the old certificates that nothing references any more from ex1" in waves[2]
+
+    records = [json.loads(line) for line in (work / "ledger.jsonl").read_text().splitlines()]
+    for module in ("exchange.pki.certificate_import", "exchange.pki.certificate_services"):
+        assert sorted(r["server"] for r in records if r["module"] == module) == sorted(s.upper() for s in SERVERS)
+    done = outcomes(work)
+    assert sorted((r["action"], r["after"]["group"]) for r in done) == [("renewal_done", "DAG1"),
+                                                                        ("renewal_done", "ex4")]
+    dag1 = next(r for r in done if r["after"]["group"] == "DAG1")
+    assert sorted(dag1["after"]["members"]) == list(DAG1) and len(dag1["after"]["removed"]) == 4
+
+
+def test_a_failure_in_a_batch_stops_the_group(lab: tuple[Lab, Path]) -> None:
+    started, work = lab
+    (old,) = set().union(*mail_thumbprints(started).values())
+    started.control("fault", "--server", "ex2", "--operation", "Enable-ExchangeCertificate",
+                    "--error", "The certificate could not be bound (injected)")
+
+    run = renew(started, work, "-e", policy(started, stop_on_failure="all"), "--forks", "6")
+
+    assert run.returncode != 0
+    # The failed task is named with ex2 (the members of a wave share one task, named with one of them).
+    assert "ex2: step services (Move the old certificate's services to the new one (the internal transport " \
+           "certificate stays) on ex2) failed" in run.stdout, run.stdout
+    mutations = started.mutations()
+    assert {m["server"] for m in mutations if m["operation"] in ROLLOUT} == {"ex1", "ex2"}  # ex3, ex5, ex4 untouched
+    assert "Remove-ExchangeCertificate" not in {m["operation"] for m in mutations}
+    thumbprints = mail_thumbprints(started)
+    (new,) = thumbprints["ex1"] - {old}
+    ports = started.endpoints()["servers"]
+    assert served_thumbprint(ports["ex1"]["https"]) == new  # in flight beside ex2: verified, kept
+    assert served_thumbprint(ports["ex2"]["https"]) == old  # rolled back
+    for server in ("ex3", "ex5", "ex4"):
+        assert thumbprints[server] == {old} and served_thumbprint(ports[server]["https"]) == old
+    (failed,) = [r for r in outcomes(work) if r["action"] == "renewal_failed"]
+    assert failed["after"]["group"] == "DAG1" and failed["after"]["failed_host"] == "ex2"
+    assert failed["after"]["step"] == "services" and failed["after"]["rolled_back"] is True
+    assert failed["after"]["removed"] == [] and "injected" in failed["message"]
+    assert [r for r in outcomes(work) if r["after"]["group"] == "ex4"] == []  # stop_on_failure all: not started
+
+    # Cleared, the rerun finishes the rollout in batches with the certificate already issued, and removes the old one.
+    started.control("fault", "--server", "ex2", "--clear")
+    again = renew(started, work, "-e", policy(started, stop_on_failure="all"), "-e", "renewal_force=true",
+                  "--forks", "6")
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert set().union(*mail_thumbprints(started).values()) == {new}
+    assert all(served_thumbprint(ports[server]["https"]) == new for server in SERVERS)
+    assert [m["operation"] for m in started.mutations()].count("host.certreq_submit") == 1  # not issued again
+    assert sorted((r["action"], r["after"]["group"]) for r in outcomes(work)[-2:]) == [("renewal_done", "DAG1"),
+                                                                                      ("renewal_done", "ex4")]
