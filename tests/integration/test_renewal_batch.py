@@ -136,6 +136,8 @@ def test_the_members_of_a_batch_roll_out_together(lab: tuple[Lab, Path]) -> None
                                                                         ("renewal_done", "ex4")]
     dag1 = next(r for r in done if r["after"]["group"] == "DAG1")
     assert sorted(dag1["after"]["members"]) == list(DAG1) and len(dag1["after"]["removed"]) == 4
+    # every record of the run names the plan, the members' module records (rolled out by the wave play) too
+    assert {r["run_id"] for r in records} == {dag1["run_id"]}
 
 
 def test_a_failure_in_a_batch_stops_the_group(lab: tuple[Lab, Path]) -> None:
