@@ -15,6 +15,11 @@ Get-HybridConfiguration, its transport service and certificates) and every Excha
 - a current or next certificate missing on some servers is exported (PFX, random one-time password) from a
   server that has it and imported there (rebuilt with legacy encryption for Exchange 2016 targets);
 - the previous certificate is cleared once the current one is usable everywhere;
+- a retired Auth certificate (the Auth subject, none of Get-AuthConfig's current, next or previous as this run read
+  it) that has expired is removed from every reachable server that holds it, unless something there references it
+  (certificate_remove's checks: an IIS binding, another Exchange service than SMTP, the internal transport
+  certificate, a connector or hybrid TlsCertificateName, a read that failed); ``remove_expired_retired: false``
+  turns this off. One not yet expired stays: a partner may still hold tokens it signed;
 - ``state: replaced`` with the current certificate expired or missing: the emergency procedure (a usable staged
   next certificate is published now, otherwise a new one is made effective now), then MSExchangeServiceHost is
   restarted and the OWA and ECP app pools recycled on this server.
@@ -37,10 +42,12 @@ from typing import Any
 
 from ansible.errors import AnsibleActionFail
 
+from ansible_collections.exchange.pki.plugins.action.certificate_remove import READ_NAMES, REFERENCE_READS, judge
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ChangingAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
     CRYPTOGRAPHY_REQUIREMENT,
     PENDING_REQUEST_STATUS,
+    is_cluster_certificate,
     parse_certificate,
     sha1_thumbprint,
 )
@@ -52,13 +59,19 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._errors import (
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import ChangeRecord, ledger_argspec
 from ansible_collections.exchange.pki.plugins.plugin_utils._pfx import HAS_CRYPTOGRAPHY, legacy_compatible
 from ansible_collections.exchange.pki.plugins.plugin_utils._plan import Plan, ResultOf, Secret, Step, describe_value
+from ansible_collections.exchange.pki.plugins.plugin_utils._references import build_references
 from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
     EXCHANGE_SESSION_REQUIRED_TOGETHER,
     LOCAL_SERVER,
     Batch,
     exchange_session_argspec,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot, build_batch, read_snapshot
+from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import (
+    ServerSnapshot,
+    build_batch,
+    collect_certificates,
+    read_snapshot,
+)
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime, whole_days
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     AuthConfig,
@@ -68,6 +81,8 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     parse_exchange_certificates,
     parse_exchange_server,
     parse_list,
+    parse_receive_connector,
+    parse_transport_service,
 )
 
 # --- Microsoft's Auth certificate (exchange-facts.md "Auth (OAuth) certificate") ----------------------------
@@ -103,6 +118,7 @@ ARGUMENT_SPEC = ArgumentSpec(
         "servers": {"type": "list", "elements": "str"},
         "ignore_unreachable": {"type": "bool", "default": False},
         "acknowledge_hybrid": {"type": "bool", "default": False},
+        "remove_expired_retired": {"type": "bool", "default": True},
     },
     required_together=EXCHANGE_SESSION_REQUIRED_TOGETHER,
 )
@@ -123,6 +139,7 @@ class Options:
     servers: tuple[str, ...] | None
     ignore_unreachable: bool
     acknowledge_hybrid: bool
+    remove_expired_retired: bool = True
 
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> Options:
@@ -146,7 +163,8 @@ class Options:
             servers = tuple(dict.fromkeys(_server_name(item) for item in args["servers"]))
             if not servers:
                 raise AnsibleActionFail("servers must name at least one Exchange server (leave it out for all of them)")
-        return cls(args["state"], renew, lead, servers, args["ignore_unreachable"], args["acknowledge_hybrid"])
+        return cls(args["state"], renew, lead, servers, args["ignore_unreachable"], args["acknowledge_hybrid"],
+                   bool(args.get("remove_expired_retired", True)))
 
 
 def _server_name(value: Any) -> str:
@@ -202,6 +220,10 @@ class ServerCertificates:
     local: bool
     certificates: Mapping[str, Installed] | None = None
     problem: str | None = None
+    #: What the reference checks of a retired certificate's removal read on this server (certificate_remove's
+    #: rules): the local server's whole snapshot; for another server its Get-ExchangeCertificate -Server records,
+    #: its transport service and Receive connectors, and the organisation's objects of the local read.
+    references: ServerSnapshot | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def reachable(self) -> bool:
@@ -353,8 +375,12 @@ class _Draft:
 NEW = ResultOf("new", "Thumbprint")
 
 
-def decide_auth(options: Options, org: Organisation, password: Secret) -> Plan:
-    """The plan that brings the organisation's Auth certificate to what ``options`` ask (see the module docstring)."""
+def decide_auth(options: Options, org: Organisation, password: Secret, keep: frozenset[str] = frozenset()) -> Plan:
+    """The plan that brings the organisation's Auth certificate to what ``options`` ask (see the module docstring).
+
+    ``keep``: thumbprints never removed as retired besides Get-AuthConfig's (the confirming decision passes those
+    the first read named, so a previous certificate this run cleared is not counted as left to remove).
+    """
     local = org.local
     auth = local.auth_config
     if auth is None:
@@ -477,6 +503,9 @@ def decide_auth(options: Options, org: Organisation, password: Secret) -> Plan:
     if emergency and draft.steps:
         _restart(org, draft)
     _key_warnings(org, auth, draft)
+    protected = {thumbprint.upper() for thumbprint in (current_tp, next_tp, auth.previous_certificate_thumbprint, *keep)
+                 if thumbprint}
+    retired = _retire(options, org, protected, draft)
 
     holders_before = {"current": org.holders(current_tp), "next": org.holders(next_tp)}
     everywhere = [server.name for server in org.reachable]
@@ -487,14 +516,21 @@ def decide_auth(options: Options, org: Organisation, password: Secret) -> Plan:
         role: [] if thumbprint is None else everywhere if thumbprint in copied else org.holders(thumbprint)
         for role, thumbprint in (("current", after["current_thumbprint"]), ("next", after["next_thumbprint"]))
     }
-    plan_before = {"auth_config": before, "installed_on": holders_before}
-    plan_after = {"auth_config": after, "installed_on": holders_after}
+    plan_before: dict[str, Any] = {"auth_config": before, "installed_on": holders_before}
+    plan_after: dict[str, Any] = {"auth_config": after, "installed_on": holders_after}
+    removals = {entry["thumbprint"]: entry["removed"] for entry in retired if entry["removed"]}
+    if removals:  # the diff and the ledger record name every removal: which certificate, from which servers
+        plan_before["retired_installed_on"] = {thumbprint: org.holders(thumbprint) for thumbprint in removals}
+        plan_after["retired_installed_on"] = {
+            thumbprint: [name for name in org.holders(thumbprint) if name not in removed]
+            for thumbprint, removed in removals.items()}
     result = {
         "auth_config": {"before": _auth_view(before), "after": _auth_view(after)},
         "actions": list(draft.actions),
         "imports": describe_value(draft.imports),
         "thumbprint": new_tp if create and isinstance(new_tp, str) else None,
         "server_status": _server_status(org, current_tp, next_tp),
+        "retired": retired,
     }
     return Plan("auth_certificate", tuple(draft.steps), before=plan_before, after=plan_after, result=result,
                 warnings=tuple(draft.warnings))
@@ -676,6 +712,138 @@ def _imports(draft: _Draft, export: str, role: str, thumbprint: str | None, targ
     draft.act("imported")
 
 
+# --- retired Auth certificates --------------------------------------------------------------------------------
+
+#: The reads of certificate_remove's reference checks that only the server the task runs on can answer (host
+#: operations). For another server IIS bindings come from Get-ExchangeCertificate -Server (IISServices: the IIS
+#: sites the certificate is bound to there), and a certificate with the Auth subject is no cluster certificate.
+LOCAL_ONLY_READS = frozenset({"iis_bindings", "cluster"})
+#: The organisation's objects of the local read that also tell what points at another server's certificates.
+ORGANISATION_READS = ("auth_config", "send_connectors", "hybrid")
+#: The Auth certificate's own Exchange service (New-ExchangeCertificate -Services SMTP); any other keeps it.
+AUTH_SERVICE = "SMTP"
+
+
+def _add_reference_reads(batch: Batch, name: str, index: int) -> None:
+    """What else points at another server's certificates: its transport service and Receive connectors."""
+    batch.add("Get-TransportService", {"Identity": name}, id=f"org.transport.{index}")
+    batch.add("Get-ReceiveConnector", {"Server": name}, id=f"org.receive.{index}")
+
+
+def _reference_snapshot(name: str, version: ExchangeVersion | None, records: Sequence[ExchangeCertificateRecord],
+                        answer: Any, index: int, local: ServerSnapshot) -> ServerSnapshot:
+    """Another server as certificate_remove's reference checks see it (``_references.build_references``)."""
+    unavailable = {READ_NAMES[read]: local.unavailable[READ_NAMES[read]]
+                   for read in ORGANISATION_READS if not local.has(read)}
+    values: dict[str, Any] = {"transport_services": (), "receive_connectors": ()}
+    for read, operation_id, parse, kind in (
+            ("transport_services", f"org.transport.{index}", parse_transport_service, "TransportService[]"),
+            ("receive_connectors", f"org.receive.{index}", parse_receive_connector, "ReceiveConnector[]")):
+        error = answer[operation_id].exception()
+        if error is not None:
+            unavailable[READ_NAMES[read]] = str(error)
+            continue
+        try:
+            values[read] = parse_list(answer[operation_id].value, parse, kind)
+        except (TypeError, ValueError) as problem:
+            unavailable[READ_NAMES[read]] = str(problem)
+    server = ExchangeServer(name=name, fqdn=None, admin_display_version=None, version=version, server_role=(),
+                            site=None, edition=None, is_exchange_trial_edition=None)
+    return ServerSnapshot(exchange_server=server, exchange_certificates=tuple(records),
+                          auth_config=local.auth_config, transport_services=values["transport_services"],
+                          send_connectors=local.send_connectors, receive_connectors=values["receive_connectors"],
+                          hybrid=local.hybrid, unavailable=unavailable)
+
+
+def _is_auth_subject(subject: str | None) -> bool:
+    return (subject or "").replace(" ", "").casefold() == AUTH_SUBJECT.replace(" ", "").casefold()
+
+
+def _removal_blockers(server: ServerCertificates, thumbprint: str) -> list[str]:
+    """Why ``thumbprint`` must stay on ``server``: certificate_remove's reference checks, stricter on services.
+
+    Every reference blocks except the SMTP flag New-ExchangeCertificate gave the Auth certificate when another valid
+    SMTP certificate takes it over (certificate_remove's stand-in rule); any other Exchange service, an IIS binding,
+    the internal transport certificate, a connector or hybrid TlsCertificateName, or a read that failed keeps it.
+    """
+    snapshot = server.references
+    if snapshot is None:
+        return ["what references it could not be read"]
+    collected = collect_certificates(snapshot)
+    certificate = collected.parsed.get(thumbprint)
+    if certificate is None or certificate.exchange is None or certificate.exchange.thumbprint is None:
+        return ["Get-ExchangeCertificate did not describe it (or returned only RawData): its services and IIS "
+                "bindings are unknown"]
+    if is_cluster_certificate(certificate):
+        return ["it is a failover-cluster certificate"]
+    graph = build_references(snapshot, collected.parsed)
+    reasons = []
+    for reference in graph.references_of(thumbprint):
+        if reference.kind == "exchange_service" and reference.name.upper() != AUTH_SERVICE:
+            reasons.append(f"Exchange service {reference.name} is enabled on it")
+            continue
+        found = judge(reference, certificate, collected.parsed, graph.connectors)
+        if found.blocking:
+            reasons.append(found.describe())
+    if not any(reference.kind == "iis_binding" for reference in graph.references_of(thumbprint)):
+        reasons += [f"IIS binding {site} (IISServices)" for site in certificate.exchange.iis_services]
+    for read, what in REFERENCE_READS.items():
+        if (server.local or read not in LOCAL_ONLY_READS) and not snapshot.has(read):
+            reasons.append(f"unknown: {what} ({READ_NAMES[read]}: {snapshot.unavailable.get(READ_NAMES[read])})")
+    return reasons
+
+
+def _retire(options: Options, org: Organisation, protected: set[str], draft: _Draft) -> list[dict[str, Any]]:
+    """Remove each expired retired Auth certificate from every reachable server that holds it, unless referenced.
+
+    Retired: the Auth certificate's subject, and none of Get-AuthConfig's current, next or previous certificates
+    (``protected``). One that has not expired yet stays: a partner application may still hold tokens it signed.
+    """
+    if not options.remove_expired_retired:
+        return []
+    now = org.now
+    entries: dict[str, dict[str, Any]] = {}
+    for server in org.reachable:
+        for installed in (server.certificates or {}).values():
+            if not _is_auth_subject(installed.subject) or installed.thumbprint in protected:
+                continue
+            entry = entries.setdefault(installed.thumbprint, {
+                "thumbprint": installed.thumbprint, "not_after": format_utc_datetime(installed.not_after),
+                "expired": now >= installed.not_after, "removed": [], "kept": [], "skipped": [],
+            })
+            if not entry["expired"]:
+                reason = (f"not expired (until {entry['not_after']}): a partner application may still hold OAuth "
+                          "tokens it signed; it is removed once it has expired")
+            else:
+                blockers = _removal_blockers(server, installed.thumbprint)
+                reason = "still referenced: " + "; ".join(blockers) if blockers else None
+            if reason is None:
+                entry["removed"].append(server)
+            else:
+                entry["kept"].append({"server": server.name, "reason": reason})
+    retired = []
+    for number, entry in enumerate(sorted(entries.values(), key=lambda item: item["thumbprint"]), start=1):
+        thumbprint = entry["thumbprint"]
+        if entry["expired"]:
+            entry["skipped"] = [server.name for server in org.unreachable]
+        for index, server in enumerate(entry["removed"], start=1):
+            draft.steps.append(Step(
+                f"remove_{number}_{index}", "Remove-ExchangeCertificate",
+                {"Server": server.target, "Thumbprint": thumbprint},
+                f"the retired Auth certificate {thumbprint} expired on {entry['not_after']}, is no longer in "
+                f"Get-AuthConfig and nothing on {server.name} references it: removed from {server.name}",
+            ))
+            draft.act("removed")
+        entry["removed"] = [server.name for server in entry["removed"]]
+        if entry["removed"] and entry["skipped"]:
+            draft.warnings.append(
+                f"the expired retired Auth certificate {thumbprint} could not be looked for on "
+                f"{', '.join(entry['skipped'])} (unreachable): a run after they are back removes it there too",
+            )
+        retired.append(entry)
+    return retired
+
+
 def _restart(org: Organisation, draft: _Draft) -> None:
     name = org.server_name
     draft.steps.append(Step("restart_service_host", "host.restart_service", {"name": SERVICE_HOST},
@@ -726,6 +894,7 @@ class ActionModule(ChangingAction):
         self._others: tuple[tuple[str, ExchangeVersion | None], ...] = ()
         self._confirmed: Organisation | None = None
         self._made: str | None = None  # the thumbprint New-ExchangeCertificate returned
+        self._protected: frozenset[str] | None = None  # Get-AuthConfig's thumbprints as the first read found them
         self._password = Secret(secrets.token_urlsafe(32))  # one PFX password per task, never shown
 
     # -- read --------------------------------------------------------------------------------------------
@@ -741,6 +910,8 @@ class ActionModule(ChangingAction):
         batch.add("Get-ExchangeServer", {}, id="org.servers")
         for index, name in enumerate(options.servers or ()):
             batch.add("Get-ExchangeCertificate", {"Server": name}, id=f"org.certificates.{index}")
+            if options.remove_expired_retired:
+                _add_reference_reads(batch, name, index)
         answer = self.run_batch(batch, task_vars, args)
         local = read_snapshot(answer)
         me = self._local(local)
@@ -769,7 +940,8 @@ class ActionModule(ChangingAction):
             if known.name.casefold() in (other.casefold() for other, _version in others):
                 continue
             others.append((known.name, known.version))
-            servers.append(self._server(known.name, known.version, answer, f"org.certificates.{index}"))
+            servers.append(self._server(known.name, known.version, answer, index, local,
+                                        options.remove_expired_retired))
         self._others = tuple(others)
         return Organisation(local, tuple(servers))
 
@@ -786,12 +958,15 @@ class ActionModule(ChangingAction):
                       local: ServerSnapshot) -> tuple[ServerCertificates, ...]:
         """The local server from its snapshot, the others with one Get-ExchangeCertificate -Server each."""
         servers = [self._local(local)]
+        references = Options.from_args(args).remove_expired_retired
         if self._others:
             batch = Batch()
             for index, (name, _version) in enumerate(self._others):
                 batch.add("Get-ExchangeCertificate", {"Server": name}, id=f"org.certificates.{index}")
+                if references:
+                    _add_reference_reads(batch, name, index)
             answer = self.run_batch(batch, task_vars, args)
-            servers += [self._server(name, version, answer, f"org.certificates.{index}")
+            servers += [self._server(name, version, answer, index, local, references)
                         for index, (name, version) in enumerate(self._others)]
         return tuple(servers)
 
@@ -804,21 +979,31 @@ class ActionModule(ChangingAction):
                 f"{local.unavailable.get('Get-ExchangeServer', 'not found')}); run it on an Exchange Mailbox server",
             )
         version = server.version or (local.host_info.exchange_version if local.host_info else None)
-        return ServerCertificates(server.name, version, True, _local_certificates(local))
+        return ServerCertificates(server.name, version, True, _local_certificates(local), references=local)
 
     @staticmethod
-    def _server(name: str, version: ExchangeVersion | None, answer: Any, operation_id: str) -> ServerCertificates:
+    def _server(name: str, version: ExchangeVersion | None, answer: Any, index: int, local: ServerSnapshot,
+                references: bool) -> ServerCertificates:
         """One server's Get-ExchangeCertificate -Server: its certificates, or unreachable (any other failure)."""
+        operation_id = f"org.certificates.{index}"
         error = answer[operation_id].exception()
         if error is None:
-            found = (_installed(record) for record in parse_exchange_certificates(answer[operation_id].value))
-            return ServerCertificates(name, version, False, {item.thumbprint: item for item in found if item})
+            records = parse_exchange_certificates(answer[operation_id].value)
+            found = (_installed(record) for record in records)
+            snapshot = _reference_snapshot(name, version, records, answer, index, local) if references else None
+            return ServerCertificates(name, version, False, {item.thumbprint: item for item in found if item},
+                                      references=snapshot)
         if isinstance(error, (ExchangeAccessDenied, ExchangeToolsMissing)):
             raise error  # the session itself failed: nothing is known about any server
         return ServerCertificates(name, version, False, None, str(error))
 
     # -- decide / confirm -------------------------------------------------------------------------------------
     def decide(self, args: dict[str, Any], snapshot: Any, task_vars: Mapping[str, Any]) -> Plan:
+        auth = snapshot.local.auth_config
+        if auth is not None and self._protected is None:
+            self._protected = frozenset(thumbprint.upper() for thumbprint in (
+                auth.current_certificate_thumbprint, auth.next_certificate_thumbprint,
+                auth.previous_certificate_thumbprint) if thumbprint)
         return decide_auth(Options.from_args(args), snapshot, self._password)
 
     def confirm(self, args: dict[str, Any], plan: Plan, after: ServerSnapshot,
@@ -827,7 +1012,7 @@ class ActionModule(ChangingAction):
         del plan
         try:
             org = Organisation(after, self._read_servers(args, task_vars, after))
-            again = decide_auth(Options.from_args(args), org, self._password)
+            again = decide_auth(Options.from_args(args), org, self._password, keep=self._protected or frozenset())
         except ExchangePkiError as error:
             return [f"the organisation could not be checked again: {error}"]
         self._confirmed = org

@@ -24,6 +24,8 @@ description:
     imported on every server that misses them. The previous certificate is cleared (C(Set-AuthConfig
     -ClearPreviousCertificate)) once the current one is valid and on every server. Otherwise nothing is changed,
     so a daily run is a no-op until something is due.
+  - With O(remove_expired_retired) (the default), a retired Auth certificate is removed (C(Remove-ExchangeCertificate
+    -Server)) from every reachable server that holds it once it is of no use - see O(remove_expired_retired).
   - With O(state=present) and the current certificate expired, missing everywhere or not configured (and no due
     next certificate to publish), the task fails and sends nothing, naming O(state=replaced).
   - O(state=replaced) is the emergency procedure for an expired or missing current certificate. A staged next
@@ -68,6 +70,8 @@ attributes:
       - The Auth configuration (current, next and previous thumbprints, the next effective date) and the servers
         that hold the current and the next certificate, before and after. A certificate the task makes is shown
         as C(<Thumbprint returned by step new>) until it exists.
+      - When retired certificates are removed, C(retired_installed_on) - each one's thumbprint and the servers
+        that hold it, before and after.
 options:
   state:
     description:
@@ -114,6 +118,29 @@ options:
         Wizard runs again; the task warns when to run it.
     type: bool
     default: false
+  remove_expired_retired:
+    description:
+      - Remove each retired Auth certificate that has expired from every reachable server that holds it, so that
+        an unattended schedule does not report it as expired on every server for ever. Microsoft's guidance
+        (and MonitorExchangeAuthCertificate) leaves an unused expired Auth certificate to be removed.
+      - Retired means - the subject is C(CN=Microsoft Exchange Server Auth Certificate) and it is none of
+        C(Get-AuthConfig)'s current, next or previous certificates as the task read them. While a certificate is
+        the previous one Exchange may still validate tokens signed with it, so it stays; the run that clears it
+        leaves it, and a later run removes it.
+      - A retired certificate that has not expired yet stays - a partner application or Exchange Online may still
+        hold OAuth tokens it signed. RV(retired) lists it with the date it expires.
+      - On each server, the reference checks of M(exchange.pki.certificate_remove) must find nothing that uses it,
+        else it stays there and RV(retired) says why - an IIS binding (the bindings of the server the task runs
+        on, and C(IISServices) of C(Get-ExchangeCertificate -Server) for the others), any Exchange service but
+        SMTP (the service C(New-ExchangeCertificate -Services SMTP) gave it; SMTP blocks too unless another valid
+        SMTP certificate covers its names), the internal transport certificate, a Send connector, Receive
+        connector or hybrid C(TlsCertificateName) that names it, or a read that failed (what it would tell is
+        unknown).
+      - A server that cannot be reached is skipped (with O(ignore_unreachable); otherwise the task fails as for
+        any unreachable server) and a warning says so; a later run removes the certificate there.
+      - V(false) leaves every retired certificate in place.
+    type: bool
+    default: true
 requirements:
   - cryptography >= 42.0 on the controller (certificates are parsed there from their raw bytes, and PFX files for
     Exchange 2016 servers are rebuilt there).
@@ -122,11 +149,13 @@ requirements:
 notes:
   - Round trips - one read (two without O(servers), C(Get-ExchangeServer) first); then one batch per phase (make
     the certificate; export it; import it and set the Auth configuration); then one more read of the other
-    servers to confirm.
+    servers to confirm. With O(remove_expired_retired), each other server's read also carries its
+    C(Get-TransportService) and C(Get-ReceiveConnector -Server) (no extra round trip).
   - The one-time PFX password travels only in the batch's no_log secrets.
   - Run the task on a server whose internal transport certificate is valid.
 seealso:
   - module: exchange.pki.certificate_info
+  - module: exchange.pki.certificate_remove
   - name: MonitorExchangeAuthCertificate
     description: Microsoft's script whose rules this module follows.
     link: https://microsoft.github.io/CSS-Exchange/Admin/MonitorExchangeAuthCertificate/
@@ -199,7 +228,7 @@ auth_config:
 actions:
   description:
     - What the task did (in check mode, would do), in order - V(created), V(imported), V(staged), V(published),
-      V(cleared), V(restarted). Empty when nothing was due.
+      V(cleared), V(restarted), V(removed) (a retired certificate, see RV(retired)). Empty when nothing was due.
   returned: success
   type: list
   elements: str
@@ -227,6 +256,22 @@ server_status:
   elements: dict
   sample:
     - {name: EX1, reachable: true, problem: null, has_current: true, has_next: true}
+retired:
+  description:
+    - Each retired Auth certificate found on a reachable server (see O(remove_expired_retired); empty when it is
+      V(false)) - C(thumbprint), C(not_after) (ISO-8601 UTC), C(expired), C(removed) (the servers it is removed
+      from, or in check mode would be), C(kept) (C(server) and C(reason) for each server where it stays) and
+      C(skipped) (unreachable servers where it was not looked for; only for an expired one).
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - thumbprint: 0CCD54D945794C7275D46612EDFECEF082765D6E
+      not_after: "2027-01-09T08:00:00Z"
+      expired: true
+      removed: [EX1, EX2, EX4]
+      kept: [{server: EX3, reason: "still referenced: iis_binding 'Default Web Site *:443:'"}]
+      skipped: []
 plan:
   description: The steps the task sends (or would send in check mode), each with its reason; the PFX password is
     shown as C(********) and the PFX by its size and SHA-256.
@@ -247,8 +292,9 @@ change_record:
   returned: when something was sent (not in check mode)
   type: dict
 warnings:
-  description: Unreachable servers that were ignored, hybrid reminders, restarts left for other servers, a CNG key
-    on the Auth certificate, a current certificate that expires before the staged one takes effect.
+  description: Unreachable servers that were ignored (and a retired certificate not removed there), hybrid
+    reminders, restarts left for other servers, a CNG key on the Auth certificate, a current certificate that
+    expires before the staged one takes effect.
   returned: when there are warnings
   type: list
   elements: str
