@@ -229,9 +229,13 @@ def test_the_ledger_tells_the_story(compressed: dict[str, Any]) -> None:
     assert [r["action"] for r in day[42].ledger].count("adcs_submit") == 1
     assert "adcs_submit" not in day[43].ledger_actions() + day[44].ledger_actions()
     # the Auth certificate: staged by the day-42 run (58 days left), published by the servicelet 49 hours later,
-    # the previous one cleared by the next run after that (day 98); no other run touched it
+    # the previous one cleared by the next run after that (day 98), the retired one removed from both members by the
+    # first run after it expired (day 154); no other run touched it
     auth_days = [s.day for s in steps if any(r["module"] == "exchange.pki.auth_certificate" for r in s.ledger)]
-    assert auth_days == [42, 98], [step_summary(s) for s in steps]
+    assert auth_days == [42, 98, 154], [step_summary(s) for s in steps]
+    (removal,) = [r for r in by_day(steps)[154].ledger if r["module"] == "exchange.pki.auth_certificate"]
+    ((retired, holders),) = removal["before"]["retired_installed_on"].items()
+    assert sorted(holders) == ["EX1", "EX2"] and removal["after"]["retired_installed_on"] == {retired: []}
     info = [s.day for s in steps if any(a["path"] == "/auth" for a in s.alerts)]
     assert info == auth_days  # the auth role tells about every change, and only then
     # the AWX artifacts (set_stats of the renew job) carry every outcome record the run wrote to the ledger file

@@ -287,6 +287,9 @@ def test_the_emergency_replaces_publishes_clears_and_restarts() -> None:
     assert server["internal_transport_thumbprint"] == transport
     assert any("EX2, EX3, EX4" in warning and "MSExchangeServiceHost" in warning for warning in result["warnings"])
     assert result["auth_config"]["after"]["current_thumbprint"] == new
+    # the next run removes the replaced (expired, now neither current, next nor previous) certificate; then nothing
+    assert ok(ex1.run(Action, {"state": "replaced"}))["actions"] == ["removed"]
+    assert holders(ex1, old) == []
     assert ok(ex1.run(Action, {"state": "replaced"}))["changed"] is False
     assert ok(ex1.run(Action, {}))["changed"] is False
 
