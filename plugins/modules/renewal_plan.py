@@ -160,7 +160,11 @@ options:
             type: str
             default: UTC
       rollout_batch:
-        description: How many members of a group are changed at a time (1 to 10000).
+        description:
+          - How many members of a group are changed at a time (1 to 10000).
+          - C(playbooks/renew.yml) rolls the members of a batch out at the same time (one pseudo-host per member,
+            batch after batch; C(--forks) at least O(policy.rollout_batch) times O(policy.group_concurrency)); the
+            C(exchange.pki.renewal) role used alone rolls them out one after another in batch order.
         type: int
         default: 1
       group_concurrency:
