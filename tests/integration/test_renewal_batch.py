@@ -177,5 +177,5 @@ def test_a_failure_in_a_batch_stops_the_group(lab: tuple[Lab, Path]) -> None:
     assert set().union(*mail_thumbprints(started).values()) == {new}
     assert all(served_thumbprint(ports[server]["https"]) == new for server in SERVERS)
     assert [m["operation"] for m in started.mutations()].count("host.certreq_submit") == 1  # not issued again
-    assert sorted((r["action"], r["after"]["group"]) for r in outcomes(work)[-2:]) == [("renewal_done", "DAG1"),
-                                                                                      ("renewal_done", "ex4")]
+    rerun_outcomes = sorted((r["action"], r["after"]["group"]) for r in outcomes(work)[-2:])
+    assert rerun_outcomes == [("renewal_done", "DAG1"), ("renewal_done", "ex4")]
