@@ -34,7 +34,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST_DIRS := $(wildcard tests/unit tests/lab/tests tests/integration)
 PYTEST_ARGS ?=
 # pytest-xdist workers of `make pytest` (one per core; a test file stays on one worker, so its module-scoped lab
-# is started once). PYTEST_WORKERS=0 runs in one process.
+# is started once; the files go out longest first, in the order tests/conftest.py sorts them, not xdist's).
+# PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= auto
 RUFF_DIRS := $(wildcard benchmarks plugins tests tools)
 DIST := dist
@@ -98,7 +99,7 @@ ruff: venv ## ruff check on benchmarks/ plugins/ tests/ tools/
 	$(BIN)/ruff check $(RUFF_DIRS)
 
 pytest: venv collections ## Unit, lab and integration tests in one pytest run (in parallel, PYTEST_WORKERS)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=30 $(PYTEST_ARGS) $(PYTEST_DIRS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30 $(PYTEST_ARGS) $(PYTEST_DIRS)
 
 unit: venv collections ## Unit tests (tests/unit)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests/unit
