@@ -11,7 +11,8 @@ the `dag` lab, with the adcs backend and the auto-approving WebServer template.
   and records each served certificate; none was missing, expired or for the wrong name.
 - Faults (invariant 3), each on a fresh `dag` lab: Enable-ExchangeCertificate failing or the connection dropping on
   ex2 rolls ex2 back (verified), leaves ex3 untouched, lets ex4's group finish, and writes a renewal_failed record;
-  after the fault is cleared a rerun converges. An unreachable member blocks its group in the plan.
+  after the fault is cleared a rerun converges (the failing Enable-ExchangeCertificate: in test_renewal_status.py,
+  whose two runs are exactly those, with the same checks). An unreachable member blocks its group in the plan.
 - Check mode changes nothing and prints the plan; a bad policy value is named and nothing changes.
 Every check reads the lab's dump, the ledger or a real TLS handshake.
 """
@@ -283,16 +284,10 @@ def fresh(tmp_path: Path) -> Iterator[tuple[Lab, Path]]:
         started.control("stop")
 
 
-@pytest.mark.parametrize("fault", [("--error", "The certificate could not be bound (injected)"), ("--drop",)],
-                         ids=["enable_fails", "connection_dropped"])
-def test_a_failing_member_is_rolled_back_and_a_rerun_converges(fresh: tuple[Lab, Path], fault: tuple[str, ...]) -> None:
-    lab, work = fresh
-    (old,) = {c["thumbprint"] for certs in mail_certificates(lab).values() for c in certs}
+def assert_rolled_back(lab: Lab, work: Path, old: str, run: subprocess.CompletedProcess[str]) -> str:
+    """After a run in which Enable-ExchangeCertificate failed on ex2: ex2 is rolled back, ex3 untouched, ex4's group
+    finished, one renewal_failed record names ex2 and the services step. Returns the new certificate's thumbprint."""
     ports = lab.endpoints()["servers"]
-    lab.control("fault", "--server", "ex2", "--operation", "Enable-ExchangeCertificate", *fault)
-
-    run = renew(lab, work)
-
     assert run.returncode != 0
     touched = {m["server"] for m in lab.mutations()}
     assert "ex3" not in touched  # the rest of DAG1 is not touched (stop_on_failure group)
@@ -313,10 +308,12 @@ def test_a_failing_member_is_rolled_back_and_a_rerun_converges(fresh: tuple[Lab,
     assert failed[0]["after"]["failed_host"] == "ex2" and failed[0]["after"]["step"] == "services"
     assert failed[0]["after"]["rolled_back"] is True and failed[0]["after"]["group"] == "DAG1"
     assert failed[0]["message"]
+    return new
 
-    lab.control("fault", "--server", "ex2", "--clear")
-    again = renew(lab, work, "-e", "renewal_force=true")
 
+def assert_converged(lab: Lab, work: Path, new: str, again: subprocess.CompletedProcess[str]) -> None:
+    """After the fault was cleared and a forced rerun: DAG1 finished with the certificate issued the first time."""
+    ports = lab.endpoints()["servers"]
     assert again.returncode == 0, again.stdout + again.stderr
     converged = mail_certificates(lab)
     assert {c["thumbprint"] for certs in converged.values() for c in certs} == {new}
@@ -324,6 +321,24 @@ def test_a_failing_member_is_rolled_back_and_a_rerun_converges(fresh: tuple[Lab,
         assert served_thumbprint(ports[server]["https"]) == new
     assert [m["operation"] for m in lab.mutations()].count("host.certreq_submit") == 1  # not issued again
     assert [(r["action"], r["after"]["group"]) for r in outcomes(work)][-1] == ("renewal_done", "DAG1")
+
+
+# Enable-ExchangeCertificate failing with an error on ex2 is the first run of test_renewal_status.py (the same lab,
+# policy and fault, plus the alert and metrics it checks); it calls assert_rolled_back and assert_converged too.
+@pytest.mark.parametrize("fault", [("--drop",)], ids=["connection_dropped"])
+def test_a_failing_member_is_rolled_back_and_a_rerun_converges(fresh: tuple[Lab, Path], fault: tuple[str, ...]) -> None:
+    lab, work = fresh
+    (old,) = {c["thumbprint"] for certs in mail_certificates(lab).values() for c in certs}
+    lab.control("fault", "--server", "ex2", "--operation", "Enable-ExchangeCertificate", *fault)
+
+    run = renew(lab, work)
+
+    new = assert_rolled_back(lab, work, old, run)
+
+    lab.control("fault", "--server", "ex2", "--clear")
+    again = renew(lab, work, "-e", "renewal_force=true")
+
+    assert_converged(lab, work, new, again)
 
 
 def test_an_unreachable_member_blocks_its_group(fresh: tuple[Lab, Path]) -> None:

@@ -3,12 +3,14 @@
 """The end of `ansible-playbook exchange.pki.renew` (renewal_status, the metrics textfile, fleet_alert's events,
 set_stats) against the `dag` lab, in two runs:
 
-1. Enable-ExchangeCertificate fails on ex2 (a lab fault): the run fails, ex2 is rolled back, and a local webhook
+1. Enable-ExchangeCertificate fails on ex2 (a lab fault): the run fails, ex2 is rolled back (ex3 untouched, ex4's
+   group finished, the renewal_failed record: test_renewal_role.assert_rolled_back), and a local webhook
    receiver gets one alert whose events name the server (EX2), the step and the injected error, plus the stalled
    renewal (the lab's certificate has been due for 10 days); the metrics textfile parses with prometheus_client and
    says the identity is not ready, has one failure and the run failed; the custom stats carry the plan, the
    results, this run's ledger records and the status.
-2. The fault cleared, a rerun (renewal_force, past the backoff) finishes the rollout: no alert is sent, and the
+2. The fault cleared, a rerun (renewal_force, past the backoff) finishes the rollout with the certificate issued
+   the first time (test_renewal_role.assert_converged): no alert is sent, and the
    metrics say ready (condition True = 1), no consecutive failure, the run succeeded.
 """
 
@@ -25,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.unit.plugins.plugin_utils.alert_sinks import http_sink
 
 from .conftest import ANSIBLE_PLAYBOOK, ansible_env, start_lab
-from .test_renewal_role import mail_certificates, prepare
+from .test_renewal_role import assert_converged, assert_rolled_back, mail_certificates, prepare
 
 INJECTED = "The certificate could not be bound (injected)"
 
@@ -71,6 +73,7 @@ def test_a_failed_rollout_alerts_and_the_metrics_say_so_and_a_clean_rerun_resets
             failed = renew(lab, work)
 
             assert failed.returncode != 0, failed.stdout
+            new = assert_rolled_back(lab, work, old, failed)  # what test_renewal_role checks of this fault's run
             assert "SECRET-TOKEN" not in failed.stdout + failed.stderr
             assert len(hook.received) == 1, failed.stdout
             alert = hook.received[0].body
@@ -106,6 +109,7 @@ def test_a_failed_rollout_alerts_and_the_metrics_say_so_and_a_clean_rerun_resets
             again = renew(lab, work, "-e", "renewal_force=true")
 
             assert again.returncode == 0, again.stdout + again.stderr
+            assert_converged(lab, work, new, again)
             assert len(hook.received) == 1  # nothing new to alert on
         converged = {c["thumbprint"] for certs in mail_certificates(lab).values() for c in certs}
         assert len(converged) == 1 and old not in converged
