@@ -3,10 +3,11 @@
 """Run every check (each a make target), keep going past failures, then report.
 
 Each check's output streams to the terminal and to LOG_DIR/<check>.log (uncoloured: NO_COLOR is set).
-At the end a table shows each check's result and duration, followed by pytest's summary line; the exit
-code is 1 when any check failed.
+Checks joined by "+" (e.g. sanity+molecule) run at the same time: each writes only its log, which is shown
+once it ended, in the order named. At the end a table shows each check's result and duration, followed by
+pytest's summary line; the exit code is 1 when any check failed.
 
-Usage: python tools/run_checks.py [--log-dir DIR] [--make MAKE] CHECK [CHECK ...]
+Usage: python tools/run_checks.py [--log-dir DIR] [--make MAKE] CHECK[+CHECK...] [CHECK[+CHECK...] ...]
 """
 
 from __future__ import annotations
@@ -61,6 +62,38 @@ def run_check(name: str, make: str, log_dir: pathlib.Path) -> CheckResult:
     return CheckResult(name, returncode, time.monotonic() - started, log)
 
 
+def run_together(names: Sequence[str], make: str, log_dir: pathlib.Path) -> list[CheckResult]:
+    """Run `make <name>` for every name at the same time, each into its log; show each log once it ended."""
+    if len(names) == 1:
+        return [run_check(names[0], make, log_dir)]
+    print(f"\n===== checks side by side: {' '.join(names)} (each log is shown when the check ends) =====", flush=True)
+    started = time.monotonic()
+    running = {}
+    for name in names:
+        log = log_dir / f"{name}.log"
+        sink = log.open("w", encoding="utf-8")
+        process = subprocess.Popen(
+            [make, "--no-print-directory", name],
+            stdout=sink, stderr=subprocess.STDOUT, text=True, errors="replace",
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        running[name] = (process, sink, log)
+    results = {}
+    while running:
+        for name, (process, sink, log) in list(running.items()):
+            if process.poll() is None:
+                continue
+            sink.close()
+            del running[name]
+            results[name] = CheckResult(name, process.returncode, time.monotonic() - started, log)
+            print(f"\n===== check: {name} =====", flush=True)
+            sys.stdout.write(log.read_text(encoding="utf-8", errors="replace"))
+            sys.stdout.flush()
+        if running:
+            time.sleep(0.5)
+    return [results[name] for name in names]
+
+
 def pytest_summary(logs: Iterable[pathlib.Path]) -> list[str]:
     """Return pytest's summary lines found in the given logs, in order."""
     return [
@@ -95,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     args.log_dir.mkdir(parents=True, exist_ok=True)
-    results = [run_check(name, args.make, args.log_dir) for name in args.checks]
+    results = [result for stage in args.checks for result in run_together(stage.split("+"), args.make, args.log_dir)]
     print(report(results))
     return 0 if all(r.passed for r in results) else 1
 

@@ -65,3 +65,33 @@ def test_run_check_streams_and_logs(tmp_path, capsys):
     assert (outcome.name, outcome.returncode, outcome.passed) == ("lint", 3, False)
     assert outcome.log.read_text() == "target lint\n"
     assert "target lint" in capsys.readouterr().out
+
+
+def test_checks_joined_by_plus_run_side_by_side(tmp_path, capsys):
+    # Each fake check waits until the other one has started (a file it writes), so they pass only side by side.
+    fake_make = tmp_path / "fake-make"
+    fake_make.write_text(
+        f"#!{sys.executable}\n"
+        "import pathlib, sys, time\n"
+        "name = sys.argv[-1]\n"
+        f"here = pathlib.Path({str(tmp_path)!r})\n"
+        "(here / f'{name}.started').touch()\n"
+        "other = {'lint': 'sanity', 'sanity': 'lint'}[name]\n"
+        "deadline = time.monotonic() + 20\n"
+        "while not (here / f'{other}.started').exists():\n"
+        "    if time.monotonic() > deadline:\n"
+        "        sys.exit(9)\n"
+        "    time.sleep(0.05)\n"
+        "print('done', name)\n"
+        "sys.exit(0 if name == 'sanity' else 4)\n"
+    )
+    fake_make.chmod(0o755)
+    logs = tmp_path / "logs"
+
+    code = run_checks.main(["--make", str(fake_make), "--log-dir", str(logs), "sanity+lint"])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert (logs / "sanity.log").read_text() == "done sanity\n" and (logs / "lint.log").read_text() == "done lint\n"
+    assert "PASS  sanity" in out and "FAIL  lint" in out and out.endswith("FAILED checks: lint\n")
+    assert "===== check: sanity =====\ndone sanity" in out and "===== check: lint =====\ndone lint" in out
