@@ -30,8 +30,8 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import SCENARIOS, Lab, start_lab
-from .test_renewal_role import MAIL, outcomes, prepare, renew, served_thumbprint, thumbprint
+from .conftest import SCENARIOS, Lab
+from .test_renewal_role import MAIL, outcomes, prepared_lab, renew, served_thumbprint, thumbprint
 
 DAG1 = ("ex1", "ex2", "ex3", "ex5")
 SERVERS = (*DAG1, "ex4")
@@ -48,14 +48,8 @@ def lab(tmp_path: Path) -> Iterator[tuple[Lab, Path]]:
     scenario["send_connectors"][0]["source_servers"].append("ex5")
     path = tmp_path / "dag-five.yml"
     path.write_text(yaml.safe_dump(scenario), encoding="utf-8")
-    started = start_lab(tmp_path / "lab", "--scenario", str(path))
-    work = tmp_path / "work"
-    work.mkdir()
-    prepare(started, work)
-    try:
-        yield started, work
-    finally:
-        started.control("stop")
+    with prepared_lab(tmp_path, str(path)) as started:
+        yield started
 
 
 def mail_thumbprints(lab: Lab) -> dict[str, set[str]]:

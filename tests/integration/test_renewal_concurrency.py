@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from .conftest import SCENARIOS, Lab, start_lab
-from .test_renewal_role import MEMBERS, mail_certificates, outcomes, prepare, renew, served_thumbprint
+from .conftest import SCENARIOS, Lab
+from .test_renewal_role import MEMBERS, mail_certificates, outcomes, prepared_lab, renew, served_thumbprint
 
 ROLLOUT = {"Import-ExchangeCertificate", "Enable-ExchangeCertificate", "host.set_iis_binding",
            "Set-SendConnector", "Set-ReceiveConnector"}
@@ -32,14 +32,8 @@ ROLLOUT = {"Import-ExchangeCertificate", "Enable-ExchangeCertificate", "host.set
 
 @pytest.fixture
 def fresh(tmp_path: Path) -> Iterator[tuple[Lab, Path]]:
-    started = start_lab(tmp_path / "lab", "--scenario", "dag")
-    work = tmp_path / "work"
-    work.mkdir()
-    prepare(started, work)
-    try:
-        yield started, work
-    finally:
-        started.control("stop")
+    with prepared_lab(tmp_path) as started:
+        yield started
 
 
 def test_groups_roll_out_in_parallel_and_members_one_at_a_time(fresh: tuple[Lab, Path]) -> None:
@@ -87,11 +81,7 @@ def test_a_new_issuer_asks_for_the_hybrid_configuration_wizard(tmp_path: Path) -
     scenario = yaml.safe_load((SCENARIOS / "dag.yml").read_text(encoding="utf-8"))
     scenario["hybrid"] = {"tls_certificate": "mail"}
     (tmp_path / "dag-hybrid.yml").write_text(yaml.safe_dump(scenario), encoding="utf-8")
-    lab = start_lab(tmp_path / "lab", "--scenario", str(tmp_path / "dag-hybrid.yml"))
-    try:
-        work = tmp_path / "work"
-        work.mkdir()
-        prepare(lab, work)
+    with prepared_lab(tmp_path, str(tmp_path / "dag-hybrid.yml")) as (lab, work):
         hybrid_before = lab.dump()["organization"]["hybrid"]
         options = own_ca(tmp_path)
         run = renew(lab, work, "-e", json.dumps({"renewal_ca_path": "", "renewal_policy": {
@@ -116,8 +106,6 @@ def test_a_new_issuer_asks_for_the_hybrid_configuration_wizard(tmp_path: Path) -
         assert "Verify the new certificate over IMAP and POP" in run.stdout  # the task ran, and skipped:
         assert "failed: [" not in run.stdout.split("Verify the new certificate over IMAP and POP", 1)[1].split(
             "TASK", 1)[0]
-    finally:
-        lab.control("stop")
 
 
 def own_ca(directory: Path) -> dict[str, Any]:

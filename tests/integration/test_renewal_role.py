@@ -19,6 +19,7 @@ Every check reads the lab's dump, the ledger or a real TLS handshake.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -272,16 +273,24 @@ def test_the_rerun_changes_nothing_and_plans_nothing(lab: Lab, work: Path) -> No
 # --- faults on fresh labs ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fresh(tmp_path: Path) -> Iterator[tuple[Lab, Path]]:
-    started = start_lab(tmp_path / "lab", "--scenario", "dag")
-    work = tmp_path / "work"
-    work.mkdir()
-    prepare(started, work)
+@contextlib.contextmanager
+def prepared_lab(tmp_path: Path, scenario: str = "dag") -> Iterator[tuple[Lab, Path]]:
+    """A lab of its own for ``scenario`` (a name or a scenario file) and a work directory prepared for renew.yml
+    (CA, policy); the lab is stopped afterwards."""
+    started = start_lab(tmp_path / "lab", "--scenario", scenario)
     try:
+        work = tmp_path / "work"
+        work.mkdir()
+        prepare(started, work)
         yield started, work
     finally:
         started.control("stop")
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[tuple[Lab, Path]]:
+    with prepared_lab(tmp_path) as started:
+        yield started
 
 
 def assert_rolled_back(lab: Lab, work: Path, old: str, run: subprocess.CompletedProcess[str]) -> str:

@@ -22,6 +22,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._time import parse_ut
 from tests.lab.model import Fleet
 from tests.unit.clock import NOW
 from tests.unit.plugins.action.lab_host import ADMIN, LabHost
+from tests.unit.plugins.action.test_auth_certificate import auth, holders
 
 Action = auth_certificate.ActionModule
 DAY = 24 * 3600
@@ -36,16 +37,6 @@ def _frozen(frozen_clock: datetime.datetime) -> None:
 
 def lab() -> LabHost:
     return LabHost(Fleet.from_scenario("dag", now=NOW), "ex1")
-
-
-def auth(host: LabHost) -> dict[str, Any]:
-    return host.fleet.dump()["organization"]["auth_config"]
-
-
-def holders(host: LabHost, thumbprint: str) -> list[str]:
-    servers = host.fleet.dump()["servers"]
-    return [name for name, server in servers.items()
-            if any(cert["thumbprint"] == thumbprint for cert in server["certificates"]["My"])]
 
 
 def not_after(host: LabHost, thumbprint: str) -> datetime.datetime:
