@@ -139,7 +139,7 @@ class Options:
     servers: tuple[str, ...] | None
     ignore_unreachable: bool
     acknowledge_hybrid: bool
-    remove_expired_retired: bool = True
+    remove_expired_retired: bool
 
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> Options:
@@ -164,7 +164,7 @@ class Options:
             if not servers:
                 raise AnsibleActionFail("servers must name at least one Exchange server (leave it out for all of them)")
         return cls(args["state"], renew, lead, servers, args["ignore_unreachable"], args["acknowledge_hybrid"],
-                   bool(args.get("remove_expired_retired", True)))
+                   args["remove_expired_retired"])
 
 
 def _server_name(value: Any) -> str:
@@ -605,8 +605,7 @@ def _unused_auth_certificate(org: Organisation, exclude: set[str | None]) -> Ins
     now = org.now
     candidates = [
         installed for installed in (org.servers[0].certificates or {}).values()
-        if (installed.subject or "").replace(" ", "").casefold() == AUTH_SUBJECT.replace(" ", "").casefold()
-        and installed.thumbprint not in exclude and installed.valid(now)
+        if _is_auth_subject(installed.subject) and installed.thumbprint not in exclude and installed.valid(now)
         and whole_days(installed.not_after, now) > NEXT_MIN_DAYS and installed.exportable is not False
         and installed.key_provider != "cng"
     ]
