@@ -20,6 +20,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._action import Argume
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import (
     LedgerError,
     LedgerSinkError,
+    check_one_line,
     check_run_id,
     deliver_records,
     ledger_argspec,
@@ -31,9 +32,6 @@ MODULE = "exchange.pki.ledger_record"
 
 #: The results a play may record (``unchanged`` and ``check_mode`` belong to the modules that change servers).
 RESULTS = ("changed", "failed")
-
-#: The longest ``action`` (a short verb phrase) and ``server`` accepted.
-MAX_NAME = 128
 
 _LEDGER = ledger_argspec()["ledger"]
 
@@ -54,33 +52,20 @@ ARGUMENT_SPEC = ArgumentSpec(
 )
 
 
-def _check_name(option: str, value: str) -> str:
-    """A short one-line name (``action``, ``server``): non-empty, at most MAX_NAME characters, no control
-    character; the error names the option and never repeats the value."""
-    if not value or not value.strip():
-        raise AnsibleActionFail(f"{option} must not be empty")
-    if len(value) > MAX_NAME:
-        raise AnsibleActionFail(f"{option} is {len(value)} characters long; at most {MAX_NAME} are allowed")
-    if any(ord(character) < 32 or 0x7F <= ord(character) <= 0x9F or character in "\u2028\u2029"
-           for character in value):
-        raise AnsibleActionFail(f"{option} must be one line without control characters (CR, LF, NUL, ...)")
-    return value
-
-
 class ActionModule(ControllerAction):
     ARGUMENT_SPEC = ARGUMENT_SPEC
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
-        action = _check_name("action", args["action"])
-        server = _check_name("server", args["server"])
-        if args["result"] == "failed" and not args["message"]:
-            raise AnsibleActionFail("message is required when result is failed: say what went wrong")
-        hostname = str(task_vars.get("inventory_hostname") or "") or None
         try:
+            action = check_one_line("action", args["action"])
+            server = check_one_line("server", args["server"])
             # run_id names this record's run; ledger_run_id is the one module_defaults gives every lifecycle module.
             run_id = check_run_id("run_id", args["run_id"]) or check_run_id("ledger_run_id", args["ledger_run_id"])
         except LedgerError as error:
             raise AnsibleActionFail(str(error)) from None
+        if args["result"] == "failed" and not args["message"]:
+            raise AnsibleActionFail("message is required when result is failed: say what went wrong")
+        hostname = str(task_vars.get("inventory_hostname") or "") or None
         try:
             record = make_record(
                 server=server, module=MODULE, action=action, result=args["result"],

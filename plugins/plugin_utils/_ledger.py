@@ -143,8 +143,9 @@ LEDGER_ARGSPEC: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "ledger_run_id": MappingProxyType({"type": "str"}),
 })
 
-#: The longest ``ledger_run_id`` accepted (a renewal plan id is 16 hexadecimal digits; a job id is shorter).
-MAX_RUN_ID = 128
+#: The longest one-line field a play gives a record: ``ledger_run_id`` (a renewal plan id is 16 hexadecimal digits; a
+#: job id is shorter), and ``action``, ``server`` and ``run_id`` of ``exchange.pki.ledger_record``.
+MAX_ONE_LINE = 128
 
 # A key whose value is replaced whatever it holds: the key's name, lower case without separators, contains one of
 # these ("pfx_password", "PrivateKey", "pfx", "content", "key_passphrase", ...).
@@ -748,19 +749,28 @@ def _webhook_settings(options: Mapping[str, Any]) -> Any:
         raise LedgerError(f"ledger_{error}".replace("webhook.allow_http", "ledger_webhook.allow_http")) from None
 
 
-def check_run_id(option: str, value: str | None) -> str | None:
-    """``value`` as a record's ``run_id``: one line of at most :data:`MAX_RUN_ID` characters without control
-    characters, or None when not given (an empty string is not given). :class:`LedgerError` names ``option`` and
-    never repeats the value."""
-    if value is None or value == "":
-        return None
+def check_one_line(option: str, value: str) -> str:
+    """``value`` as a one-line record field a play gives: not empty or blank, at most :data:`MAX_ONE_LINE`
+    characters, no control character (nor a lone surrogate, which the file could not hold).
+    :class:`LedgerError` names ``option`` and never repeats the value."""
+    if not value:
+        raise LedgerError(f"{option} must not be empty")
     if not value.strip():
         raise LedgerError(f"{option} must not be blank")
-    if len(value) > MAX_RUN_ID:
-        raise LedgerError(f"{option} is {len(value)} characters long; at most {MAX_RUN_ID} are allowed")
+    if len(value) > MAX_ONE_LINE:
+        raise LedgerError(f"{option} is {len(value)} characters long; at most {MAX_ONE_LINE} are allowed")
     if _CONTROL.search(value):
-        raise LedgerError(f"{option} must be one line without control characters (CR, LF, NUL, ...)")
+        raise LedgerError(f"{option} must be one line without control characters (CR, LF, NUL, ...) or lone "
+                          "surrogates")
     return value
+
+
+def check_run_id(option: str, value: str | None) -> str | None:
+    """``value`` as a record's ``run_id`` (:func:`check_one_line`), or None when not given (an empty string is not
+    given)."""
+    if value is None or value == "":
+        return None
+    return check_one_line(option, value)
 
 
 def check_sinks(args: Mapping[str, Any]) -> None:

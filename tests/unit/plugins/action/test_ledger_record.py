@@ -141,6 +141,8 @@ def test_secrets_are_masked_by_key_name(tmp_path):
 
 @pytest.mark.parametrize(("change", "problem"), [
     ({"action": ""}, "action must not be empty"),
+    ({"action": "   "}, "action must not be blank"),
+    ({"server": "EX\ud8002"}, "server must be one line without control characters .* or lone surrogates"),
     ({"action": "renewal\nfailed"}, "action must be one line"),
     ({"server": "EX2\r\nforged"}, "server must be one line"),
     ({"server": "EX2\x00"}, "server must be one line"),
