@@ -243,5 +243,6 @@ soak: setup ## The scheduled year with daily steps (inventory + renew + auth thr
 
 bench: setup ## Run the benchmarks of benchmarks/README.md (figures, not checks)
 	$(BIN)/python benchmarks/certificate_info_vs_win_ping.py
+	$(BIN)/python benchmarks/worker_cpu.py
 	$(BIN)/python benchmarks/parse_vs_community_crypto.py
 	$(BIN)/python benchmarks/report_generation.py
