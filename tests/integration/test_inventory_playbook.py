@@ -11,6 +11,7 @@ its probes saw with the IIS bindings those facts report, and the lab's dump prov
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 import sys
@@ -207,6 +208,9 @@ def test_bad_role_arguments_are_rejected_by_name(
     run = run_inventory_playbook(dag_lab, tmp_path, extra_vars)
     assert run.returncode == 2, run.output
     assert message in run.output
+    # Refused before the role does anything: no probe, no certificate_info, nothing set or cached.
+    role_tasks = set(re.findall(r"^TASK \[exchange\.pki\.inventory : (.+?)\] \*", run.output, re.MULTILINE))
+    assert role_tasks <= {"Check the probe definitions"}, run.output
     assert not run.report_dir.exists(), "a run that inventoried nothing must not replace the report"
     assert len(dag_lab.mutations()) == before
 
