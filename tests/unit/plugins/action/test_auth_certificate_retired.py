@@ -5,20 +5,25 @@
 The `dag` scenario's Auth certificate expires 45 days after the lab starts. A rotation (the module stages a new
 one, the lab's AuthAdmin servicelet publishes it, the module clears the previous one) retires it while it is still
 valid on ex1-ex4; moving the lab clock past day 45 expires it. Expectations come from the lab's dump and mutation
-log and the ledger file.
+log and the ledger file; the role's alert events are its own template (roles/auth_certificate/vars/main.yml
+``__auth_certificate_events``) rendered by Ansible over the module's result.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import pathlib
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
+import yaml
 
 from ansible_collections.exchange.pki.plugins.action import auth_certificate
+from ansible_collections.exchange.pki.plugins.plugin_utils._alerts import check_events
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import read_records
-from ansible_collections.exchange.pki.plugins.plugin_utils._time import parse_utc_datetime
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime, parse_utc_datetime
 from tests.lab.model import Fleet
 from tests.unit.clock import NOW
 from tests.unit.plugins.action.lab_host import ADMIN, LabHost
@@ -28,6 +33,7 @@ Action = auth_certificate.ActionModule
 DAY = 24 * 3600
 DAG = ("ex1", "ex2", "ex3", "ex4")
 UPPER = [name.upper() for name in DAG]
+ROLE_VARS = pathlib.Path(__file__).resolve().parents[4] / "roles" / "auth_certificate" / "vars" / "main.yml"
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +73,27 @@ def batch(host: LabHost, server: str, operation: str, **args: Any) -> None:
     assert answer["results"][0]["status"] == "ok", answer
 
 
+def role_events(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The events the auth_certificate role sends for ``result`` (registered as the role's module task registers it,
+    the role run on ex1 alone): its ``__auth_certificate_events``, rendered by Ansible's own templating."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    role = yaml.safe_load(ROLE_VARS.read_text(encoding="utf-8"))
+    variables = {name: trust_as_template(value) if isinstance(value, str) else value for name, value in role.items()}
+    registered = {key: value for key, value in result.items() if not key.startswith("_ansible")}
+    variables.update(auth_certificate_result={"failed": False, **registered}, inventory_hostname="ex1",
+                     ansible_play_hosts_all=["ex1"], hostvars={"ex1": {}})
+    events = Templar(loader=DataLoader(), variables=variables).template(
+        trust_as_template("{{ __auth_certificate_events }}"))
+    check_events(events)  # what exchange.pki.fleet_alert accepts
+    return events
+
+
+def kinds(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(event["kind"], event["severity"]) for event in events]
+
+
 def rotated() -> tuple[LabHost, str, str]:
     """The dag lab after a whole rotation: (lab, the retired certificate, the current one)."""
     ex1 = lab()
@@ -101,6 +128,7 @@ def test_a_retired_certificate_stays_until_it_expires_then_goes_from_every_serve
     assert [item["server"] for item in entry["kept"]] == UPPER
     assert all("not expired" in item["reason"] and "tokens" in item["reason"] for item in entry["kept"])
     assert len(ex1.mutations()) == mutations and not ledger.exists()
+    assert role_events(kept) == []  # the role tells nothing: staying while valid is the rule, not a problem
 
     expire(ex1, old)
 
@@ -129,6 +157,7 @@ def test_a_retired_certificate_stays_until_it_expires_then_goes_from_every_serve
     assert (record["before"]["retired_installed_on"], record["after"]["retired_installed_on"]) == (
         {old: UPPER}, {old: []})
     assert [written.as_dict() for written in read_records(ledger)] == [record]
+    assert kinds(role_events(result)) == [("auth_removed", "info")]  # nothing kept: no auth_kept
 
     # The next daily run: nothing left, nothing sent, nothing recorded.
     count = len(ex1.mutations())
@@ -152,6 +181,7 @@ def test_the_previous_certificate_stays_while_it_is_previous_even_expired() -> N
     assert cleared["actions"] == ["cleared"] and cleared["retired"] == []
     assert auth(ex1)["PreviousCertificateThumbprint"] is None
     assert holders(ex1, old) == list(DAG) and removals(ex1) == []
+    assert kinds(role_events(cleared)) == [("auth_cleared", "info")]  # the previous one: no auth_kept
 
     removed = ok(ex1.run(Action, {}))  # the next run: retired now, expired, unused
     assert removed["actions"] == ["removed"] and holders(ex1, old) == []
@@ -203,6 +233,43 @@ def test_a_referenced_retired_certificate_stays_where_it_is_referenced_and_says_
     assert holders(ex1, old) == ["ex1", "ex2", "ex3"]
 
 
+def test_an_expired_retired_certificate_kept_where_referenced_is_one_warning_the_same_at_every_run() -> None:
+    ex1, old, current = rotated()
+    batch(ex1, "ex1", "host.set_iis_binding", site="Default Web Site", binding_information="*:8443:",
+          certificate_hash=old)
+    batch(ex1, "ex1", "Enable-ExchangeCertificate", Server="EX2", Thumbprint=old, Services=["IMAP"], Force=True)
+    expire(ex1, old)
+
+    result = ok(ex1.run(Action, {}))
+    (entry,) = result["retired"]
+    assert entry["removed"] == ["EX3", "EX4"]
+    events = role_events(result)
+    assert kinds(events) == [("auth_removed", "info"), ("auth_kept", "warning")]
+    removed, kept = events
+    assert removed["server"] == "EX3, EX4"
+    # One event for the certificate: where it stays, when it expired, and each server's reason.
+    assert (kept["certificate"], kept["server"]) == (old, "EX1, EX2")
+    assert format_utc_datetime(not_after(ex1, old)) in kept["summary"]
+    for item in entry["kept"]:
+        assert f"{item['server']}: {item['reason']}" in kept["summary"]
+    assert "iis_binding 'Default Web Site *:8443:'" in kept["summary"] and "IMAP" in kept["summary"]
+
+    # The next day nothing changes: the same event again, nothing else (a reminder, not a new event every run).
+    ex1.fleet.advance_clock(DAY)
+    again = ok(ex1.run(Action, {}))
+    assert again["changed"] is False
+    assert role_events(again) == [kept]
+
+    # The administrator moved the IIS binding to the current certificate: the next run removes it from EX1, and
+    # the warning names EX2 alone.
+    batch(ex1, "ex1", "host.set_iis_binding", site="Default Web Site", binding_information="*:8443:",
+          certificate_hash=current)
+    later = ok(ex1.run(Action, {}))
+    assert later["retired"][0]["removed"] == ["EX1"]
+    assert kinds(role_events(later)) == [("auth_removed", "info"), ("auth_kept", "warning")]
+    assert role_events(later)[1]["server"] == "EX2"
+
+
 def test_a_retired_certificate_a_send_connector_names_stays() -> None:
     ex1, old, _current = rotated()
     name = "<I>CN=Microsoft Exchange Server Auth Certificate<S>CN=Microsoft Exchange Server Auth Certificate"
@@ -216,6 +283,11 @@ def test_a_retired_certificate_a_send_connector_names_stays() -> None:
     assert all("send_connector" in item["reason"] for item in entry["kept"])
     assert set(entry["removed"]) == set(UPPER) - sources
     assert {server for server, _thumbprint in removals(ex1)} == {name.casefold() for name in entry["removed"]}
+    # The servers the connector keeps it on share one reason: the event names them together, the reason once.
+    (kept,) = [event for event in role_events(result) if event["kind"] == "auth_kept"]
+    assert kept["server"] == ", ".join(item["server"] for item in entry["kept"])
+    (reason,) = {item["reason"] for item in entry["kept"]}
+    assert kept["summary"].count(reason) == 1 and f"{kept['server']}: {reason}" in kept["summary"]
 
 
 def test_an_unreachable_server_is_skipped_said_and_done_once_it_is_back() -> None:
@@ -275,3 +347,19 @@ def test_after_an_emergency_replacement_the_next_run_removes_the_expired_former_
     assert result["actions"] == ["removed"] and result["retired"][0]["removed"] == UPPER
     assert holders(ex1, old) == [] and holders(ex1, result["auth_config"]["after"]["current_thumbprint"]) == list(DAG)
     assert ok(ex1.run(Action, {"state": "replaced"}))["changed"] is False
+
+
+def test_a_reference_read_that_failed_keeps_it_and_the_warning_is_one_line() -> None:
+    ex1, old, _current = rotated()
+    expire(ex1, old)
+    # PowerShell's error text spans lines; fleet_alert takes one line per field.
+    ex1.fleet.set_fault("ex1", "Get-ReceiveConnector",
+                        error="The operation couldn't be performed.\r\n    + CategoryInfo          : ReadError")
+    result = ok(ex1.run(Action, {}))
+    (entry,) = result["retired"]
+    assert entry["removed"] == [] and [item["server"] for item in entry["kept"]] == UPPER
+    assert all("\r\n" in item["reason"] for item in entry["kept"])
+    (kept,) = [event for event in role_events(result) if event["kind"] == "auth_kept"]  # check_events accepted it
+    assert (kept["severity"], kept["certificate"], kept["server"]) == ("warning", old, ", ".join(UPPER))
+    assert "ReadError" in kept["summary"] and "couldn't be performed. + CategoryInfo : ReadError" in kept["summary"]
+    assert holders(ex1, old) == list(DAG)
