@@ -352,14 +352,18 @@ def test_after_an_emergency_replacement_the_next_run_removes_the_expired_former_
 def test_a_reference_read_that_failed_keeps_it_and_the_warning_is_one_line() -> None:
     ex1, old, _current = rotated()
     expire(ex1, old)
-    # PowerShell's error text spans lines; fleet_alert takes one line per field.
+    # PowerShell's error text spans lines (and may carry any control character); fleet_alert takes one line per
+    # field, so every event of the run (auth_warning for the failed read, auth_kept) is made one line.
     ex1.fleet.set_fault("ex1", "Get-ReceiveConnector",
-                        error="The operation couldn't be performed.\r\n    + CategoryInfo          : ReadError")
+                        error="The operation couldn't be performed.\r\n    + CategoryInfo          : ReadError\x00\x85")
     result = ok(ex1.run(Action, {}))
     (entry,) = result["retired"]
     assert entry["removed"] == [] and [item["server"] for item in entry["kept"]] == UPPER
     assert all("\r\n" in item["reason"] for item in entry["kept"])
-    (kept,) = [event for event in role_events(result) if event["kind"] == "auth_kept"]  # check_events accepted it
+    events = role_events(result)  # check_events accepted them
+    assert kinds(events) == [("auth_kept", "warning"), ("auth_warning", "warning")]
+    assert "Get-ReceiveConnector" in events[1]["summary"] and "ReadError" in events[1]["summary"]
+    kept = events[0]
     assert (kept["severity"], kept["certificate"], kept["server"]) == ("warning", old, ", ".join(UPPER))
     assert "ReadError" in kept["summary"] and "couldn't be performed. + CategoryInfo : ReadError" in kept["summary"]
     assert holders(ex1, old) == list(DAG)
