@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 import json
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -73,17 +73,19 @@ def batch(host: LabHost, server: str, operation: str, **args: Any) -> None:
     assert answer["results"][0]["status"] == "ok", answer
 
 
-def role_events(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+def role_events(result: Mapping[str, Any], restarted: Sequence[str] = ()) -> list[dict[str, Any]]:
     """The events the auth_certificate role sends for ``result`` (registered as the role's module task registers it,
-    the role run on ex1 alone): its ``__auth_certificate_events``, rendered by Ansible's own templating."""
+    the role run on ex1 and ``restarted``, whose restart task changed something): its ``__auth_certificate_events``,
+    rendered by Ansible's own templating."""
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar, trust_as_template
 
     role = yaml.safe_load(ROLE_VARS.read_text(encoding="utf-8"))
     variables = {name: trust_as_template(value) if isinstance(value, str) else value for name, value in role.items()}
     registered = {key: value for key, value in result.items() if not key.startswith("_ansible")}
+    hostvars = {"ex1": {}, **{host: {"__auth_certificate_restart": {"changed": True}} for host in restarted}}
     variables.update(auth_certificate_result={"failed": False, **registered}, inventory_hostname="ex1",
-                     ansible_play_hosts_all=["ex1"], hostvars={"ex1": {}})
+                     ansible_play_hosts_all=list(hostvars), hostvars=hostvars)
     events = Templar(loader=DataLoader(), variables=variables).template(
         trust_as_template("{{ __auth_certificate_events }}"))
     check_events(events)  # what exchange.pki.fleet_alert accepts
@@ -367,3 +369,20 @@ def test_a_reference_read_that_failed_keeps_it_and_the_warning_is_one_line() -> 
     assert (kept["severity"], kept["certificate"], kept["server"]) == ("warning", old, ", ".join(UPPER))
     assert "ReadError" in kept["summary"] and "couldn't be performed. + CategoryInfo : ReadError" in kept["summary"]
     assert holders(ex1, old) == list(DAG)
+
+
+def test_events_naming_every_server_of_a_large_organisation_stay_within_what_fleet_alert_accepts() -> None:
+    """A hundred servers with long names: auth_imported, auth_removed and auth_restarted name them all in a summary and
+    server field that fleet_alert accepts (at most 1,024 and 256 characters), instead of making it refuse the alert."""
+    servers = [f"EXCH-MBX-PRD-{number:03d}.corp.contoso.example" for number in range(100)]
+    result = {
+        "changed": True, "actions": ["imported", "removed"],
+        "imports": [{"certificate": "next", "thumbprint": "A" * 40, "servers": servers}],
+        "retired": [{"thumbprint": "B" * 40, "not_after": "2026-01-01T00:00:00Z", "expired": True,
+                     "removed": servers, "kept": [], "skipped": []}],
+    }
+    events = role_events(result, restarted=servers)  # check_events refuses a field over its limit
+    assert kinds(events) == [("auth_imported", "info"), ("auth_removed", "info"), ("auth_restarted", "info")]
+    for event in events:
+        assert event["server"].startswith(servers[0] + ", " + servers[1]), event
+        assert len(event["server"]) <= 256 and len(event["summary"]) <= 1024, event
