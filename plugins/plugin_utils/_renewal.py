@@ -62,7 +62,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
     clean_text,
     is_censored,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._time import UTC, format_utc_datetime, parse_iso_datetime
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import UTC, format_utc_datetime, parse_time_option
 
 try:
     import zoneinfo
@@ -1388,11 +1388,11 @@ def parse_now(text: str | None, default: datetime.datetime) -> datetime.datetime
     """The ``now`` option: an ISO-8601 date/time (``Z``, an offset, or naive meaning UTC)."""
     if text is None:
         return default
-    if not isinstance(text, str) or _CONTROL.search(text):
-        raise RenewalInputError(f"now must be an ISO-8601 date and time, got {_kind(text)}")
     try:
-        return parse_iso_datetime(text)
-    except (ValueError, OverflowError):
+        return parse_time_option(text)
+    except TypeError:
+        raise RenewalInputError(f"now must be an ISO-8601 date and time, got {_kind(text)}") from None
+    except ValueError:
         raise RenewalInputError(f"now: {_shown(text)} is not an ISO-8601 date and time "
                                 "(such as 2026-12-02T02:15:00Z)") from None
 

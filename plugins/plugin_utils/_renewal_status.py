@@ -48,7 +48,12 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._report_formats impor
     EXPIRATION_HELP,
     prometheus_label_value,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._time import UTC, format_utc_datetime, parse_iso_datetime
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import (
+    UTC,
+    format_utc_datetime,
+    parse_iso_datetime,
+    parse_time_option,
+)
 
 OUTCOMES = ("success", "failed", "pending", "noop")
 DEFAULT_STALLED_AFTER = "7d"
@@ -90,11 +95,11 @@ def parse_duration(option: str, value: Any) -> datetime.timedelta:
 
 
 def _time(option: str, value: Any) -> datetime.datetime:
-    if not isinstance(value, str) or _CONTROL.search(value):
-        raise RenewalStatusError(f"{option} must be an ISO-8601 date and time such as 2026-12-02T02:15:00Z")
     try:
-        return parse_iso_datetime(value)
-    except (ValueError, OverflowError):
+        return parse_time_option(value)
+    except TypeError:
+        raise RenewalStatusError(f"{option} must be an ISO-8601 date and time such as 2026-12-02T02:15:00Z") from None
+    except ValueError:
         raise RenewalStatusError(f"{option}: {value!r} is not an ISO-8601 date and time "
                                  "(such as 2026-12-02T02:15:00Z)") from None
 

@@ -21,6 +21,8 @@ DAY = datetime.timedelta(days=1)
 
 # The protocol's form: a Z suffix and a fraction of any length (.NET writes seven digits).
 _ISO_UTC = re.compile(r"^(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d+))?Z$")
+# Control characters (C0, DEL, C1, the Unicode line and paragraph separators) are never part of a date/time option.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def utc_now() -> datetime.datetime:
@@ -51,6 +53,21 @@ def parse_iso_datetime(text: str) -> datetime.datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+def parse_time_option(value: object) -> datetime.datetime:
+    """A date/time option a user gave (such as a plan's ``now``): :func:`parse_iso_datetime`'s forms, to aware UTC.
+
+    Raises TypeError when ``value`` is not text fit to be a date/time (not a string, or a string with a control
+    character), ValueError when it is text but not an ISO-8601 date/time (or out of range). Callers name the
+    option and show the value in their own error.
+    """
+    if not isinstance(value, str) or _CONTROL.search(value):
+        raise TypeError(f"not a date/time string: {type(value).__name__}")
+    try:
+        return parse_iso_datetime(value)
+    except OverflowError:
+        raise ValueError(f"out of range: {value!r}") from None
 
 
 def format_utc_datetime(moment: datetime.datetime) -> str:

@@ -549,6 +549,24 @@ def test_bad_host_vars_name_the_key(host_vars, message):
     assert message in str(error.value)
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("yesterday", "now: 'yesterday' is not an ISO-8601 date and time (such as 2026-12-02T02:15:00Z)"),
+    ("9999-12-31T23:00:00-05:00", "now: '9999-12-31T23:00:00-05:00' is not an ISO-8601 date and time"),
+    ("2026-12-02T02:15:00Z\n", "now must be an ISO-8601 date and time, got '2026-12-02T02:15:00Z\\n'"),
+    (20261202, "now must be an ISO-8601 date and time, got 20261202"),
+])
+def test_a_bad_now_names_the_option(text, message):
+    with pytest.raises(RenewalInputError) as error:
+        _renewal.parse_now(text, NOW)
+    assert str(error.value).startswith(message)
+
+
+def test_now_is_read_as_utc_and_defaults_to_the_given_time():
+    assert _renewal.parse_now("2026-12-02T03:15:00+01:00", NOW) == datetime.datetime(2026, 12, 2, 2, 15,
+                                                                                     tzinfo=datetime.timezone.utc)
+    assert _renewal.parse_now(None, NOW) is NOW
+
+
 @pytest.mark.parametrize(("change", "message"), [
     (lambda facts: facts["ex1"]["certificates"][0].update(thumbprint="XYZ"),
      "facts.ex1: certificates[0].thumbprint must be 40 hexadecimal digits"),

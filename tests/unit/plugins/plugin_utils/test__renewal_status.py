@@ -384,6 +384,8 @@ def test_the_expiration_help_text_matches_the_fleet_reports(failed_run):
     ({"failed_attempts": True}, r"^failed_attempts must be"),
     ({"run": {"outcome": "great"}}, r"^run\.outcome must be one of success, failed, pending, noop"),
     ({"run": {"started": "yesterday"}}, r"^run\.started: 'yesterday' is not an ISO-8601"),
+    ({"run": {"started": "2026-12-02T02:15:00Z\r"}}, r"^run\.started must be an ISO-8601 date and time such as"),
+    ({"run": {"started": 20261202}}, r"^run\.started must be an ISO-8601 date and time such as"),
     ({"run": {"colour": "red"}}, r"^run: unknown key"),
     ({"results": "renewed"}, r"^results must be the renewal role's renewal_results"),
     ({"facts": ["ex1"]}, r"^facts must be a dictionary"),

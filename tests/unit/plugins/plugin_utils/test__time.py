@@ -14,6 +14,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._time import (
     UTC,
     format_utc_datetime,
     parse_iso_datetime,
+    parse_time_option,
     parse_utc_datetime,
     whole_days,
 )
@@ -74,6 +75,25 @@ def test_parse_iso_datetime_accepts_what_users_write(text: str, expected: dateti
 def test_parse_iso_datetime_rejects_anything_else_with_value_error(text: object) -> None:
     with pytest.raises(ValueError):
         parse_iso_datetime(text)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["2026-11-25T08:00:00Z", "2026-11-25T09:30:00+01:30", "2026-11-25T08:00:00"])
+def test_parse_time_option_reads_what_parse_iso_datetime_reads(text: str) -> None:
+    assert parse_time_option(text) == parse_iso_datetime(text) == datetime.datetime(2026, 11, 25, 8, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("value", [None, 20261125, ["2026-11-25"], "2026-11-25T08:00:00Z\n", "2026-11-25\u2028",
+                                   "2026-11-25T08:00:00Z\x85"])
+def test_parse_time_option_tells_what_is_not_date_text_with_type_error(value: object) -> None:
+    with pytest.raises(TypeError):
+        parse_time_option(value)
+
+
+# 9999-12-31T23:00 at UTC-5 is past datetime.max in UTC: out of range, not a crash.
+@pytest.mark.parametrize("text", ["", "yesterday", "2026-13-01", "9999-12-31T23:00:00-05:00"])
+def test_parse_time_option_tells_text_that_is_no_date_with_value_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_time_option(text)
 
 
 @pytest.mark.parametrize(
