@@ -758,12 +758,13 @@ def _is_auth_subject(subject: str | None) -> bool:
     return (subject or "").replace(" ", "").casefold() == AUTH_SUBJECT.replace(" ", "").casefold()
 
 
-def _removal_blockers(server: ServerCertificates, thumbprint: str) -> list[str]:
+def _removal_blockers(server: ServerCertificates, thumbprint: str, now: datetime.datetime) -> list[str]:
     """Why ``thumbprint`` must stay on ``server``: certificate_remove's reference checks, stricter on services.
 
     Every reference blocks except the SMTP flag New-ExchangeCertificate gave the Auth certificate when another valid
     SMTP certificate takes it over (certificate_remove's stand-in rule); any other Exchange service, an IIS binding,
     the internal transport certificate, a connector or hybrid TlsCertificateName, or a read that failed keeps it.
+    ``now`` is the Exchange server's clock (a stand-in must be valid by it).
     """
     snapshot = server.references
     if snapshot is None:
@@ -781,7 +782,7 @@ def _removal_blockers(server: ServerCertificates, thumbprint: str) -> list[str]:
         if reference.kind == "exchange_service" and reference.name.upper() != AUTH_SERVICE:
             reasons.append(f"Exchange service {reference.name} is enabled on it")
             continue
-        found = judge(reference, certificate, collected.parsed, graph.connectors)
+        found = judge(reference, certificate, collected.parsed, graph.connectors, now)
         if found.blocking:
             reasons.append(found.describe())
     if not any(reference.kind == "iis_binding" for reference in graph.references_of(thumbprint)):
@@ -814,7 +815,7 @@ def _retire(options: Options, org: Organisation, protected: set[str], draft: _Dr
                 reason = (f"not expired (until {entry['not_after']}): a partner application may still hold OAuth "
                           "tokens it signed; it is removed once it has expired")
             else:
-                blockers = _removal_blockers(server, installed.thumbprint)
+                blockers = _removal_blockers(server, installed.thumbprint, now)
                 reason = "still referenced: " + "; ".join(blockers) if blockers else None
             if reason is None:
                 entry["removed"].append(server)

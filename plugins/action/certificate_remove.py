@@ -10,7 +10,9 @@ certificate_info reports). Every reference blocks the removal (DESIGN.md safety 
   certificate of the server takes over (a *stand-in*: in My, with a private key, time-valid, holding the same
   service and covering every DNS name of this one, or matched by the same ``TlsCertificateName``). Exchange
   services are additive, so a renewed certificate's predecessor keeps SMTP forever; without this rule it could
-  never be removed without ``force``;
+  never be removed without ``force``. Time-valid means by the server's clock (``host.info`` UtcNow): Exchange
+  picks the certificate it serves by its own time, so a controller clock that runs ahead or behind must not make
+  an expired or not yet valid certificate look like a stand-in;
 - a Send connector whose source transport servers do not include this server (Exchange does not block it).
 
 ``force`` overrides every reference except a cluster certificate's, which is never removed. A Send connector
@@ -23,6 +25,7 @@ certificate list) leaves its references unknown: the removal is refused unless f
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections.abc import Mapping
 from typing import Any
 
@@ -101,22 +104,21 @@ class Found:
         return f"{text} ({self.note})" if self.note else text
 
 
-def usable(certificate: LocatedCertificate) -> bool:
-    """Whether a certificate can serve TLS now: in My, not a request, a private key, inside its validity."""
-    now = utc_now()
+def usable(certificate: LocatedCertificate, now: datetime.datetime) -> bool:
+    """Whether a certificate can serve TLS at ``now``: in My, not a request, a private key, inside its validity."""
     return (certificate.in_my_store and not certificate.is_pending_request
             and certificate.has_private_key is not False
             and not certificate.facts.is_expired(now) and not certificate.facts.is_not_yet_valid(now))
 
 
 def service_stand_in(certificate: LocatedCertificate, service: str,
-                     certificates: Mapping[str, LocatedCertificate]) -> str | None:
+                     certificates: Mapping[str, LocatedCertificate], now: datetime.datetime) -> str | None:
     """Another usable certificate holding ``service`` that covers every DNS name of ``certificate``."""
     names = certificate.facts.dns_names
     if names is None:
         return None
     for other in certificates.values():
-        if other.thumbprint == certificate.thumbprint or service not in other.services or not usable(other):
+        if other.thumbprint == certificate.thumbprint or service not in other.services or not usable(other, now):
             continue
         if all(other.facts.covers(name) for name in names):
             return other.thumbprint
@@ -124,21 +126,31 @@ def service_stand_in(certificate: LocatedCertificate, service: str,
 
 
 def tag_stand_in(certificate: LocatedCertificate, match: ConnectorMatch,
-                 certificates: Mapping[str, LocatedCertificate]) -> str | None:
+                 certificates: Mapping[str, LocatedCertificate], now: datetime.datetime) -> str | None:
     """Another usable certificate the same TlsCertificateName names (a renewal keeps issuer and subject)."""
     return next((thumbprint for thumbprint in match.matched_thumbprints
                  if thumbprint != certificate.thumbprint and thumbprint in certificates
-                 and usable(certificates[thumbprint])), None)
+                 and usable(certificates[thumbprint], now)), None)
+
+
+def server_now(snapshot: ServerSnapshot, server: str, warnings: list[str]) -> datetime.datetime:
+    """The server's time (host.info UtcNow), by which Exchange judges its certificates' validity; the controller's
+    clock, with a warning saying so, when the read did not give it."""
+    if snapshot.host_info is not None:
+        return snapshot.host_info.utc_now
+    warnings.append(f"the clock of {server} is unknown (host.info did not answer); whether another certificate "
+                    "is valid to take over a service was judged by the controller's clock")
+    return utc_now()
 
 
 _CONNECTOR_KINDS = {"send_connector": "send", "receive_connector": "receive", "hybrid": "hybrid"}
 
 
 def judge(reference: Reference, certificate: LocatedCertificate, certificates: Mapping[str, LocatedCertificate],
-          connectors: tuple[ConnectorMatch, ...]) -> Found:
-    """Whether one reference blocks removing ``certificate``."""
+          connectors: tuple[ConnectorMatch, ...], now: datetime.datetime) -> Found:
+    """Whether one reference blocks removing ``certificate``; ``now`` is the server's time (a stand-in's validity)."""
     if reference.kind == "exchange_service" and reference.name.upper() in SHARED_SERVICES:
-        stand_in = service_stand_in(certificate, reference.name.upper(), certificates)
+        stand_in = service_stand_in(certificate, reference.name.upper(), certificates, now)
         if stand_in is not None:
             return Found(reference, False, stand_in, f"{stand_in} also holds {reference.name} and covers its names")
         return Found(reference, True, note="no other valid certificate with this service covers its names")
@@ -150,7 +162,7 @@ def judge(reference: Reference, certificate: LocatedCertificate, certificates: M
         if reference.kind == "send_connector":
             return Found(reference, True, note="Exchange refuses to remove a certificate a Send connector of this "
                                                "server names, whatever else matches")
-        stand_in = tag_stand_in(certificate, match, certificates) if match is not None else None
+        stand_in = tag_stand_in(certificate, match, certificates, now) if match is not None else None
         if stand_in is not None:
             return Found(reference, False, stand_in, f"{stand_in} matches the same TlsCertificateName")
         return Found(reference, True)
@@ -179,8 +191,10 @@ class ActionModule(ChangingAction):
             return Plan("remove", before=absent, after=absent,
                         result={"thumbprint": thumbprint, "removed": False, "references": []})
 
+        warnings: list[str] = []
+        now = server_now(snapshot, server, warnings)
         graph = build_references(snapshot, collected.parsed)
-        found = [judge(reference, certificate, collected.parsed, graph.connectors)
+        found = [judge(reference, certificate, collected.parsed, graph.connectors, now)
                  for reference in graph.references_of(thumbprint)]
         references = [item.as_dict() for item in found]
         if is_cluster_certificate(certificate) or any(item.reference.kind == "cluster" for item in found):
@@ -195,7 +209,6 @@ class ActionModule(ChangingAction):
         if snapshot.has("exchange_certificates") and (certificate.exchange is None
                                                       or certificate.exchange.thumbprint is None):
             unknown.append("Exchange services (Get-ExchangeCertificate did not describe it, or returned only RawData)")
-        warnings: list[str] = []
         if (blocking or unknown) and not force:
             lines = [item.describe() for item in blocking] + [f"unknown: {text}" for text in unknown]
             raise ExchangePkiError(

@@ -26,6 +26,9 @@ description:
     or hybrid C(TlsCertificateName) that also names another valid certificate with a key; a renewal keeps the
     issuer and subject. A Send connector that does not list this server as a source server does not block
     either. RV(references) lists these references too, with their stand-in.
+  - A stand-in's validity period is judged by the Exchange server's clock (read with the server's facts), not the
+    controller's, because Exchange chooses the certificate it serves by its own time. Should the server's time be
+    unknown, the controller's clock is used and a warning says so.
   - O(force=true) removes the certificate in spite of its references, and returns them in RV(references) and
     RV(warnings). Two cases are refused even then, before anything is sent. A failover-cluster (CLIUSR) certificate
     is never removed; the cluster manages it. A certificate named by the C(TlsCertificateName) of a Send connector

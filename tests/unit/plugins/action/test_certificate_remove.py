@@ -20,6 +20,7 @@ from ansible.errors import AnsibleActionFail
 from ansible_collections.exchange.pki.plugins.action import certificate_remove, certificate_services
 from ansible_collections.exchange.pki.plugins.modules import certificate_remove as certificate_remove_docs
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import read_records
+from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot
 from tests.lab.model import Fleet
 from tests.unit.clock import NOW
 from tests.unit.plugins.action.action_harness import _documented, argument_spec
@@ -264,6 +265,45 @@ def test_after_a_renewal_the_previous_certificate_can_be_removed(ex1):
     assert smtp == [{"kind": "exchange_service", "name": "SMTP", "blocking": False, "stand_in": new,
                      "note": f"{new} also holds SMTP and covers its names"}]
     assert not present(ex1, old) and front_end(ex1) == new
+
+
+def bind_renewed(ex1: LabHost) -> tuple[str, str]:
+    """Move every service of the front-end certificate to the renewed one (valid for 700 days); SMTP stays on both."""
+    old, new = front_end(ex1), thumbprint_of(ex1, RENEWED)
+    bound = ex1.run(certificate_services.ActionModule, {"thumbprint": new, "services": ["IIS", "SMTP", "IMAP", "POP"]})
+    assert bound.get("failed") is not True, bound.get("msg")
+    return old, new
+
+
+def test_a_stand_in_expired_by_the_servers_clock_does_not_take_over(ex1):
+    """The server's clock runs 701 days ahead of the controller's: Exchange sees the renewed certificate expired,
+    so it cannot take SMTP over, although the controller's clock still finds it valid."""
+    old, new = bind_renewed(ex1)
+    ex1.fleet.advance_clock(701 * 86400)
+    before = len(ex1.mutations())
+    result = remove(ex1, old)
+    assert result["failed"] is True and "Nothing was changed" in result["msg"], result
+    assert "exchange_service 'SMTP' (no other valid certificate with this service covers its names)" in result["msg"]
+    assert len(ex1.mutations()) == before and present(ex1, old) and present(ex1, new)
+
+
+def test_a_stand_in_valid_by_the_servers_clock_takes_over_whatever_the_controllers_clock_says(ex1, monkeypatch):
+    """The controller's clock runs 701 days ahead: by it the renewed certificate has expired, by the server's not."""
+    old, new = bind_renewed(ex1)
+    monkeypatch.setattr(certificate_remove, "utc_now", lambda: NOW + datetime.timedelta(days=701))
+    result = remove(ex1, old)
+    assert result.get("failed") is not True, result.get("msg")
+    (smtp,) = [r for r in result["references"] if (r["kind"], r["name"]) == ("exchange_service", "SMTP")]
+    assert smtp["blocking"] is False and smtp["stand_in"] == new
+    assert not any("clock" in warning for warning in result.get("warnings", []))
+    assert not present(ex1, old)
+
+
+def test_without_the_servers_clock_the_controllers_is_used_and_said():
+    warnings: list[str] = []
+    assert certificate_remove.server_now(ServerSnapshot(), "EX1", warnings) == NOW
+    assert warnings == ["the clock of EX1 is unknown (host.info did not answer); whether another certificate is "
+                        "valid to take over a service was judged by the controller's clock"]
 
 
 def test_a_failed_read_makes_the_references_unknown_and_refuses(ex1):
