@@ -222,6 +222,9 @@ options:
         V(due) with the reason C(ACME renewal information (ARI)) and the module's message. Without renewal
         information (a directory without C(renewalInfo)) nothing changes.
       - The C(ari.yml) tasks of the C(exchange.pki.renewal) role gather it; C(ansible-playbook exchange.pki.renew) does.
+        They ask at the plan's time (O(now) of the first plan, as C(now) of
+        M(community.crypto.acme_certificate_renewal_info)), so the answer agrees with the rest of the plan. Answers
+        gathered otherwise should be asked at O(now) too.
     type: dict
     default: {}
   plan_id:

@@ -15,7 +15,8 @@ record, `cleanup: keep`, and ACME renewal information (ARI).
 - ARI: a small ACME directory stub (directory with or without renewalInfo, renewalInfo/<cert-id> answering a
   suggested window) in front of nothing else: the plan (check mode) of an acme-issued identity that is not due by
   its days is due once the window has begun, current while it is in the future, and unchanged when the directory
-  has no renewalInfo (as Debian's pebble 2.4.0), which is then asked nothing more.
+  has no renewalInfo (as Debian's pebble 2.4.0), which is then asked nothing more. With renewal_now the window is
+  judged at the plan's time, not the controller's clock.
 """
 
 from __future__ import annotations
@@ -197,6 +198,10 @@ def cert_id(der: bytes) -> str:
     return f"{b64(key_id)}.{b64(octets)}"
 
 
+def iso(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_ari_makes_an_acme_identity_due_once_its_window_has_begun(
         fresh_lab: Lab, tmp_path: Path, acme_stub: AcmeStub) -> None:
     work = tmp_path / "work"
@@ -217,11 +222,27 @@ def test_ari_makes_an_acme_identity_due_once_its_window_has_begun(
     assert f"/renewal-info/{expected_id}" in acme_stub.requests  # the certificate's RFC 9773 id
     assert fresh_lab.mutations() == []
 
+    # A plan made for another time (renewal_now) asks whether the window has begun by then: not yet two days ago.
+    acme_stub.requests.clear()
+    earlier = renewal.run("--check", "-e", f"renewal_now={iso(now - datetime.timedelta(days=2))}")
+
+    assert earlier.returncode == 0, earlier.stdout[-6000:] + earlier.stderr
+    assert "due 0" in earlier.stdout and "current 1" in earlier.stdout
+    assert f"/renewal-info/{expected_id}" in acme_stub.requests  # asked, and the answer was "not yet"
+
     acme_stub.window = (now + datetime.timedelta(days=3), now + datetime.timedelta(days=5))
     future = renewal.run("--check")
 
     assert future.returncode == 0, future.stdout[-6000:] + future.stderr
     assert "due 0" in future.stdout and "current 1" in future.stdout
+
+    # ... and four days from now the window of three to five days from now has begun.
+    later = renewal.run("--check", "-e", f"renewal_now={iso(now + datetime.timedelta(days=4))}")
+
+    assert later.returncode == 0, later.stdout[-6000:] + later.stderr
+    assert "due 1" in later.stdout
+    assert "ACME renewal information (ARI): The suggested renewal interval provided by ARI has begun" in later.stdout
+    assert fresh_lab.mutations() == []
 
     acme_stub.renewal_info = False
     acme_stub.requests.clear()
