@@ -117,6 +117,16 @@ def expire(host: LabHost, thumbprint: str) -> None:
 # --- the retired certificate's life --------------------------------------------------------------------------
 
 
+def referenced_by_hand_then_expired(host: LabHost, thumbprint: str, iis_servers: Sequence[str]) -> None:
+    """What an administrator did by hand while ``thumbprint`` was valid: an IIS binding (*:8443:) on each of
+    ``iis_servers`` and IMAP enabled on EX2; then the certificate expires."""
+    for server in iis_servers:
+        batch(host, server, "host.set_iis_binding", site="Default Web Site", binding_information="*:8443:",
+              certificate_hash=thumbprint)
+    batch(host, "ex1", "Enable-ExchangeCertificate", Server="EX2", Thumbprint=thumbprint, Services=["IMAP"], Force=True)
+    expire(host, thumbprint)
+
+
 def test_a_retired_certificate_stays_until_it_expires_then_goes_from_every_server(tmp_path) -> None:
     ex1, old, current = rotated()
     ledger = tmp_path / "ledger.jsonl"
@@ -210,14 +220,9 @@ def test_the_current_and_the_next_certificates_are_never_removed() -> None:
 
 def test_a_referenced_retired_certificate_stays_where_it_is_referenced_and_says_why() -> None:
     ex1, old, _current = rotated()
-    # By hand, while it was valid: an IIS binding on ex1 (read with host.iis_bindings) and on ex3 (seen through
-    # Get-ExchangeCertificate -Server, IISServices), IMAP enabled on ex2.
-    batch(ex1, "ex1", "host.set_iis_binding", site="Default Web Site", binding_information="*:8443:",
-          certificate_hash=old)
-    batch(ex1, "ex3", "host.set_iis_binding", site="Default Web Site", binding_information="*:8443:",
-          certificate_hash=old)
-    batch(ex1, "ex1", "Enable-ExchangeCertificate", Server="EX2", Thumbprint=old, Services=["IMAP"], Force=True)
-    expire(ex1, old)
+    # An IIS binding on ex1 (read with host.iis_bindings) and on ex3 (seen through Get-ExchangeCertificate -Server,
+    # IISServices), IMAP on ex2.
+    referenced_by_hand_then_expired(ex1, old, iis_servers=("ex1", "ex3"))
 
     result = ok(ex1.run(Action, {}))
     (entry,) = result["retired"]
@@ -237,10 +242,7 @@ def test_a_referenced_retired_certificate_stays_where_it_is_referenced_and_says_
 
 def test_an_expired_retired_certificate_kept_where_referenced_is_one_warning_the_same_at_every_run() -> None:
     ex1, old, current = rotated()
-    batch(ex1, "ex1", "host.set_iis_binding", site="Default Web Site", binding_information="*:8443:",
-          certificate_hash=old)
-    batch(ex1, "ex1", "Enable-ExchangeCertificate", Server="EX2", Thumbprint=old, Services=["IMAP"], Force=True)
-    expire(ex1, old)
+    referenced_by_hand_then_expired(ex1, old, iis_servers=("ex1",))
 
     result = ok(ex1.run(Action, {}))
     (entry,) = result["retired"]
