@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     main_cpu: dict[str, list[float]] = {kind: [] for kind in TASKS}
     with tempfile.TemporaryDirectory(prefix="exchange-pki-bench-") as tmp:
         with lab_fleet(args.servers, Path(tmp) / "lab", Path(tmp) / "sizes.tsv") as inventory:
-            for _ in range(args.repeat):
+            for _repetition in range(args.repeat):
                 for kind in TASKS:
                     records, cpu = run_one(kind, inventory, Path(tmp), args.forks)
                     workers[kind].extend(records)
