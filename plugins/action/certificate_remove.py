@@ -50,8 +50,12 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
     LOCAL_SERVER,
     exchange_session_argspec,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import READS, ServerSnapshot, collect_certificates
-from ansible_collections.exchange.pki.plugins.plugin_utils._time import utc_now
+from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import (
+    READS,
+    ServerSnapshot,
+    collect_certificates,
+    server_time,
+)
 
 ARGUMENT_SPEC = ArgumentSpec(
     argument_spec={
@@ -136,11 +140,7 @@ def tag_stand_in(certificate: LocatedCertificate, match: ConnectorMatch,
 def server_now(snapshot: ServerSnapshot, server: str, warnings: list[str]) -> datetime.datetime:
     """The server's time (host.info UtcNow), by which Exchange judges its certificates' validity; the controller's
     clock, with a warning saying so, when the read did not give it."""
-    if snapshot.host_info is not None:
-        return snapshot.host_info.utc_now
-    warnings.append(f"the clock of {server} is unknown (host.info did not answer); whether another certificate "
-                    "is valid to take over a service was judged by the controller's clock")
-    return utc_now()
+    return server_time(snapshot, server, warnings, "whether another certificate is valid to take over a service")
 
 
 _CONNECTOR_KINDS = {"send_connector": "send", "receive_connector": "receive", "hybrid": "hybrid"}

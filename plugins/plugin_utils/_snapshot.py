@@ -46,6 +46,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._errors import (
     ExchangeToolsMissing,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._remote import LOCAL_SERVER, Batch, BatchResult
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import utc_now
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     AuthConfig,
     ClusterFacts,
@@ -287,6 +288,19 @@ class ServerSnapshot:
     @property
     def cluster_name(self) -> str | None:
         return self.cluster.name if self.cluster is not None else None
+
+
+def server_time(snapshot: ServerSnapshot, server: str, warnings: list[str], judged: str) -> datetime.datetime:
+    """The server's time (host.info UtcNow), by which Exchange and Windows on it judge a certificate's validity.
+
+    When the read did not give it, the controller's clock, and a warning saying that ``judged`` (what the caller
+    decides with it, e.g. "whether the certificate is valid") was judged by the controller's clock.
+    """
+    if snapshot.host_info is not None:
+        return snapshot.host_info.utc_now
+    warnings.append(f"the clock of {server} is unknown (host.info did not answer); {judged} was judged by the "
+                    "controller's clock")
+    return utc_now()
 
 
 # --- merging the certificate sources --------------------------------------------------------------

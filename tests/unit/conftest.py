@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -27,3 +28,28 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> datetime.datetime:
         if getattr(module, "__name__", "").startswith(_PACKAGE) and getattr(module, "utc_now", None) is original:
             monkeypatch.setattr(module, "utc_now", lambda: NOW)
     return NOW
+
+
+def _collection_clocks() -> list[object]:
+    """Every collection module whose ``utc_now`` is ``_time``'s or a stand-in this file put there."""
+    original = _time.utc_now
+    return [module for module in list(sys.modules.values())
+            if getattr(module, "__name__", "").startswith(_PACKAGE)
+            and (getattr(module, "utc_now", None) is original
+                 or getattr(getattr(module, "utc_now", None), "__module__", None) == __name__)]
+
+
+@pytest.fixture
+def controller_clock(frozen_clock: datetime.datetime,
+                     monkeypatch: pytest.MonkeyPatch) -> Callable[[datetime.timedelta], datetime.datetime]:
+    """Skew the controller's clock: ``controller_clock(offset)`` makes every ``utc_now`` of the collection (however
+    a module imported it) answer :data:`NOW` + ``offset``, and returns that instant. The lab's (the servers')
+    clock is not moved; ``Fleet.advance_clock`` moves that one."""
+
+    def skew(offset: datetime.timedelta) -> datetime.datetime:
+        moment = frozen_clock + offset
+        for module in _collection_clocks():
+            monkeypatch.setattr(module, "utc_now", lambda: moment)
+        return moment
+
+    return skew
