@@ -23,6 +23,7 @@ confirms and records it. Exchange's rules it follows (exchange-facts.md, "Enable
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,8 +51,8 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import (
     build_batch,
     collect_certificates,
     read_snapshot,
+    server_time,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._time import utc_now
 
 #: The services this module enables, in the order Exchange lists them.
 SERVICES = ("IMAP", "POP", "IIS", "SMTP")
@@ -63,6 +64,8 @@ PROTOCOL_SETTINGS = {"IMAP": ("Get-ImapSettings", "Set-ImapSettings"), "POP": ("
 #: Statuses Exchange gives a certificate no client should be served.
 UNUSABLE_STATUSES = frozenset({"Revoked", "Invalid"})
 PROTOCOL_READ_PREFIX = "protocol."
+#: What the server's clock decides here (named in the warning when it is unknown and the controller's is used).
+CLOCK_JUDGES = "whether the certificate, and the internal transport certificate to put back, are valid"
 
 ARGUMENT_SPEC = ArgumentSpec(
     argument_spec={
@@ -192,10 +195,12 @@ class ActionModule(ChangingAction):
         server = snapshot.server_name or "the server"
         certificates = collect_certificates(snapshot)
         certificate = certificates.parsed.get(thumbprint)
-        check_certificate(thumbprint, certificate, server, certificates.unreadable)
+        warnings: list[str] = []
+        now = server_time(snapshot, server, warnings, CLOCK_JUDGES)
+        check_certificate(thumbprint, certificate, server, certificates.unreadable, now)
         if certificate is None:  # check_certificate refused a missing certificate already
             raise ExchangePkiError(f"{thumbprint} is not on {server}")
-        warnings = usable_warnings(certificate)
+        warnings.extend(usable_warnings(certificate))
 
         holders = current_holders(snapshot, certificates.parsed, services)
         missing = [service for service in services if thumbprint not in holders[service]]
@@ -210,7 +215,7 @@ class ActionModule(ChangingAction):
         if "SMTP" in services:
             after_transport, force, restore = self._smtp(thumbprint, transport, certificates.parsed,
                                                          bool(args["replace_internal_transport"]),
-                                                         "SMTP" in missing, server)
+                                                         "SMTP" in missing, server, now)
             if force and "SMTP" not in enabled:  # replace_internal_transport on a certificate that holds SMTP
                 enabled.append("SMTP")
                 reason = f"{server}: {thumbprint} should be the internal transport certificate " \
@@ -259,8 +264,10 @@ class ActionModule(ChangingAction):
 
     @staticmethod
     def _smtp(thumbprint: str, transport: str | None, certificates: Mapping[str, LocatedCertificate],
-              replace: bool, enabling: bool, server: str) -> tuple[str | None, bool, Step | None]:
-        """(internal transport certificate after the plan, whether -Force is needed, the restoring step)."""
+              replace: bool, enabling: bool, server: str,
+              now: datetime.datetime) -> tuple[str | None, bool, Step | None]:
+        """(internal transport certificate after the plan, whether -Force is needed, the restoring step); ``now`` is
+        the server's time, by which the previous certificate must be valid to be enabled again."""
         if transport == thumbprint:
             return transport, False, None  # no prompt: this certificate already is the internal transport one
         if replace:
@@ -276,7 +283,7 @@ class ActionModule(ChangingAction):
                 "SMTP -Force). Nothing was changed."
             )
         previous = certificates.get(transport)
-        problem = restore_problem(previous)
+        problem = restore_problem(previous, now)
         if problem is not None:
             raise ExchangePkiError(
                 f"enabling SMTP on {thumbprint} needs -Force on a non-interactive host, which makes it the internal "
@@ -351,8 +358,9 @@ class ActionModule(ChangingAction):
 
 
 def check_certificate(thumbprint: str, certificate: LocatedCertificate | None, server: str,
-                      unreadable: Mapping[str, Any]) -> None:
-    """Refuse a certificate Exchange cannot serve: absent, a pending request, no key, outside its validity."""
+                      unreadable: Mapping[str, Any], now: datetime.datetime) -> None:
+    """Refuse a certificate Exchange cannot serve: absent, a pending request, no key, outside its validity at
+    ``now`` (the server's time: Enable-ExchangeCertificate refuses a certificate its server sees expired)."""
     if certificate is None:
         if thumbprint in unreadable:
             raise ExchangePkiError(
@@ -381,16 +389,16 @@ def check_certificate(thumbprint: str, certificate: LocatedCertificate | None, s
             f"{thumbprint} on {server} has no private key; Exchange cannot serve TLS with it. Import it with its "
             "key (a PFX) or complete the request on the server that made it. Nothing was changed."
         )
-    now = utc_now()
     facts = certificate.facts
     if facts.is_expired(now):
         raise ExchangePkiError(
-            f"{thumbprint} on {server} expired on {facts.not_after.isoformat()}; enable a valid certificate. "
-            "Nothing was changed."
+            f"{thumbprint} on {server} expired on {facts.not_after.isoformat()} (judged at "
+            f"{now.isoformat()}); enable a valid certificate. Nothing was changed."
         )
     if facts.is_not_yet_valid(now):
         raise ExchangePkiError(
-            f"{thumbprint} on {server} is valid only from {facts.not_before.isoformat()}. Nothing was changed."
+            f"{thumbprint} on {server} is valid only from {facts.not_before.isoformat()} (judged at "
+            f"{now.isoformat()}). Nothing was changed."
         )
     if certificate.status in UNUSABLE_STATUSES:
         raise ExchangePkiError(f"Exchange reports {thumbprint} on {server} as {certificate.status}. "
@@ -408,13 +416,13 @@ def usable_warnings(certificate: LocatedCertificate) -> list[str]:
     return []
 
 
-def restore_problem(previous: LocatedCertificate | None) -> str | None:
-    """Why the previous internal transport certificate could not be enabled for SMTP again (None: it can)."""
+def restore_problem(previous: LocatedCertificate | None, now: datetime.datetime) -> str | None:
+    """Why the previous internal transport certificate could not be enabled for SMTP again (None: it can); ``now``
+    is the server's time."""
     if previous is None or not previous.in_my_store or previous.is_pending_request:
         return "it is not in this server's certificate store"
     if previous.has_private_key is False:
         return "it has no private key"
-    now = utc_now()
     if previous.facts.is_expired(now) or previous.facts.is_not_yet_valid(now):
         return f"it is outside its validity ({previous.facts.not_before.isoformat()} to " \
                f"{previous.facts.not_after.isoformat()})"

@@ -19,6 +19,10 @@ description:
     validity period, allow TLS server authentication and not be reported C(Revoked) or C(Invalid) by Exchange.
     Otherwise the task fails, naming the problem, and nothing is sent. A pending request fails the same way (use
     M(exchange.pki.certificate_import) to complete it first).
+  - The validity period of the certificate, and of the previous internal transport certificate that is enabled
+    again, is judged by the Exchange server's clock (read with the server's facts), not the controller's, because
+    Exchange decides by its own time whether it accepts a certificate. Should the server's time be unknown, the
+    controller's clock is used and a warning says so.
   - B(The internal transport certificate.) Enabling SMTP on a host without a console asks
     C(Overwrite the existing default SMTP certificate?). The only way past that prompt is C(-Force), and
     C(-Force) makes the certificate the server's internal transport certificate (the one Exchange servers use

@@ -22,6 +22,7 @@ from ansible.errors import AnsibleActionFail
 from ansible_collections.exchange.pki.plugins.action import certificate_services
 from ansible_collections.exchange.pki.plugins.modules import certificate_services as certificate_services_docs
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import read_records
+from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot, server_time
 from tests.lab.model import Fleet
 from tests.unit.clock import NOW
 from tests.unit.plugins.action.action_harness import _documented, argument_spec
@@ -338,6 +339,65 @@ def test_rawdata_only_objects_are_refused_because_the_services_are_unknown(ex1):
     result = run(ex1, args={"thumbprint": thumbprint_of(ex1, NEW), "services": ["SMTP"]})
     assert result["failed"] is True and "RawData" in result["msg"]
     assert ex1.mutations() == []
+
+
+# --- validity by the server's clock (host.info UtcNow), not the controller's -----------------------------------
+
+
+def test_a_certificate_the_servers_clock_sees_expired_is_refused_with_nothing_sent(ex1):
+    """The server's clock runs 701 days ahead: Exchange sees the renewed certificate (700 days) expired."""
+    new = thumbprint_of(ex1, NEW)
+    moved = ex1.fleet.advance_clock(701 * 86400)
+    before = len(ex1.mutations())
+    result = run(ex1, args={"thumbprint": new, "services": ["IIS"]})
+    assert result["failed"] is True and "Nothing was changed" in result["msg"], result
+    assert f"{new} on EX1 expired on" in result["msg"]
+    assert f"judged at {moved['now'].replace('Z', '+00:00')}" in result["msg"]
+    assert len(ex1.mutations()) == before and len(ex1.calls) == 1 and front_end(ex1) != new
+
+
+@pytest.mark.parametrize("skew", [701, -2], ids=["controller_ahead_expired", "controller_behind_not_yet_valid"])
+def test_a_certificate_valid_by_the_servers_clock_is_enabled_whatever_the_controllers_clock_says(
+        ex1, controller_clock, skew):
+    """By the controller's clock the renewed certificate (valid from a day ago for 700 days) has expired, or is not
+    valid yet; by the server's it is valid, and Exchange goes by that."""
+    new = thumbprint_of(ex1, NEW)
+    controller_clock(datetime.timedelta(days=skew))
+    result = run(ex1, args={"thumbprint": new, "services": ["IIS"]})
+    assert result.get("failed") is not True, result.get("msg")
+    assert not any("clock" in warning for warning in result.get("warnings", []))
+    assert front_end(ex1) == new
+
+
+def test_the_internal_transport_certificate_is_put_back_when_the_servers_clock_finds_it_valid(controller_clock):
+    """The controller's clock runs 701 days ahead: by it the internal transport certificate (700 days) could not be
+    enabled again; by the server's it can, so SMTP is enabled with -Force and it is put back."""
+    host = LabHost(Fleet.from_scenario(scenario(internal_transport="mail2027"), now=NOW), "ex1")
+    transport, wild = thumbprint_of(host, NEW), thumbprint_of(host, WILDCARD_SAN)
+    controller_clock(datetime.timedelta(days=701))
+    result = run(host, args={"thumbprint": wild, "services": ["SMTP"]})
+    assert result.get("failed") is not True, result.get("msg")
+    assert [s["id"] for s in result["plan"]] == ["enable", "restore_internal_transport"]
+    assert host.dump()["internal_transport_thumbprint"] == transport and wild in holders(host, "SMTP")
+
+
+def test_an_internal_transport_certificate_the_servers_clock_sees_expired_is_not_put_back(controller_clock):
+    """The controller's clock runs 11 days behind: by it the expired internal transport certificate (10 days ago)
+    is still valid; by the server's it has expired, and Exchange would refuse to enable it again."""
+    host = LabHost(Fleet.from_scenario(scenario(internal_transport="expired"), now=NOW), "ex1")
+    new, expired = thumbprint_of(host, NEW), thumbprint_of(host, EXPIRED)
+    controller_clock(datetime.timedelta(days=-11))
+    result = run(host, args={"thumbprint": new, "services": ["SMTP"]})
+    assert result["failed"] is True
+    assert f"the current one, {expired}, could not be put back: it is outside its validity" in result["msg"]
+    assert host.mutations() == [] and len(host.calls) == 1
+
+
+def test_without_the_servers_clock_the_controllers_is_used_and_said():
+    warnings: list[str] = []
+    assert server_time(ServerSnapshot(), "EX1", warnings, certificate_services.CLOCK_JUDGES) == NOW
+    assert warnings == ["the clock of EX1 is unknown (host.info did not answer); whether the certificate, and the "
+                        "internal transport certificate to put back, are valid was judged by the controller's clock"]
 
 
 # --- bad input (DESIGN §5.8): a clear error, the host not even contacted --------------------------------------
