@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import datetime
 import os
 import secrets
 from collections.abc import Mapping
@@ -64,8 +65,9 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import (
     Read,
     ServerSnapshot,
     collect_certificates,
+    server_time,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime, utc_now
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     ExchangeVersion,
     parse_store_certificates,
@@ -86,6 +88,8 @@ CHAIN_STORES_READ = Read(CHAIN_STORES, "host.certificates", parse_store_certific
 LEGACY_EXCHANGE = (15, 1)
 LEGACY_OS_BUILD = 14393
 MAX_FRIENDLY_NAME = 63
+#: What the server's clock decides here (named in the warning when it is unknown and the controller's is used).
+CLOCK_JUDGES = "whether the certificate and its chain are valid"
 
 ARGUMENT_SPEC = ArgumentSpec(
     argument_spec={
@@ -245,6 +249,18 @@ def needs_legacy_pfx(snapshot: ServerSnapshot) -> tuple[bool, str]:
     return False, ""
 
 
+def refuse_expired(bundle: CertificateBundle, now: datetime.datetime) -> None:
+    """Refuse a certificate, or a CA certificate on its issuer path, that has expired at ``now``: the server's time,
+    by which Exchange and Windows on it judge the certificate (an expired one serves no client)."""
+    for index, member in enumerate((bundle.certificate, *issuer_path(bundle))):
+        if now > member.not_valid_after_utc:
+            what = "the certificate" if index == 0 else "the CA certificate"
+            raise ExchangePkiError(
+                f"{what} {member.subject.rfc4514_string()} expired on "
+                f"{format_utc_datetime(member.not_valid_after_utc)} (judged at {format_utc_datetime(now)}); it is "
+                "not imported. Nothing was changed.")
+
+
 def _loaded(loader: Any, *arguments: Any) -> CertificateBundle:
     try:
         return loader(*arguments)
@@ -305,13 +321,6 @@ class ActionModule(ChangingAction):
                     "it is not imported")
             self._bundle = dataclasses.replace(self._bundle, key=key)
             self._one_time_password = secrets.token_urlsafe(32)
-        now = utc_now()
-        for index, member in enumerate((self._bundle.certificate, *issuer_path(self._bundle))):
-            what = "the certificate" if index == 0 else "the CA certificate"
-            name = member.subject.rfc4514_string()
-            if now > member.not_valid_after_utc:
-                raise ImportOptionError(f"{what} {name} expired on {format_utc_datetime(member.not_valid_after_utc)}; "
-                                        "it is not imported")
 
     def applied_result(self, plan: Plan, applied: Applied) -> dict[str, Any]:
         """Only what host.add_certificate really added (it reports Added false for a certificate already there)."""
@@ -344,8 +353,12 @@ class ActionModule(ChangingAction):
         present = certificates.get(thumbprint)
         if present is not None and not present.in_my_store:
             present = None
-        warnings = [f"chain: {problem}" for problem in bundle.chain_problems(utc_now())]
+        clock: list[str] = []
+        now = server_time(snapshot, snapshot.server_name or "the server", clock, CLOCK_JUDGES)
+        refuse_expired(bundle, now)
+        warnings = [f"chain: {problem}" for problem in bundle.chain_problems(now)]
         chain_warnings = list(warnings)
+        warnings.extend(clock)
         steps: list[Step] = []
         chain_steps, chain_before, chain_after, added, root_added = self.chain_steps(args, snapshot, warnings)
         request: LocatedCertificate | None = None

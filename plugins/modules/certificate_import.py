@@ -25,8 +25,12 @@ description:
     or the ledger.
   - Everything is checked on the controller before anything is sent, with C(cryptography) - the data parses, the
     PFX password is right, the private key belongs to the certificate, the certificate and its CA certificates
-    have not expired (an expired one fails the task), and the chain is complete (what is missing or does not fit
-    is a warning, also returned in RV(chain_warnings)).
+    have not expired (an expired one fails the task), and the chain is complete (what is missing, does not fit or
+    is outside its validity period is a warning, also returned in RV(chain_warnings)).
+  - Validity is judged by the Exchange server's clock (read with the server's facts, before anything is sent),
+    not the controller's, because Exchange and Windows on the server decide by their own time whether a
+    certificate can be used. Should the server's time be unknown, the controller's clock is used and a warning
+    says so.
   - For Exchange 2016 hosts (and any host on Windows Server 2016 or older, or whose versions are unknown), a PFX
     encrypted with AES (OpenSSL 3's default) is rebuilt on the controller with legacy 3DES/SHA-1 encryption
     before it is sent; Windows Server 2016 cannot read the AES form and fails with a misleading "The specified

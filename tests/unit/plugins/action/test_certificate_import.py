@@ -26,6 +26,7 @@ from cryptography.x509.oid import NameOID
 from ansible_collections.exchange.pki.plugins.action import certificate_import, certificate_request
 from ansible_collections.exchange.pki.plugins.plugin_utils import _pfx
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import read_records
+from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot, server_time
 from tests.lab.model import Fleet
 from tests.unit.clock import NOW
 from tests.unit.plugins.action.lab_host import LabHost
@@ -257,14 +258,64 @@ def test_secrets_never_reach_the_result_diff_record_or_ledger(fleet, ca, tmp_pat
     assert list(sent["module_args"]["secrets"].values()) == [PASSWORD]
 
 
+# --- validity by the server's clock (host.info UtcNow), not the controller's ---------------------------------
+
+
+def pfx_args(data: bytes) -> dict[str, Any]:
+    return {"pfx_content": base64.b64encode(data).decode(), "pfx_password": PASSWORD}
+
+
+def test_a_certificate_the_servers_clock_sees_expired_is_refused_after_the_read_with_nothing_sent(fleet, ca):
+    """The server's clock runs 366 days ahead: the certificate (365 days) has expired there, not on the controller."""
+    ex1 = LabHost(fleet, "ex1")
+    data, _key_ = pfx(ca)
+    moved = fleet.advance_clock(366 * 86400)
+    before = len(fleet.dump()["mutations"])
+    result = ex1.run(Action, pfx_args(data))
+    assert result["failed"] is True, result
+    assert "the certificate CN=mail.contoso.lab expired on" in result["msg"]
+    assert f"(judged at {moved['now']}); it is not imported. Nothing was changed." in result["msg"]
+    assert len(fleet.dump()["mutations"]) == before and len(ex1.calls) == 1  # the read only
+
+
+def test_an_expired_certificate_is_refused_naming_it(fleet, ca):
+    ex1 = LabHost(fleet, "ex1")
+    expired_key = _key()
+    expired = _issue(_name("old.contoso.lab"), expired_key.public_key(), ca.intermediate.subject, ca.intermediate_key,
+                     ca=False, days=-1)
+    result = ex1.run(Action, {"certificate": pem(expired, ca.intermediate)})
+    assert result["failed"] is True and "the certificate CN=old.contoso.lab expired on" in result["msg"]
+    assert fleet.dump()["mutations"] == [] and len(ex1.calls) == 1
+
+
+@pytest.mark.parametrize("skew", [366, -31], ids=["controller_ahead_expired", "controller_behind_not_yet_valid"])
+def test_a_certificate_valid_by_the_servers_clock_is_imported_whatever_the_controllers_clock_says(
+        fleet, ca, controller_clock, skew):
+    """By the controller's clock the certificate (valid from 30 days ago for 365 days) has expired, or is not valid
+    yet; by the server's it is valid: it is imported and the chain has nothing to warn about."""
+    ex1 = LabHost(fleet, "ex1")
+    data, _key_ = pfx(ca)
+    leaf = _pfx.load_pfx(data, PASSWORD).certificate
+    controller_clock(datetime.timedelta(days=skew))
+    result = ex1.run(Action, pfx_args(data))
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["chain_warnings"] == []
+    assert not any("clock" in warning or "valid" in warning for warning in result.get("warnings", []))
+    assert thumbprint(leaf) in store(ex1, "My")
+
+
+def test_without_the_servers_clock_the_controllers_is_used_and_said():
+    warnings: list[str] = []
+    assert server_time(ServerSnapshot(), "EX1", warnings, certificate_import.CLOCK_JUDGES) == NOW
+    assert warnings == ["the clock of EX1 is unknown (host.info did not answer); whether the certificate and its "
+                        "chain are valid was judged by the controller's clock"]
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 
 def _bad_inputs(ca: Ca, tmp_path: pathlib.Path) -> list[tuple[dict[str, Any], str]]:
     data, key = pfx(ca)
-    expired_key = _key()
-    expired = _issue(_name("old.contoso.lab"), expired_key.public_key(), ca.intermediate.subject, ca.intermediate_key,
-                     ca=False, days=-1)
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
     (tmp_path / "dir").mkdir()
@@ -279,7 +330,6 @@ def _bad_inputs(ca: Ca, tmp_path: pathlib.Path) -> list[tuple[dict[str, Any], st
         ({"certificate": pem(ca.intermediate)[:120]}, "has no END line"),
         ({"certificate": "hello"}, "certificate is neither PEM text"),
         ({"certificate": key_pem}, "holds a private key"),
-        ({"certificate": pem(expired, ca.intermediate)}, "expired on"),
         ({"certificate": pem(ca.intermediate), "pfx_password": PASSWORD}, "pfx_password is only used with pfx_path"),
         ({"certificate": pem(ca.intermediate), "exportable": True}, "exportable applies to a PFX import"),
         ({"certificate": pem(ca.intermediate), "src": "/tmp/x.cer"}, "mutually exclusive"),
