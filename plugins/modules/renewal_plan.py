@@ -49,7 +49,8 @@ options:
         C(certificates) list is listed in RV(unavailable_hosts), and the due items of its group are V(blocked).
         Its group is its O(host_vars) C(group), or the DAG whose read members list it as a cluster node.
       - A malformed fact (a thumbprint that is not 40 hexadecimal digits, a C(days_remaining) that is not an
-        integer, ...) fails the task naming the host and the field.
+        integer, a C(not_after) that is not an ISO-8601 date and time, ...) fails the task naming the host and the
+        field.
     type: dict
     required: true
   host_vars:
@@ -211,6 +212,8 @@ options:
     description:
       - The plan's time, an ISO-8601 date and time such as V(2026-12-02T02:15:00Z) (an offset, or none meaning
         UTC), for reproducible plans. The default is the controller's current time.
+      - The maintenance windows, the backoff and each certificate's days left (from its C(not_after)) are judged at
+        this time, so a plan made for a later date previews what is due then.
     type: str
   ari:
     description:
@@ -252,8 +255,11 @@ requirements:
 notes:
   - An empty plan (no item V(due)) means there is nothing to do now; running the renewal again after a complete
     renewal gives one.
-  - Days left are the facts' own (C(days_remaining) when they were collected); collect the facts right before
-    planning.
+  - Days left are counted from the plan's time (O(now)) to each certificate's C(not_after), not taken from the
+    facts' C(days_remaining), which counts from when they were collected. A plan for a later time (O(now), the
+    role's C(renewal_now)) therefore shows what is due by then. Only a certificate whose fact has no C(not_after)
+    keeps the facts' C(days_remaining). Everything else (services, references, findings) is as the facts were
+    collected; collect them right before planning.
 seealso:
   - module: exchange.pki.certificate_info
   - module: exchange.pki.fleet_report

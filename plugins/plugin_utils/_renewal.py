@@ -62,7 +62,13 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
     clean_text,
     is_censored,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._time import UTC, format_utc_datetime, parse_time_option
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import (
+    UTC,
+    format_utc_datetime,
+    parse_iso_datetime,
+    parse_time_option,
+    whole_days,
+)
 
 try:
     import zoneinfo
@@ -821,6 +827,24 @@ def _collected_host(host: str, fact: Mapping[str, Any]) -> Host:
     )
 
 
+def _at(host: Host, now: datetime.datetime) -> Host:
+    """``host`` with every certificate's ``days_remaining`` counted from ``now`` (the plan's time) to its
+    ``not_after``: the facts' own count is from when they were collected, so a plan for a later time (``now``)
+    would otherwise count days that have passed by then. A certificate without ``not_after`` keeps the facts'
+    count; a ``not_after`` that is no date is an error naming it."""
+    certificates = []
+    for index, cert in enumerate(host.certificates):
+        if cert.not_after is not None:
+            try:
+                not_after = parse_iso_datetime(cert.not_after)
+            except ValueError:
+                raise _facts_error(host.host, f"certificates[{index}].not_after",
+                                   f"must be an ISO-8601 date and time, got {_shown(cert.not_after)}") from None
+            cert = dataclasses.replace(cert, days_remaining=whole_days(not_after, now))
+        certificates.append(cert)
+    return dataclasses.replace(host, certificates=tuple(certificates))
+
+
 def _is_collected(fact: Any) -> bool:
     return isinstance(fact, Mapping) and not is_censored(fact) and isinstance(fact.get("certificates"), list)
 
@@ -933,7 +957,7 @@ def build_plan(
         host = _host_name("facts", name)
         fact = facts.get(host)
         if _is_collected(fact):
-            hosts[host] = _collected_host(host, fact)
+            hosts[host] = _at(_collected_host(host, fact), now)
         else:
             unavailable[host] = _not_collected_text(fact)
 

@@ -317,7 +317,8 @@ def test_a_host_only_in_host_vars_is_unavailable():
 
 
 def windowed(window, now=NOW):
-    return plan(policy={**ADCS, "windows": [window]}, now=now)["items"][0]
+    # renew_before_days 60: the mail certificate (20 days left at NOW) is due at every ``now`` of these tests.
+    return plan(policy={**ADCS, "renew_before_days": 60, "windows": [window]}, now=now)["items"][0]
 
 
 def test_outside_the_window_the_item_is_deferred_with_the_next_window():
@@ -361,6 +362,40 @@ def test_a_window_opening_in_the_skipped_hour_opens_an_hour_later_in_wall_time()
     item = windowed({"days": ["sun"], "start": "02:30", "end": "04:00", "timezone": "Europe/Berlin"},
                     now=datetime.datetime(2027, 3, 27, 12, tzinfo=datetime.timezone.utc))
     assert item["next_window"] == "2027-03-28T01:30:00Z"
+
+
+# --- days left at the plan's time ------------------------------------------------------------------------------
+
+
+def forty_days_left(facts, **changes):
+    """The mail certificate with 40 days left at NOW (the inventory's time) on every host."""
+    for host in facts:
+        cert_of(facts[host], "CN=mail.contoso.lab").update({"not_after": "2027-01-04T08:00:00Z", "days_remaining": 40,
+                                                            **changes})
+    return facts
+
+
+def test_days_left_are_counted_from_the_plans_time():
+    """A plan for 15 days after the inventory (renewal_now) counts 25 days left: due with renew_before_days 30."""
+    later = plan(forty_days_left(lab_facts()), now=NOW + datetime.timedelta(days=15))["items"][0]
+    assert later["status"] == "due" and later["reasons"] == ["25 days left (renew_before_days 30)"]
+    assert later["certificate"]["days_remaining"] == 25
+    now = plan(forty_days_left(lab_facts()))["items"][0]
+    assert now["status"] == "current" and now["reasons"] == ["40 days left; renew_before_days 30"]
+
+
+def test_without_not_after_the_facts_days_left_are_kept():
+    later = plan(forty_days_left(lab_facts(), not_after=None), now=NOW + datetime.timedelta(days=15))["items"][0]
+    assert later["status"] == "current" and later["certificate"]["days_remaining"] == 40
+
+
+def test_a_not_after_that_is_no_date_is_refused_naming_it():
+    facts = forty_days_left(lab_facts())
+    cert_of(facts["ex2"], "CN=mail.contoso.lab")["not_after"] = "next year"
+    index = facts["ex2"]["certificates"].index(cert_of(facts["ex2"], "CN=mail.contoso.lab"))
+    with pytest.raises(RenewalInputError, match=re.escape(
+            f"facts.ex2: certificates[{index}].not_after must be an ISO-8601 date and time, got 'next year'")):
+        plan(facts)
 
 
 # --- backoff --------------------------------------------------------------------------------------------------
@@ -446,8 +481,10 @@ def test_identical_input_gives_an_identical_plan():
     assert first == second
     assert re.fullmatch(r"20261125T0800Z-[0-9a-f]{8}", first["plan_id"])
     assert first["generated_at"] == "2026-11-25T08:00:00Z"
-    later = plan(now=NOW + datetime.timedelta(minutes=1))
-    assert later["plan_id"].split("-")[1] == first["plan_id"].split("-")[1]
+    # A minute earlier every certificate has the same whole days left (one later, the mail certificate, which ends
+    # exactly 20 days after NOW, has 19): the plan is the same, and so is its id's digest.
+    earlier = plan(now=NOW - datetime.timedelta(minutes=1))
+    assert earlier["plan_id"].split("-")[1] == first["plan_id"].split("-")[1]
     changed = plan(policy={**ADCS, "rollout_batch": 2})
     assert changed["plan_id"] != first["plan_id"]
     assert plan(plan_id="nightly-1")["plan_id"] == "nightly-1"
@@ -642,7 +679,9 @@ def test_the_holder_is_a_member_with_the_key_of_the_renewed_certificate():
     assert plan(facts)["items"][0]["issue"]["resume"]["holder"] == "ex2"
 
 
-@pytest.mark.parametrize("changes", [{"has_private_key": False}, {"days_remaining": 10}, {"days_remaining": -1}],
+@pytest.mark.parametrize("changes", [{"has_private_key": False},
+                                     {"not_after": "2026-12-05T08:00:00Z", "days_remaining": 10},
+                                     {"not_after": "2026-11-24T08:00:00Z", "days_remaining": -1}],
                          ids=["no_key", "itself_due", "expired"])
 def test_no_resume_when_the_renewed_certificate_cannot_or_should_not_be_rolled_out(changes):
     facts = renewed_on(lab_facts(), ["ex1"], **changes)
@@ -724,7 +763,7 @@ def test_an_old_certificate_still_serving_on_a_member_is_not_superseded():
 def test_an_old_certificate_is_not_superseded_once_the_renewal_is_due_itself():
     facts = kept_beside(lab_facts(), ["ex1", "ex2", "ex3", "ex4"])
     for host in facts:
-        facts[host]["certificates"][-1]["days_remaining"] = 5
+        facts[host]["certificates"][-1].update(not_after="2026-11-30T08:00:00Z", days_remaining=5)
     (item,) = plan(facts)["items"]
     assert item["status"] == "due" and len(item["certificate"]["thumbprints"]) == 2  # both replaced, both removed
 
