@@ -20,6 +20,9 @@ description:
     Exchange's self-signed defaults (C(CN=<server>), C(CN=WMSvc-...)), the Auth certificate
     (M(exchange.pki.auth_certificate) rotates it), cluster certificates (Windows manages them), pending requests,
     unused certificates, certificates without a private key anywhere, and certificates that cannot be parsed.
+    An unused certificate that a C(renewal_failed) outcome of O(ledger) names is a candidate (the renewed
+    certificate of a rollout rolled back on every member it reached, which a rerun rolls out again; nothing is
+    issued).
   - B(Due.) Fewer days left than O(policy.renew_before_days), or than O(policy.renew_before_percentage) of the
     lifetime, or a finding of O(policy.replace_on) about one of its thumbprints, on any server holding it, or (an
     identity whose O(policy.backends) entry is V(acme)) O(ari) says the ACME server's suggested renewal window for

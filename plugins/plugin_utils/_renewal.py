@@ -17,7 +17,9 @@ here calls the clock or contacts a host: ``now`` is an argument, so the same inp
   (same subject and names) keeps the id, and the ledger's records of earlier attempts still apply.
 - **Candidates**: store My, not a cluster, Auth or Exchange self-signed default certificate, not a pending
   request, used by something (a service or a reference), with a private key on some server. The others are
-  listed in ``not_renewed`` with the reason.
+  listed in ``not_renewed`` with the reason. An unused certificate that a ``renewal_failed`` outcome of the ledger
+  names is a candidate too: a renewed certificate whose rollout was rolled back on every member it reached (so
+  its rollout resumes with it, nothing is issued again).
 - **Due**: fewer days left than ``renew_before_days``, or (when set) than ``renew_before_percentage`` of the
   lifetime, or a finding listed in ``replace_on`` about one of its thumbprints, or (an identity its policy entry
   issues with ACME) the ACME server's renewal information (RFC 9773 ARI, the ``ari`` input: what
@@ -971,11 +973,14 @@ def build_plan(
         for cert in host.certificates:
             by_thumbprint.setdefault(cert.thumbprint, []).append(cert)
 
+    # The renewed certificates of failed rollouts (the ledger): unused where every member it reached was rolled back.
+    rolled_back = {outcome.thumbprint for found in outcomes.values() for outcome in found
+                   if outcome.failed and outcome.thumbprint}
     not_renewed: list[dict[str, Any]] = []
     candidates: dict[str, list[Cert]] = {}
     for thumbprint, certs in by_thumbprint.items():
         reason = _exclusion(certs, server_names)
-        if reason is None:
+        if reason is None or (reason == _UNUSED_REASON and thumbprint in rolled_back):
             candidates[thumbprint] = certs
         else:
             not_renewed.append(_not_renewed(certs, reason.format(thumbprint=thumbprint)))

@@ -722,6 +722,27 @@ def test_a_group_whose_last_outcome_failed_is_rolled_out_again_though_every_memb
     assert plan(facts, outcomes=outcomes)["items"][0]["issue"]["resume"] is None
 
 
+def test_a_renewed_certificate_rolled_back_everywhere_it_reached_is_rolled_out_again_not_issued(tmp_path, identity):
+    # Both members of DAG1's first batch failed: ex1 and ex2 hold the new certificate beside the old, unused (their
+    # services went back to the old one); stop_on_failure all kept it from ex3 and ex4.
+    facts = renewed_on(lab_facts(), ["ex1", "ex2"], keep_old=["ex1", "ex2"], services=[], references=[])
+    assert plan(facts)["items"][0]["issue"]["resume"] is None  # without the ledger: an unused stray, a new one
+    assert "CD" * 20 in {entry["thumbprint"] for entry in plan(facts)["not_renewed"]}
+    path = tmp_path / "ledger.jsonl"
+    append_records(path, [outcome(identity, "renewal_failed", NOW - HOUR, "DAG1")])
+    result = plan(facts, outcomes=read_outcomes(str(path))[0])
+    (item,) = result["items"]
+    assert item["status"] == "due" and item["certificate"]["thumbprint"] == "CD" * 20
+    assert item["issue"]["resume"] == {
+        "thumbprint": "CD" * 20, "holder": "ex1", "missing": ["ex3", "ex4"], "groups": ["DAG1", "ex4"],
+        "reason": f"the renewed certificate {'CD' * 20} is on ex1, ex2 but not on ex3, ex4; "
+                  f"the last rollout of {'CD' * 20} failed in DAG1 (ledger)"}
+    assert "CD" * 20 not in {entry["thumbprint"] for entry in result["not_renewed"]}
+    # Only the ledger's failed rollouts count: an unused certificate another outcome names stays unused.
+    append_records(path := tmp_path / "done.jsonl", [outcome(identity, "renewal_done", NOW - HOUR, "DAG1")])
+    assert plan(facts, outcomes=read_outcomes(str(path))[0])["items"][0]["issue"]["resume"] is None
+
+
 # --- a certificate kept beside its renewal (cleanup: keep) ------------------------------------------------------
 
 
