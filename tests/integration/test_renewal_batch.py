@@ -14,7 +14,11 @@ and real TLS handshakes:
 - Enable-ExchangeCertificate failing on ex2 (first batch): ex2 is rolled back and serves the old certificate, ex1
   (in flight beside it) is verified and keeps the new one, no member of the second batch (nor, with stop_on_failure
   all, the group ex4) is touched, nothing is removed, and the run fails naming ex2 and the step. Once the fault is
-  cleared, a rerun finishes the rollout with the same certificate and removes the old one.
+  cleared, a rerun finishes the rollout with the same certificate and removes the old one. Failing on both members of
+  the first batch: both are rolled back, the group's record names both, and a cleared rerun converges as well.
+- Two certificates due (mail on DAG1 ex1 and ex2, owa on DAG2 ex3 and ex5): each is issued once and rolled out in
+  batches of its own, item after item, each group's two members together; every server then serves the new
+  certificate of its item and every ledger record names the plan.
 rollout_batch 1 is the path of test_renewal_role.py and test_renewal_concurrency.py, unchanged.
 """
 
@@ -35,6 +39,9 @@ from .test_renewal_role import MAIL, outcomes, prepared_lab, renew, served_thumb
 
 DAG1 = ("ex1", "ex2", "ex3", "ex5")
 SERVERS = (*DAG1, "ex4")
+OWA = "owa.contoso.lab"
+# The two-item lab: each DAG's certificate (its name) and members.
+ITEMS = {"DAG1": (MAIL, ("ex1", "ex2")), "DAG2": (OWA, ("ex3", "ex5"))}
 # The changes of a member's rollout (the lab's mutation log).
 ROLLOUT = {"Import-ExchangeCertificate", "Enable-ExchangeCertificate", "host.set_iis_binding"}
 
@@ -52,10 +59,31 @@ def lab(tmp_path: Path) -> Iterator[tuple[Lab, Path]]:
         yield started
 
 
-def mail_thumbprints(lab: Lab) -> dict[str, set[str]]:
+@pytest.fixture
+def two_items(tmp_path: Path) -> Iterator[tuple[Lab, Path]]:
+    """dag.yml as two DAGs with a due certificate each, no ex4: DAG1 (ex1, ex2) with mail, DAG2 (ex3 and ex5, a copy
+    of ex3) with a certificate for OWA bound where mail was."""
+    scenario = yaml.safe_load((SCENARIOS / "dag.yml").read_text(encoding="utf-8"))
+    scenario["certificates"]["owa"] = {**scenario["certificates"]["mail"], "subject": f"CN={OWA}", "dns_names": [OWA]}
+    (ex3,) = [server for server in scenario["servers"] if server["name"] == "ex3"]
+    ex3["certificates"] = [{**ex3["certificates"][0], "ref": "owa"}]
+    ex3["iis"] = {**ex3["iis"], "default_web_site": "owa"}
+    scenario["servers"] = [server for server in scenario["servers"] if server["name"] != "ex4"] + [
+        {**ex3, "name": "ex5"}]
+    scenario["dags"] = [{**scenario["dags"][0], "members": ["ex1", "ex2"]},
+                        {**scenario["dags"][0], "name": "DAG2", "members": ["ex3", "ex5"]}]
+    scenario["send_connectors"][0]["source_servers"].append("ex5")
+    path = tmp_path / "dag-two-items.yml"
+    path.write_text(yaml.safe_dump(scenario), encoding="utf-8")
+    with prepared_lab(tmp_path, str(path)) as started:
+        yield started
+
+
+def mail_thumbprints(lab: Lab, name: str = MAIL, servers: tuple[str, ...] = SERVERS) -> dict[str, set[str]]:
+    """Each server's certificates (store My) for the subject CN=name."""
     dump = lab.dump()
     return {server: {c["thumbprint"] for c in dump["servers"][server]["certificates"]["My"]
-                     if f"CN={MAIL}" in c["subject"]} for server in SERVERS}
+                     if f"CN={name}" in c["subject"]} for server in servers}
 
 
 def policy(lab: Lab, **settings: Any) -> str:
@@ -73,11 +101,11 @@ def spans(mutations: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
     return {server: (min(found), max(found)) for server, found in seqs.items()}
 
 
-def verified_chain(lab: Lab, port: int) -> bytes:
-    """The leaf of a handshake whose chain verifies against the lab CA, for the name MAIL."""
+def verified_chain(lab: Lab, port: int, name: str = MAIL) -> bytes:
+    """The leaf of a handshake whose chain verifies against the lab CA, for the name ``name``."""
     context = ssl.create_default_context(cafile=str(lab.state_dir / "ca.pem"))
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-            context.wrap_socket(raw, server_hostname=MAIL) as tls:
+            context.wrap_socket(raw, server_hostname=name) as tls:
         der = tls.getpeercert(binary_form=True)
     assert der
     return der
@@ -173,3 +201,103 @@ def test_a_failure_in_a_batch_stops_the_group(lab: tuple[Lab, Path]) -> None:
     assert [m["operation"] for m in started.mutations()].count("host.certreq_submit") == 1  # not issued again
     rerun_outcomes = sorted((r["action"], r["after"]["group"]) for r in outcomes(work)[-2:])
     assert rerun_outcomes == [("renewal_done", "DAG1"), ("renewal_done", "ex4")]
+
+
+def test_both_failed_members_of_a_batch_are_rolled_back(lab: tuple[Lab, Path]) -> None:
+    started, work = lab
+    (old,) = set().union(*mail_thumbprints(started).values())
+    for server in ("ex1", "ex2"):
+        started.control("fault", "--server", server, "--operation", "Enable-ExchangeCertificate",
+                        "--error", f"The certificate could not be bound on {server} (injected)")
+
+    run = renew(started, work, "-e", policy(started, stop_on_failure="all"), "--forks", "6")
+
+    assert run.returncode != 0
+    for server in ("ex1", "ex2"):  # the run names both, each with its own step and error
+        assert f"{server}: step services (Move the old certificate's services to the new one (the internal transport " \
+               f"certificate stays) on {server}) failed" in run.stdout, run.stdout
+        assert f"could not be bound on {server} (injected)" in run.stdout
+    mutations = started.mutations()
+    assert {m["server"] for m in mutations if m["operation"] in ROLLOUT} == {"ex1", "ex2"}  # ex3, ex5, ex4 untouched
+    assert "Remove-ExchangeCertificate" not in {m["operation"] for m in mutations}
+    ports = started.endpoints()["servers"]
+    assert all(served_thumbprint(ports[server]["https"]) == old for server in SERVERS)  # both rolled back
+    thumbprints = mail_thumbprints(started)
+    for server in ("ex3", "ex5", "ex4"):
+        assert thumbprints[server] == {old}
+    (failed,) = [r for r in outcomes(work) if r["action"] == "renewal_failed"]
+    new = failed["after"]["thumbprint"]
+    assert new != old
+    # The group's record names the first failed member, its message both, rolled_back both.
+    assert failed["after"]["group"] == "DAG1" and failed["after"]["failed_host"] == "ex1"
+    assert failed["after"]["step"] == "services" and failed["after"]["rolled_back"] is True
+    assert failed["after"]["removed"] == []
+    assert "ex1: step services" in failed["message"] and "ex2: step services" in failed["message"]
+    assert [r for r in outcomes(work) if r["after"]["group"] == "ex4"] == []  # stop_on_failure all: not started
+
+    for server in ("ex1", "ex2"):
+        started.control("fault", "--server", server, "--clear")
+    again = renew(started, work, "-e", policy(started, stop_on_failure="all"), "-e", "renewal_force=true",
+                  "--forks", "6")
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert set().union(*mail_thumbprints(started).values()) == {new}
+    assert all(served_thumbprint(ports[server]["https"]) == new for server in SERVERS)
+    assert [m["operation"] for m in started.mutations()].count("host.certreq_submit") == 1  # not issued again
+    rerun_outcomes = sorted((r["action"], r["after"]["group"]) for r in outcomes(work)[-2:])
+    assert rerun_outcomes == [("renewal_done", "DAG1"), ("renewal_done", "ex4")]
+
+
+def test_two_items_roll_out_in_batches_item_after_item(two_items: tuple[Lab, Path]) -> None:
+    started, work = two_items
+    old = {group: set().union(*mail_thumbprints(started, name, members).values())
+           for group, (name, members) in ITEMS.items()}
+
+    run = renew(started, work, "-e", policy(started, group_concurrency=2), "--forks", "4")
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    mutations = started.mutations()
+    assert [m["operation"] for m in mutations].count("host.certreq_submit") == 2  # each item issued once
+    ports = started.endpoints()["servers"]
+    new = {}
+    for group, (name, members) in ITEMS.items():
+        (new[group],) = set().union(*mail_thumbprints(started, name, members).values())  # the old one gone
+        assert new[group] not in old[group]
+        # each member serves its item's new certificate, with a chain that verifies for the item's name
+        assert all(thumbprint(verified_chain(started, ports[server]["https"], name)) == new[group]
+                   for server in members)
+
+    def first(operation: str, server: str) -> int:
+        return min(m["seq"] for m in mutations if m["operation"] == operation and m["server"] == server)
+
+    # Each group's two members at the same time: both hold the new certificate before either is switched (the
+    # request server, ex1 and ex3, since the item was issued).
+    for _name, members in ITEMS.values():
+        assert max(first("Import-ExchangeCertificate", server) for server in members) < min(
+            first("Enable-ExchangeCertificate", server) for server in members), mutations
+    # The rollout's changes: both items were issued before the rollout play, each completing its request with the
+    # first import of its certificate, which the rollout does not repeat.
+    imported: set[tuple[str, ...]] = set()
+    rollout = []
+    for mutation in mutations:
+        certificates = tuple(mutation["summary"].get("thumbprints", ()))
+        if mutation["operation"] == "Import-ExchangeCertificate" and certificates not in imported:
+            imported.add(certificates)
+            continue
+        rollout.append(mutation)
+    span = spans(rollout)
+    # Never more than a batch of two in flight (the items do not mix, though group_concurrency 2 would let their
+    # groups run beside each other), and the second item starts once the first item is done.
+    for mutation in rollout:
+        assert sum(start <= mutation["seq"] <= end for start, end in span.values()) <= 2, (mutation, span)
+    assert max(span["ex1"][1], span["ex2"][1]) < min(span["ex3"][0], span["ex5"][0]), span
+
+    records = [json.loads(line) for line in (work / "ledger.jsonl").read_text().splitlines()]
+    for module in ("exchange.pki.certificate_import", "exchange.pki.certificate_services"):
+        assert sorted(r["server"] for r in records if r["module"] == module) == ["EX1", "EX2", "EX3", "EX5"]
+    done = outcomes(work)
+    assert sorted((r["action"], r["after"]["group"], r["after"]["thumbprint"]) for r in done) == [
+        ("renewal_done", "DAG1", new["DAG1"]), ("renewal_done", "DAG2", new["DAG2"])]
+    assert len({r["after"]["identity"] for r in done}) == 2
+    # every record of the run names the plan, the members' module records of both items too
+    assert {r["run_id"] for r in records} == {done[0]["run_id"]}
