@@ -190,13 +190,20 @@ def test_a_failure_in_a_batch_stops_the_group(lab: tuple[Lab, Path]) -> None:
     assert failed["after"]["removed"] == [] and "injected" in failed["message"]
     assert [r for r in outcomes(work) if r["after"]["group"] == "ex4"] == []  # stop_on_failure all: not started
 
-    # Cleared, the rerun finishes the rollout in batches with the certificate already issued, and removes the old one.
-    started.control("fault", "--server", "ex2", "--clear")
+    rerun_converges(started, work, new, faulty=("ex2",))
+
+
+def rerun_converges(started: Lab, work: Path, new: str, faulty: tuple[str, ...]) -> None:
+    """Once the faults of ``faulty`` are cleared, the rerun finishes the rollout in batches with ``new`` (the
+    certificate the failed run issued, not issued again) and removes the old one: every group done."""
+    for server in faulty:
+        started.control("fault", "--server", server, "--clear")
     again = renew(started, work, "-e", policy(started, stop_on_failure="all"), "-e", "renewal_force=true",
                   "--forks", "6")
 
     assert again.returncode == 0, again.stdout + again.stderr
     assert set().union(*mail_thumbprints(started).values()) == {new}
+    ports = started.endpoints()["servers"]
     assert all(served_thumbprint(ports[server]["https"]) == new for server in SERVERS)
     assert [m["operation"] for m in started.mutations()].count("host.certreq_submit") == 1  # not issued again
     rerun_outcomes = sorted((r["action"], r["after"]["group"]) for r in outcomes(work)[-2:])
@@ -235,17 +242,7 @@ def test_both_failed_members_of_a_batch_are_rolled_back(lab: tuple[Lab, Path]) -
     assert "ex1: step services" in failed["message"] and "ex2: step services" in failed["message"]
     assert [r for r in outcomes(work) if r["after"]["group"] == "ex4"] == []  # stop_on_failure all: not started
 
-    for server in ("ex1", "ex2"):
-        started.control("fault", "--server", server, "--clear")
-    again = renew(started, work, "-e", policy(started, stop_on_failure="all"), "-e", "renewal_force=true",
-                  "--forks", "6")
-
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert set().union(*mail_thumbprints(started).values()) == {new}
-    assert all(served_thumbprint(ports[server]["https"]) == new for server in SERVERS)
-    assert [m["operation"] for m in started.mutations()].count("host.certreq_submit") == 1  # not issued again
-    rerun_outcomes = sorted((r["action"], r["after"]["group"]) for r in outcomes(work)[-2:])
-    assert rerun_outcomes == [("renewal_done", "DAG1"), ("renewal_done", "ex4")]
+    rerun_converges(started, work, new, faulty=("ex1", "ex2"))
 
 
 def test_two_items_roll_out_in_batches_item_after_item(two_items: tuple[Lab, Path]) -> None:
