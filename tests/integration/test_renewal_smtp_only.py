@@ -9,7 +9,8 @@ named by its Default Frontend receive connector (so SMTP STARTTLS offers it). On
 certificate, and the verification must expect that there (and the rollback's re-verification too).
 
 - The rollout succeeds: every member's SMTP STARTTLS serves the new certificate, HTTPS still the mail certificate it
-  served before; the old SMTP certificate is removed, the mail certificate is not; every ledger record names the plan.
+  served before (expired: not the rollout's to judge); the old SMTP certificate is removed, the mail certificate is
+  not; every ledger record names the plan.
 - Enable-ExchangeCertificate failing on ex2: ex2 is rolled back and its rollback verified (recorded as rolled back,
   not as a failed rollback), ex3 is not touched, nothing is removed, HTTPS serves the mail certificate everywhere.
 Every check reads the lab's dump, the ledger or a real TLS handshake.
@@ -33,11 +34,14 @@ MEMBERS = ("ex1", "ex2", "ex3")
 
 @pytest.fixture
 def smtp_only(tmp_path: Path) -> Iterator[tuple[Lab, Path]]:
-    """dag.yml without ex4; every member holds the mail certificate (IIS, IMAP, POP) and an SMTP-only certificate
-    that its Default Frontend connector names; both are due, but the policy renews only the SMTP one."""
+    """dag.yml without ex4; every member holds the mail certificate (IIS, IMAP, POP; expired five days ago) and an
+    SMTP-only certificate that its Default Frontend connector names; both are due, but the policy renews only the
+    SMTP one."""
     scenario = yaml.safe_load((SCENARIOS / "dag.yml").read_text(encoding="utf-8"))
     scenario["certificates"]["smtp"] = {**scenario["certificates"]["mail"], "subject": f"CN={SMTP_NAME}",
                                         "dns_names": [SMTP_NAME]}
+    # The IIS certificate has already expired: HTTPS is not the rollout's to fix, so it must not fail it.
+    scenario["certificates"]["mail"]["not_after"] = "-5d"
     servers = [server for server in scenario["servers"] if server["name"] != "ex4"]
     for server in servers:
         (mail,) = server["certificates"]
