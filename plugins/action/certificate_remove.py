@@ -57,6 +57,9 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import (
     server_time,
 )
 
+#: What the server's clock decides here (named in the warning when it is unknown and the controller's is used).
+CLOCK_JUDGES = "whether another certificate is valid to take over a service"
+
 ARGUMENT_SPEC = ArgumentSpec(
     argument_spec={
         **exchange_session_argspec(),
@@ -137,12 +140,6 @@ def tag_stand_in(certificate: LocatedCertificate, match: ConnectorMatch,
                  and usable(certificates[thumbprint], now)), None)
 
 
-def server_now(snapshot: ServerSnapshot, server: str, warnings: list[str]) -> datetime.datetime:
-    """The server's time (host.info UtcNow), by which Exchange judges its certificates' validity; the controller's
-    clock, with a warning saying so, when the read did not give it."""
-    return server_time(snapshot, server, warnings, "whether another certificate is valid to take over a service")
-
-
 _CONNECTOR_KINDS = {"send_connector": "send", "receive_connector": "receive", "hybrid": "hybrid"}
 
 
@@ -192,7 +189,7 @@ class ActionModule(ChangingAction):
                         result={"thumbprint": thumbprint, "removed": False, "references": []})
 
         warnings: list[str] = []
-        now = server_now(snapshot, server, warnings)
+        now = server_time(snapshot, server, warnings, CLOCK_JUDGES)
         graph = build_references(snapshot, collected.parsed)
         found = [judge(reference, certificate, collected.parsed, graph.connectors, now)
                  for reference in graph.references_of(thumbprint)]

@@ -20,7 +20,7 @@ from ansible.errors import AnsibleActionFail
 from ansible_collections.exchange.pki.plugins.action import certificate_remove, certificate_services
 from ansible_collections.exchange.pki.plugins.modules import certificate_remove as certificate_remove_docs
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import read_records
-from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot
+from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot, server_time
 from tests.lab.model import Fleet
 from tests.unit.clock import NOW
 from tests.unit.plugins.action.action_harness import _documented, argument_spec
@@ -301,7 +301,7 @@ def test_a_stand_in_valid_by_the_servers_clock_takes_over_whatever_the_controlle
 
 def test_without_the_servers_clock_the_controllers_is_used_and_said():
     warnings: list[str] = []
-    assert certificate_remove.server_now(ServerSnapshot(), "EX1", warnings) == NOW
+    assert server_time(ServerSnapshot(), "EX1", warnings, certificate_remove.CLOCK_JUDGES) == NOW
     assert warnings == ["the clock of EX1 is unknown (host.info did not answer); whether another certificate is "
                         "valid to take over a service was judged by the controller's clock"]
 
