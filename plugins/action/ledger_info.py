@@ -20,7 +20,7 @@ from ansible.errors import AnsibleActionFail
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ControllerAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import normalize_thumbprint
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import LedgerQuery, query_ledger
-from ansible_collections.exchange.pki.plugins.plugin_utils._time import UTC, format_utc_datetime
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime, parse_time_option
 
 #: The one argument spec; plugins/modules/ledger_info.py documents exactly this (a unit test compares them).
 ARGUMENT_SPEC = ArgumentSpec(
@@ -64,15 +64,13 @@ def _check_time(option: str, value: Any) -> datetime.datetime | None:
     if text is None:
         return None
     try:
-        parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        parsed = parse_time_option(text)
+    except (TypeError, ValueError):
         raise AnsibleActionFail(f"{option} {text!r} is not an ISO-8601 date or date and time "
                                 "(for example 2026-12-01 or 2026-12-01T08:00:00Z)") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
     if option == "until" and _DATE_ONLY.fullmatch(text):
-        parsed += datetime.timedelta(days=1, seconds=-1)
-    return parsed.astimezone(UTC)
+        parsed += datetime.timedelta(days=1, seconds=-1)  # a UTC day: 9999-12-31T23:59:59 at most
+    return parsed
 
 
 def checked_query(args: Mapping[str, Any]) -> tuple[LedgerQuery, int | None]:

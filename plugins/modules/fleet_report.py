@@ -88,6 +88,8 @@ options:
       - The report's generation time, an ISO-8601 date and time such as V(2026-11-25T08:00:00Z), for
         reproducible output. The default is the controller's current UTC time.
       - It positions "today" on the timeline; days remaining are the facts' own values, as collected.
+      - It must lie from V(1970-01-01T00:00:00Z) to before V(9000-01-01T00:00:00Z), since
+        the timeline's years before and after it are computed from it.
     type: str
   ledger:
     description:

@@ -217,6 +217,8 @@ options:
         UTC), for reproducible plans. The default is the controller's current time.
       - The maintenance windows, the backoff and each certificate's days left (from its C(not_after)) are judged at
         this time, so a plan made for a later date previews what is due then.
+      - It must lie from V(1970-01-01T00:00:00Z) to before V(9000-01-01T00:00:00Z), since
+        the maintenance windows and backoffs after it are computed from it.
     type: str
   ari:
     description:

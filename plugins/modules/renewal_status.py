@@ -88,6 +88,8 @@ options:
   now:
     description:
       - The time of the status, ISO-8601; the default is the controller's current UTC time.
+      - It must lie from V(1970-01-01T00:00:00Z) to before V(9000-01-01T00:00:00Z), since
+        the due dates and stalls are computed from it.
     type: str
 extends_documentation_fragment:
   - exchange.pki._attributes

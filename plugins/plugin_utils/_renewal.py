@@ -66,9 +66,11 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import (
     UTC,
+    TimeRangeError,
     format_utc_datetime,
     parse_iso_datetime,
-    parse_time_option,
+    parse_now_option,
+    shifted,
     whole_days,
 )
 
@@ -688,7 +690,7 @@ def backoff_until(outcomes: Sequence[Outcome], policy: RenewalPolicy) -> tuple[i
         return 0, None
     count = len(failures)
     hours = min(policy.backoff_initial_hours * 2 ** min(count - 1, 40), policy.backoff_max_hours)
-    return count, failures[-1].time + datetime.timedelta(hours=hours)
+    return count, shifted(failures[-1].time, datetime.timedelta(hours=hours))
 
 
 # --- the facts ------------------------------------------------------------------------------------------------
@@ -1418,9 +1420,11 @@ def parse_now(text: str | None, default: datetime.datetime) -> datetime.datetime
     if text is None:
         return default
     try:
-        return parse_time_option(text)
+        return parse_now_option(text)
     except TypeError:
         raise RenewalInputError(f"now must be an ISO-8601 date and time, got {_kind(text)}") from None
+    except TimeRangeError as error:
+        raise RenewalInputError(f"now: {error}") from None
     except ValueError:
         raise RenewalInputError(f"now: {_shown(text)} is not an ISO-8601 date and time "
                                 "(such as 2026-12-02T02:15:00Z)") from None

@@ -53,6 +53,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._time import (
     format_utc_datetime,
     parse_iso_datetime,
     parse_time_option,
+    shifted,
 )
 
 OUTCOMES = ("success", "failed", "pending", "noop")
@@ -107,7 +108,7 @@ def _time(option: str, value: Any) -> datetime.datetime:
 def _opt_time(value: Any) -> datetime.datetime | None:
     try:
         return parse_iso_datetime(value) if isinstance(value, str) and value else None
-    except (ValueError, OverflowError):
+    except ValueError:
         return None
 
 
@@ -188,7 +189,7 @@ def renewal_due(certificate: Mapping[str, Any], policy: RenewalPolicy) -> dateti
     lifetime = certificate.get("lifetime_days")
     if policy.renew_before_percentage is not None and isinstance(lifetime, int) and lifetime > 0:
         days = max(days, math.ceil(lifetime * policy.renew_before_percentage / 100))
-    return not_after - datetime.timedelta(days=days)
+    return shifted(not_after, -datetime.timedelta(days=days))
 
 
 def certificate_dates(facts: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:

@@ -36,7 +36,12 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._references import (
     PER_SERVER_ROLES,
     ROLE_ORDER,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._time import parse_iso_datetime, utc_now
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import (
+    TimeRangeError,
+    parse_iso_datetime,
+    parse_now_option,
+    utc_now,
+)
 
 HOST_FACT_KEYS = (
     "server",
@@ -137,8 +142,10 @@ def report_time(text: str | None) -> datetime.datetime:
     if not text:
         return utc_now()
     try:
-        return parse_iso_datetime(text)
-    except ValueError:
+        return parse_now_option(text)
+    except TimeRangeError as error:
+        raise ReportInputError(f"now: {error}") from None
+    except (TypeError, ValueError):
         raise ReportInputError(f"now: {text!r} is not an ISO-8601 date and time such as 2026-11-25T08:00:00Z") from None
 
 

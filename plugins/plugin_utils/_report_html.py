@@ -41,7 +41,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
     subject_cn,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._report_html_assets import SCRIPT, STYLE
-from ansible_collections.exchange.pki.plugins.plugin_utils._time import DAY, format_utc_datetime
+from ansible_collections.exchange.pki.plugins.plugin_utils._time import DAY, format_utc_datetime, shifted
 
 LANES = (*SEVERITIES, "ok")
 """Timeline lanes and the severity codes of the JSON rows (index into this tuple), most severe first."""
@@ -176,9 +176,10 @@ def build_timeline(report: FleetReport, *, width: int = 1180, lane_height: int =
     """Count the certificates with a known expiry (pending requests left out) per period and severity."""
     today = _midnight(report.generated_at.date())
     certs = [cert for cert in report.certificates() if cert.not_after and not cert.is_request]
-    low = max(min((cert.not_after for cert in certs), default=today) - 7 * DAY, today - TIMELINE_PAST)
+    # A certificate valid until 9999-12-31 (RFC 5280's "no expiration") has no margin after it: shifted() holds it.
+    low = max(shifted(min((cert.not_after for cert in certs), default=today), -7 * DAY), today - TIMELINE_PAST)
     low = min(low, today - 30 * DAY)
-    high = min(max((cert.not_after for cert in certs), default=today) + 7 * DAY, today + TIMELINE_FUTURE)
+    high = min(shifted(max((cert.not_after for cert in certs), default=today), 7 * DAY), today + TIMELINE_FUTURE)
     high = max(high, today + 90 * DAY)
     left, right, top = 96, width - 28, 28
     span = (high - low).total_seconds()

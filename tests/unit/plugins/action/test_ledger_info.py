@@ -86,6 +86,8 @@ def test_each_filter_narrows_the_answer(life: Lifecycle) -> None:
     assert run({**base, "since": day, "until": day})["count"] == 5  # a date alone: the whole day
     assert run({**base, "until": NOW.isoformat()})["count"] == 0  # the first record came a minute later
     assert run({**base, "since": "2026-11-25T09:03:00+01:00"})["records"] == stored[2:]  # 08:03Z, an offset
+    # the ends of the calendar are filters like any other: from the year 1, up to the last day of 9999
+    assert run({**base, "since": "0001-01-01", "until": "9999-12-31"})["records"] == stored
 
     latest = run({**base, "limit": 2})
     assert latest["records"] == stored[-2:] and latest["count"] == 2 and latest["matched"] == 5
@@ -187,6 +189,9 @@ def test_a_huge_ledger_is_read_in_one_pass_with_bounded_memory(tmp_path: pathlib
     ({"since": "2026-13-01"}, "since '2026-13-01' is not an ISO-8601 date"),
     ({"until": "yesterday"}, "until 'yesterday' is not an ISO-8601 date"),
     ({"since": "2026-12-01T08:00:00Z\n"}, "since contains a control character"),
+    # valid ISO-8601 with no UTC form (before the first instant a datetime holds, after the last): no OverflowError
+    ({"since": "0001-01-01T00:00:00+01:00"}, "since '0001-01-01T00:00:00\\+01:00' is not an ISO-8601 date"),
+    ({"until": "9999-12-31T23:59:59-01:00"}, "until '9999-12-31T23:59:59-01:00' is not an ISO-8601 date"),
     ({"limit": 0}, "limit must be at least 1, got 0"),
     ({"limit": -5}, "limit must be at least 1"),
 ])
