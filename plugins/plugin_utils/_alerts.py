@@ -47,6 +47,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
     expiry_date,
     worst,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import CONTROL, has_control
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
 
 WEBHOOK_FORMATS = ("generic", "teams", "slack")
@@ -76,7 +77,8 @@ MAX_HEADER_VALUE = 8192
 FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "host", "connection"})
 """Headers the HTTP client sets itself; a caller's value would break the request's framing or routing."""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Narrower than _text.CONTROL on purpose: an HTTP field value may hold TAB (RFC 9110 section 5.5), and a header value
+# must be ASCII anyway (checked apart, with its own message), so C1 and U+2028/U+2029 never reach this.
 _HEADER_VALUE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
@@ -97,7 +99,7 @@ def _check_line(option: str, value: Any, *, empty: bool = False, limit: int = MA
         raise AlertConfigError(f"{option} must be a string, not {type(value).__name__}")
     if not value.strip() and not empty:
         raise AlertConfigError(f"{option} is empty")
-    if _CONTROL.search(value):
+    if has_control(value):
         raise AlertConfigError(f"{option} contains a control character (CR, LF, NUL or another) ({_quoted(value)}); "
                                "give one line of text")
     if len(value) > limit:
@@ -186,7 +188,7 @@ def _check_url(value: Any, allow_http: bool) -> str:
     if not value.isascii():
         raise AlertConfigError(f"{option} must be ASCII: percent-encode its path and query and give an "
                                "international host name in its A-label form (xn--...)")
-    if _CONTROL.search(value) or " " in value:
+    if has_control(value) or " " in value:
         raise AlertConfigError(f"{option} contains a space or a control character (CR, LF, NUL or another); "
                                "the URL is not shown")
     parts = urllib.parse.urlsplit(value)
@@ -314,7 +316,7 @@ def _check_event_text(option: str, value: Any, limit: int, *, required: bool) ->
         if required:
             raise AlertConfigError(f"{option} is empty")
         return None
-    if _CONTROL.search(text):
+    if has_control(text):
         raise AlertConfigError(f"{option} contains CR, LF, NUL or another control character (the value is not "
                                "shown); give one line of text")
     if len(text) > limit:
@@ -340,7 +342,7 @@ def check_events(events: Any) -> list[AlertEvent]:
                                    f"{', '.join(EVENT_FIELDS)}")
         severity = event.get("severity")
         if severity not in EVENT_SEVERITIES:
-            shown = _quoted(severity) if isinstance(severity, str) and not _CONTROL.search(severity) else "it"
+            shown = _quoted(severity) if isinstance(severity, str) and not has_control(severity) else "it"
             raise AlertConfigError(f"{where}.severity must be one of {', '.join(EVENT_SEVERITIES)}, not {shown}")
         kind = _check_event_text(f"{where}.kind", event.get("kind"), EVENT_LIMITS["kind"], required=False)
         if kind is not None and not _KIND.fullmatch(kind):
@@ -482,7 +484,7 @@ _ZERO_WIDTH_SPACE = "\u200b"
 
 def _one_line(text: str) -> str:
     """``text`` with every control character (CR, LF, tab, NUL...) replaced by a space."""
-    return _CONTROL.sub(" ", text)
+    return CONTROL.sub(" ", text)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -629,7 +631,7 @@ class EmailSettings:
             raise AlertConfigError("email.username must be ASCII (SMTP AUTH as Python's smtplib sends it)")
         if not isinstance(self.password, str) or not self.password:
             raise AlertConfigError("email.password is empty: SMTP AUTH with email.username needs a password")
-        if _CONTROL.search(self.password) or not self.password.isascii() or len(self.password) > 1024:
+        if has_control(self.password) or not self.password.isascii() or len(self.password) > 1024:
             raise AlertConfigError("email.password must be at most 1024 ASCII characters without control "
                                    "characters (CR, LF, NUL...); the password is not shown")
         if not self.starttls and not self.allow_plaintext_auth:

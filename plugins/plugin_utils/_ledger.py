@@ -105,6 +105,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import CONTROL_OR_SURROGATE, escape_controls
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import (
     UTC,
     format_utc_datetime,
@@ -155,8 +156,6 @@ _KEY_SEPARATORS = re.compile(r"[\W_]+")
 # Characters JSON leaves unescaped (with ensure_ascii=False) that some readers take for a line break.
 _LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _LINE_BREAK = re.compile("[\u0085\u2028\u2029]")
-# Characters an error message shows escaped (control characters, line breaks, lone surrogates).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 class LedgerError(ExchangePkiError):
@@ -351,8 +350,7 @@ def describe_record(record: Any) -> str:
     parts = []
     for name in ("module", "server", "action"):
         value = getattr(record, name, None)
-        parts.append(_CONTROL.sub(lambda match: ascii(match.group())[1:-1], value) if isinstance(value, str) and value
-                     else "?")
+        parts.append(escape_controls(value) if isinstance(value, str) and value else "?")
     return f"({parts[0]} on {parts[1]}: {parts[2]})"
 
 
@@ -759,7 +757,7 @@ def check_one_line(option: str, value: str) -> str:
         raise LedgerError(f"{option} must not be blank")
     if len(value) > MAX_ONE_LINE:
         raise LedgerError(f"{option} is {len(value)} characters long; at most {MAX_ONE_LINE} are allowed")
-    if _CONTROL.search(value):
+    if CONTROL_OR_SURROGATE.search(value):
         raise LedgerError(f"{option} must be one line without control characters (CR, LF, NUL, ...) or lone "
                           "surrogates")
     return value
