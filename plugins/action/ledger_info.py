@@ -20,6 +20,7 @@ from ansible.errors import AnsibleActionFail
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ControllerAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import normalize_thumbprint
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import LedgerQuery, query_ledger
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import has_control
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime, parse_time_option
 
 #: The one argument spec; plugins/modules/ledger_info.py documents exactly this (a unit test compares them).
@@ -40,7 +41,6 @@ ARGUMENT_SPEC = ArgumentSpec(
 
 #: The longest filter value accepted (identities, server names and plan ids are short).
 MAX_FILTER = 256
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -50,7 +50,7 @@ def _check_text(option: str, value: Any) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise AnsibleActionFail(f"{option} is empty: give a value or leave the option out")
-    if _CONTROL.search(value):
+    if has_control(value):
         raise AnsibleActionFail(f"{option} contains a control character (CR, LF, NUL or another); give one line")
     if len(value) > MAX_FILTER:
         raise AnsibleActionFail(f"{option} is {len(value)} characters long; at most {MAX_FILTER} are allowed")
@@ -76,7 +76,7 @@ def _check_time(option: str, value: Any) -> datetime.datetime | None:
 def checked_query(args: Mapping[str, Any]) -> tuple[LedgerQuery, int | None]:
     """The query the options ask, or AnsibleActionFail naming the bad option."""
     ledger = args["ledger"]
-    if not ledger or not str(ledger).strip() or _CONTROL.search(str(ledger)):
+    if not ledger or not str(ledger).strip() or has_control(str(ledger)):
         raise AnsibleActionFail("ledger must be a path without control characters (CR, LF, NUL, ...)")
     thumbprint = _check_text("thumbprint", args["thumbprint"])
     if thumbprint is not None:

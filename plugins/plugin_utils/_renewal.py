@@ -64,6 +64,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
     clean_text,
     is_censored,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import CONTROL, escape_controls, has_control
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import (
     UTC,
     TimeRangeError,
@@ -107,7 +108,6 @@ MAX_BATCH = 10000
 MAX_BACKOFF_HOURS = 8760  # one year
 MAX_LIST = 100
 MAX_TEXT = 253
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _HH_MM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 _PLAN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 _THUMBPRINT = re.compile(r"^[0-9A-F]{40}$")
@@ -369,7 +369,7 @@ def _kind(value: Any) -> str:
 
 def _shown(text: str) -> str:
     """A string for an error message: quoted, control characters escaped, at most 80 characters."""
-    shown = ascii(text) if _CONTROL.search(text) else repr(text)
+    shown = ascii(text) if has_control(text) else repr(text)
     return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
@@ -391,7 +391,7 @@ def _text(key: str, value: Any, *, max_chars: int = MAX_TEXT) -> str:
     """A one-line, non-empty string without control characters."""
     if not isinstance(value, str):
         raise RenewalInputError(f"{key} must be a string, got {_kind(value)}")
-    if _CONTROL.search(value):
+    if has_control(value):
         raise RenewalInputError(f"{key} {_shown(value)} contains a control character (CR, LF, NUL, ...)")
     if not value.strip():
         raise RenewalInputError(f"{key} must not be empty")
@@ -616,7 +616,7 @@ def parse_ari(value: Any) -> dict[str, AriAdvice]:
         msg = entry.get("msg", "")
         if not isinstance(msg, str):
             raise RenewalInputError(f"ari.{thumbprint}.msg must be a string, got {_kind(msg)}")
-        msg = _CONTROL.sub(" ", msg).strip()[:500]
+        msg = CONTROL.sub(" ", msg).strip()[:500]
         advice[thumbprint] = AriAdvice(msg=msg, **flags)
     return advice
 
@@ -624,7 +624,7 @@ def parse_ari(value: Any) -> dict[str, AriAdvice]:
 def _host_name(key: str, host: Any) -> str:
     if not isinstance(host, str):
         raise RenewalInputError(f"{key}: host name {_kind(host)} is not a string")
-    if _CONTROL.search(host):
+    if has_control(host):
         raise RenewalInputError(f"{key}: host name {_shown(host)} contains a control character (CR, LF, NUL, ...)")
     if not host.strip() or len(host) > MAX_TEXT:
         raise RenewalInputError(f"{key}: host name {_shown(host)} must be 1 to {MAX_TEXT} characters")
@@ -1448,7 +1448,7 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 def _md(value: Any) -> str:
     """Text for Markdown: one line, control characters escaped, Markdown punctuation backslash-escaped."""
     text = "-" if value is None else str(value)
-    text = _CONTROL.sub(lambda match: ascii(match.group())[1:-1], text)
+    text = escape_controls(text)
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 

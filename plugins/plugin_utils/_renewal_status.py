@@ -48,6 +48,8 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._report_formats impor
     EXPIRATION_HELP,
     prometheus_label_value,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import has_control
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import one_line as flat_line
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import (
     UTC,
     format_utc_datetime,
@@ -66,7 +68,6 @@ MAX_EVENT_TEXT = 1000
 
 _DURATION = re.compile(r"(\d+)\s*([wdhms])")
 _DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class RenewalStatusError(ExchangePkiError, ValueError):
@@ -82,7 +83,7 @@ def parse_duration(option: str, value: Any) -> datetime.timedelta:
         raise RenewalStatusError(f"{option} must be a duration such as 7d, 36h or 1w")
     if isinstance(value, (int, float)) and math.isfinite(value):
         seconds = float(value)
-    elif isinstance(value, str) and not _CONTROL.search(value):
+    elif isinstance(value, str) and not has_control(value):
         text = value.strip().lower()
         parts = _DURATION.findall(text)
         if not parts or _DURATION.sub("", text).strip():
@@ -116,7 +117,7 @@ def one_line(value: Any, limit: int = MAX_EVENT_TEXT) -> str | None:
     """``value`` as one line of text (control characters as spaces), clipped: fit for a fleet_alert event."""
     if value is None:
         return None
-    text = " ".join(_CONTROL.sub(" ", str(value)).split())
+    text = flat_line(value)
     if not text:
         return None
     return text if len(text) <= limit else text[:limit - 3] + "..."

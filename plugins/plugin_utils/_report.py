@@ -23,7 +23,6 @@ import collections
 import dataclasses
 import datetime
 import functools
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -36,6 +35,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._references import (
     PER_SERVER_ROLES,
     ROLE_ORDER,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import one_line
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import (
     TimeRangeError,
     parse_iso_datetime,
@@ -116,7 +116,6 @@ INFORM_PREFIX = "Inform, do not modify: "
 _DAYS_IN_TITLE = frozenset({"expired", "expiring_critical", "expiring_warning", "auth_expiring",
                             "cluster_certificate_expired", "cluster_certificate_expiring",
                             "internal_transport_expired", "iis_binding_expired"})
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 class ReportInputError(ExchangePkiError, ValueError):
@@ -171,7 +170,7 @@ def clean_text(value: Any) -> str | None:
         return CENSORED_TEXT
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         return None
-    text = " ".join(_CONTROL.sub(" ", str(value)).split())
+    text = one_line(value)
     return text if len(text) <= MESSAGE_MAX_CHARS else text[:MESSAGE_MAX_CHARS - 1] + "…"
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime
 import re
 
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import has_control
+
 UTC = datetime.timezone.utc
 DAY = datetime.timedelta(days=1)
 #: The first and the last instant a datetime can hold, timezone-aware UTC.
@@ -27,8 +29,6 @@ NOW_RANGE = (datetime.datetime(1970, 1, 1, tzinfo=UTC), datetime.datetime(9000, 
 
 # The protocol's form: a Z suffix and a fraction of any length (.NET writes seven digits).
 _ISO_UTC = re.compile(r"^(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d+))?Z$")
-# Control characters (C0, DEL, C1, the Unicode line and paragraph separators) are never part of a date/time option.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class TimeRangeError(ValueError):
@@ -76,7 +76,7 @@ def parse_time_option(value: object) -> datetime.datetime:
     character), ValueError when it is text but not an ISO-8601 date/time (or out of range). Callers name the
     option and show the value in their own error.
     """
-    if not isinstance(value, str) or _CONTROL.search(value):
+    if not isinstance(value, str) or has_control(value):
         raise TypeError(f"not a date/time string: {type(value).__name__}")
     return parse_iso_datetime(value)
 

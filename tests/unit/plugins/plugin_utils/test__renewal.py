@@ -518,6 +518,15 @@ def test_the_markdown_escapes_what_the_facts_hold():
     assert "\nINJECTED" not in text
 
 
+def test_the_markdown_escapes_a_lone_surrogate_the_facts_hold():
+    facts = lab_facts()
+    for fact in facts.values():
+        cert_of(fact, "CN=mail.contoso.lab")["subject"] = "CN=mail\ud800.contoso.lab\u2028x"
+    text = plan(facts)["markdown"]
+    assert "CN=mail\\\\ud800.contoso.lab\\\\u2028x" in text  # shows as CN=mail\ud800.contoso.lab\u2028x
+    text.encode("utf-8")  # a file written from it cannot hold a lone surrogate
+
+
 # --- validation -----------------------------------------------------------------------------------------------
 
 
