@@ -41,6 +41,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._errors import (
     RemoteModuleError,
     RemoteProtocolError,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import has_control
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
 
 MODULE_NAME = "exchange.pki.exchange_batch"
@@ -212,7 +213,6 @@ class SessionOptionError(ExchangePkiError, ValueError):
     """An Exchange session option is invalid; the message names the option and never shows the password."""
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_USERNAME = 512
 _MAX_URI = 2048
 
@@ -222,7 +222,7 @@ def _check_uri(uri: str) -> None:
         raise SessionOptionError(
             "exchange_uri must not be empty (leave it out for http://<FQDN of the host>/PowerShell/)",
         )
-    if _CONTROL.search(uri) or any(char.isspace() for char in uri):
+    if has_control(uri) or any(char.isspace() for char in uri):
         raise SessionOptionError("exchange_uri must not contain whitespace or control characters (CR, LF, NUL, ...)")
     if len(uri) > _MAX_URI:
         raise SessionOptionError(f"exchange_uri is longer than {_MAX_URI} characters")
@@ -276,7 +276,7 @@ class ExchangeSessionOptions:
                 raise SessionOptionError("exchange_username is empty, exchange_password is not: give both or neither")
             if not self.password:
                 raise SessionOptionError("exchange_password is empty, exchange_username is not: give both or neither")
-            if _CONTROL.search(self.username) or len(self.username) > _MAX_USERNAME:
+            if has_control(self.username) or len(self.username) > _MAX_USERNAME:
                 raise SessionOptionError(
                     f"exchange_username must not contain control characters (CR, LF, NUL, ...) or exceed "
                     f"{_MAX_USERNAME} characters",

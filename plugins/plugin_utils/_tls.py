@@ -53,6 +53,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
     parse_certificate,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import CONTROL, has_control
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
 
 Starttls = Literal["none", "smtp", "imap", "pop3"]
@@ -276,7 +277,7 @@ class _LineChannel:
         self.request = request
 
     def send(self, line: str) -> None:
-        if not line.isascii() or _CONTROL.search(line):  # never inject a command (see check_smtp_helo)
+        if not line.isascii() or has_control(line):  # never inject a command (see check_smtp_helo)
             self.fail(f"refusing to send {shown(line)}: not ASCII or holds a control character")
         self._sock.settimeout(self._deadline.remaining())
         self._sock.sendall(line.encode("ascii") + b"\r\n")
@@ -414,7 +415,6 @@ _STARTTLS_DIALOGUES: dict[str, Callable[[_LineChannel, ProbeRequest], None]] = {
 
 
 # -- names and option values ---------------------------------------------------------------------------
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")  # host names in the wild also hold underscores
 _LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # RFC 5321 sub-domain
 MAX_NAME_LENGTH = 253  # a DNS name in text form, without the trailing dot
@@ -441,7 +441,7 @@ def shown(text: str, limit: int = 80) -> str:
 
 def check_text(option: str, text: str, *, max_length: int, spaces: bool = False) -> str:
     """``text`` unless it is empty, too long or holds a control character (or whitespace unless ``spaces``)."""
-    control = _CONTROL.search(text)
+    control = CONTROL.search(text)
     if control is not None:
         raise ProbeOptionError(
             option, f"{shown(text)} contains the control character U+{ord(control.group()):04X} "

@@ -38,6 +38,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
     Batch,
     ExchangeSessionOptions,
     ParamType,
+    SessionOptionError,
     as_bytes,
     as_datetime,
     classify_error,
@@ -299,6 +300,14 @@ def test_module_args_with_session_options() -> None:
 def test_session_options_reject_incomplete_or_unknown(kwargs: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         ExchangeSessionOptions(**kwargs)
+
+
+@pytest.mark.parametrize("char", ["\r", "\x00", "\x7f", "\x85", "\x9b", "\u2028", "\u2029"])
+def test_session_options_refuse_a_control_character_or_line_separator(char: str) -> None:
+    with pytest.raises(SessionOptionError, match="exchange_username must not contain control characters"):
+        ExchangeSessionOptions(username=f"CONTOSO\\ex{char}admin", password=SECRET)
+    with pytest.raises(SessionOptionError, match="exchange_uri must not contain whitespace or control characters"):
+        ExchangeSessionOptions(uri=f"https://ex1.contoso.lab/Power{char}Shell/")
 
 
 def test_session_options_from_task_args() -> None:

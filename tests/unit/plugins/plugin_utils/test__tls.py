@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import re
 import shutil
 import socket
 import ssl
@@ -733,7 +734,7 @@ def test_check_host_name_accepts_names_and_addresses(text: str, expected: str) -
         ("", "host must not be empty"),
         ("  ", "host must not be empty"),
         ("\r\n", "host '\\r\\n' contains the control character U+000D at position 1"),
-        ("mail\u2028contoso.test", "contains whitespace"),
+        ("mail\u2028contoso.test", "contains the control character U+2028 at position 5"),
         ("mail\u200e.contoso.test", "is not a valid internationalized name (IDNA 2008)"),
         ("mail\x00.contoso.test", "host 'mail\\x00.contoso.test' contains the control character U+0000 at position 5"),
         ("mail.contoso.test\r\n", "contains the control character U+000D at position 18"),
@@ -755,6 +756,18 @@ def test_check_host_name_names_the_problem(text: str, message: str) -> None:
         _tls.check_host_name("host", text)
     assert message in str(error.value)
     assert error.value.option == "host"
+
+
+@pytest.mark.parametrize(("text", "code"), [
+    ("C:\\certs\u2028ca.pem", "U+2028 at position 9"),
+    ("ca\u2029.pem", "U+2029 at position 3"),
+    ("ca\x9b.pem", "U+009B at position 3"),
+    ("ca\t.pem", "U+0009 at position 3"),
+])
+def test_a_text_that_may_hold_spaces_holds_no_line_separator_or_control_character(text: str, code: str) -> None:
+    with pytest.raises(_tls.ProbeOptionError, match=re.escape(f"contains the control character {code}") + "$"):
+        _tls.check_text("ca_path", text, max_length=4096, spaces=True)
+    assert _tls.check_text("ca_path", "C:\\my certs\\ca.pem", max_length=4096, spaces=True) == "C:\\my certs\\ca.pem"
 
 
 def test_a_wildcard_is_a_name_only_where_allowed() -> None:
