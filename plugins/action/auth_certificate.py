@@ -72,6 +72,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import (
     collect_certificates,
     read_snapshot,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import has_control
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime, whole_days
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     AuthConfig,
@@ -106,7 +107,6 @@ AUTH_ROLES = frozenset({"mailbox", "clientaccess"})
 
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,253}[A-Za-z0-9])?$")
 _LOOKS_LIKE_PATH = re.compile(r"[\\/]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 ARGUMENT_SPEC = ArgumentSpec(
     argument_spec={
@@ -169,7 +169,7 @@ class Options:
 
 def _server_name(value: Any) -> str:
     text = str(value).strip()
-    if _CONTROL.search(text):
+    if has_control(text):
         raise AnsibleActionFail(f"servers: {text!r} contains a control character (CR, LF, NUL, ...)")
     if _LOOKS_LIKE_PATH.search(text):
         raise AnsibleActionFail(f"servers: {text!r} is a path, not an Exchange server name (no / or \\)")

@@ -53,6 +53,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import (
     read_snapshot,
     unavailable_warnings,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import has_control
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import ExchangeVersion, parse_file_data
 
 ENCRYPTION_CHOICES = ("auto", "legacy", "modern")
@@ -88,7 +89,7 @@ def target_needs_legacy(text: str) -> bool:
     Raises ValueError naming the value when it is not an Exchange version.
     """
     value = text.strip()
-    if not value or len(value) > _MAX_TARGET or any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+    if not value or len(value) > _MAX_TARGET or has_control(value):
         raise ValueError(f"target_versions: {value[:_MAX_TARGET]!r} is not an Exchange version")
     try:
         version = ExchangeVersion.parse(value)

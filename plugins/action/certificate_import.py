@@ -67,6 +67,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import (
     collect_certificates,
     server_time,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import CONTROL
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
 from ansible_collections.exchange.pki.plugins.plugin_utils._values import (
     ExchangeVersion,
@@ -122,7 +123,8 @@ class RequestElsewhere(ExchangePkiError):
 
 
 def _control_character(text: str) -> str | None:
-    return next((f"U+{ord(char):04X}" for char in text if ord(char) < 0x20 or ord(char) == 0x7F), None)
+    control = CONTROL.search(text)
+    return None if control is None else f"U+{ord(control.group()):04X}"
 
 
 def _read_file(option: str, path: str) -> bytes:

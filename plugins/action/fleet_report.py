@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._report_formats impor
     write_reports,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._report_stories import load_stories
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import has_control
 
 #: The one argument spec; plugins/modules/fleet_report.py documents exactly this (a unit test compares them).
 ARGUMENT_SPEC = ArgumentSpec(
@@ -40,7 +40,6 @@ ARGUMENT_SPEC = ArgumentSpec(
 )
 
 TITLE_MAX_CHARS = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def checked_options(args: Mapping[str, Any]) -> tuple[Path, list[str], str]:
@@ -48,13 +47,13 @@ def checked_options(args: Mapping[str, Any]) -> tuple[Path, list[str], str]:
     dest = args["dest"]
     if not dest or not str(dest).strip():
         raise AnsibleActionFail("dest must be a directory path, got an empty string")
-    if _CONTROL.search(str(dest)):
+    if has_control(str(dest)):
         raise AnsibleActionFail(f"dest {dest!r} contains a control character (NUL, CR, LF, ...)")
     formats = list(dict.fromkeys(args["formats"]))
     if not formats:
         raise AnsibleActionFail(f"formats must name at least one of {', '.join(FORMATS)}, got []")
     title = args["title"]
-    if not title.strip() or _CONTROL.search(title) or len(title) > TITLE_MAX_CHARS:
+    if not title.strip() or has_control(title) or len(title) > TITLE_MAX_CHARS:
         raise AnsibleActionFail(
             f"title must be one line of 1 to {TITLE_MAX_CHARS} characters without control characters, got {title!r}"
         )
@@ -63,7 +62,7 @@ def checked_options(args: Mapping[str, Any]) -> tuple[Path, list[str], str]:
 
 def with_stories(report: FleetReport, ledger: str) -> FleetReport:
     """``report`` with the stories of the renewed certificates in ``ledger`` (LedgerError fails the task)."""
-    if not str(ledger).strip() or _CONTROL.search(str(ledger)):
+    if not str(ledger).strip() or has_control(str(ledger)):
         raise AnsibleActionFail("ledger must be a path without control characters (NUL, CR, LF, ...)")
     subjects: dict[str, str] = {}
     for cert in report.certificates():

@@ -401,6 +401,8 @@ def test_rawdata_only_certificates_are_read_from_their_bytes() -> None:
     ({"renew_before_days": 10**9}, "renew_before_days must be between 1 and 365"),
     ({"servers": ["ex2\r\nex3"]}, "control character"),
     ({"servers": ["ex2\x00"]}, "control character"),
+    ({"servers": ["ex2\u2028ex3"]}, "control character"),
+    ({"servers": ["ex2\x9bex3"]}, "control character"),
     ({"servers": ["..\\ex2"]}, "is a path"),
     ({"servers": ["/etc/passwd"]}, "is a path"),
     ({"servers": ["ex 2"]}, "is not an Exchange server name"),

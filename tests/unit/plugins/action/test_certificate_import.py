@@ -342,6 +342,9 @@ def _bad_inputs(ca: Ca, tmp_path: pathlib.Path) -> list[tuple[dict[str, Any], st
          "contains the control or invisible character U+000D"),
         ({"pfx_content": base64.b64encode(data).decode(), "pfx_password": PASSWORD, "friendly_name": "m\u200e"},
          "U+200E"),
+        ({"pfx_content": base64.b64encode(data).decode(), "pfx_password": PASSWORD, "friendly_name": "mail\u20282027"},
+         "contains the control or invisible character U+2028"),
+        ({"src": str(tmp_path) + "/a\x85b.cer"}, "control characters (U+0085)"),
         ({"pfx_content": base64.b64encode(data).decode(), "pfx_password": PASSWORD, "friendly_name": "x" * 64},
          "shorter than 64"),
     ]

@@ -100,6 +100,10 @@ def test_the_action_plan_is_returned_worst_first(tmp_path):
     ({"formats": []}, "formats must name at least one of html, csv, json, markdown, prometheus, got []"),
     ({"title": "a\r\nBcc: x"}, "title must be one line"),
     ({"title": ""}, "title must be one line"),
+    ({"title": "Fleet\u2028Bcc: x"}, "title must be one line"),  # a line separator, as fleet_alert refuses it
+    ({"title": "Fleet\x85report"}, "title must be one line"),
+    ({"dest": "out\u2029put"}, "contains a control character"),
+    ({"ledger": "ledger\x9b.jsonl"}, "ledger must be a path without control characters"),
 ])
 def test_hostile_options_are_refused_before_anything_is_written(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
