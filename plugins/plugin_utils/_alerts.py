@@ -47,7 +47,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
     expiry_date,
     worst,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._text import CONTROL, has_control
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import has_control, one_line
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
 
 WEBHOOK_FORMATS = ("generic", "teams", "slack")
@@ -387,7 +387,7 @@ def alert_markdown(report: FleetReport, events: Sequence[AlertEvent], fleet_mark
 
 def _md_inline(text: str) -> str:
     """``text`` as inert inline Markdown: no link, image, emphasis or HTML can form."""
-    return re.sub(r"([\\`*\[\]<>|])", r"\\\1", _one_line(text))
+    return re.sub(r"([\\`*\[\]<>|])", r"\\\1", one_line(text))
 
 
 def select_findings(report: FleetReport, min_severity: str) -> list[AlertFinding]:
@@ -418,7 +418,7 @@ def alert_title(report: FleetReport, findings: Sequence[AlertFinding], events: S
     if not events:
         return f"{report.title}: {len(findings)} {severity}-level finding(s) on {servers} server(s)"
     if len(events) == 1 and not findings:
-        return f"{report.title}: [{severity}] {_clip(_one_line(events[0].summary), 200)}"
+        return f"{report.title}: [{severity}] {_clip(one_line(events[0].summary), 200)}"
     counted = f"{len(events)} event(s)" + (f" and {len(findings)} finding(s)" if findings else "")
     return f"{report.title}: {counted}, worst {severity}, on {servers} server(s)"
 
@@ -482,11 +482,6 @@ _SLACK_BROADCAST = re.compile(r"@(?=(?:here|channel|everyone)\b)", re.IGNORECASE
 _ZERO_WIDTH_SPACE = "\u200b"
 
 
-def _one_line(text: str) -> str:
-    """``text`` with every control character (CR, LF, tab, NUL...) replaced by a space."""
-    return CONTROL.sub(" ", text)
-
-
 def _clip(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters without leaving half of an ``&amp;``-style entity."""
     if len(text) <= limit:
@@ -501,14 +496,14 @@ def _clip(text: str, limit: int) -> str:
 def slack_text(text: str, limit: int = 3000) -> str:
     """``text`` made inert in Slack mrkdwn: one line, ``& < >`` escaped as Slack requires (so no ``<url|text>``
     link, ``<@user>`` or ``<!here>`` mention can form) and ``@here``/``@channel``/``@everyone`` broken."""
-    escaped = _one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escaped = one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _clip(_SLACK_BROADCAST.sub("@" + _ZERO_WIDTH_SPACE, escaped), limit)
 
 
 def teams_text(text: str, limit: int = 2000) -> str:
     """``text`` made inert in an Adaptive Card TextBlock or Fact (which render a subset of Markdown): one line (no
     list, heading or link reference definition can start), and no ``[text](url)`` link or image can form."""
-    return _clip(_one_line(text).replace("](", "]" + _ZERO_WIDTH_SPACE + "("), limit)
+    return _clip(one_line(text).replace("](", "]" + _ZERO_WIDTH_SPACE + "("), limit)
 
 
 _TEAMS_COLORS = {"critical": "Attention", "warning": "Warning", "info": "Default"}
@@ -542,7 +537,7 @@ def slack_payload(report: FleetReport, findings: Sequence[AlertFinding],
     title = alert_title(report, findings, events)
     shown_events, shown, more = _shown(findings, events)
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _clip(_one_line(title), 150)}},
+        {"type": "header", "text": {"type": "plain_text", "text": _clip(one_line(title), 150)}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{slack_text(value, 1900)}"}
                                        for name, value in _summary_facts(report, events)]},
         {"type": "divider"},
@@ -696,7 +691,7 @@ def build_email(report: FleetReport, findings: Sequence[AlertFinding], markdown:
     # RFC 5322's hard line limit: the default 78 makes Python fold a subject starting with "[" before its
     # first word, which readers then show with a leading space.
     message = email.message.EmailMessage(policy=email.policy.default.clone(max_line_length=998))
-    message["Subject"] = f"{settings.subject_prefix}{_one_line(alert_title(report, findings, events))}".strip()
+    message["Subject"] = f"{settings.subject_prefix}{one_line(alert_title(report, findings, events))}".strip()
     message["From"] = str(settings.sender_address)
     message["To"] = ", ".join(str(address) for address in settings.recipient_addresses)
     message["Date"] = email.utils.format_datetime(report.generated_at)

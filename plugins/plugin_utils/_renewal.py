@@ -64,7 +64,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
     clean_text,
     is_censored,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._text import CONTROL, escape_controls, has_control
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import escape_controls, has_control, one_line
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import (
     UTC,
     TimeRangeError,
@@ -616,7 +616,7 @@ def parse_ari(value: Any) -> dict[str, AriAdvice]:
         msg = entry.get("msg", "")
         if not isinstance(msg, str):
             raise RenewalInputError(f"ari.{thumbprint}.msg must be a string, got {_kind(msg)}")
-        msg = CONTROL.sub(" ", msg).strip()[:500]
+        msg = one_line(msg)[:500]
         advice[thumbprint] = AriAdvice(msg=msg, **flags)
     return advice
 

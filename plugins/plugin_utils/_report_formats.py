@@ -47,6 +47,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._report import (
     parse_time,
     short_thumbprint,
 )
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import one_line
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
 
 DIRECTORY_MODE = 0o750
@@ -267,7 +268,7 @@ def _json_ledger(ledger: Any) -> dict[str, Any]:
 
 
 def _md_cell(value: Any) -> str:
-    text = " ".join(str(value if value is not None else "-").split())
+    text = one_line(value if value is not None else "-")
     return text.replace("\\", "\\\\").replace("|", "\\|")
 
 

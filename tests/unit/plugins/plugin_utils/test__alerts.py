@@ -470,6 +470,11 @@ def test_slack_mrkdwn_escapes_certificate_subjects(hostile_report):
     assert payload["text"] == "Contoso &lt;b&gt; &amp; co: 2 critical-level finding(s) on 1 server(s)"
 
 
+@pytest.mark.parametrize("render", [_alerts.slack_text, _alerts.teams_text])
+def test_chat_text_is_one_line_with_single_spaces(render):
+    assert render("  CN=mail.contoso.lab\r\n\r\nInjected\t\x1b[2Kline\u2028 ") == "CN=mail.contoso.lab Injected [2Kline"
+
+
 def test_slack_clipping_never_cuts_an_entity():
     clipped = _alerts.slack_text("a" * 2995 + "<<<<<<", 3000)
     assert len(clipped) <= 3000 and clipped.endswith("a...")

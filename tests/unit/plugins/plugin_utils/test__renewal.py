@@ -839,6 +839,12 @@ def test_ari_changes_nothing_where_it_does_not_apply(policy, ari):
     assert with_ari["items"][0]["status"] == "current"
 
 
+def test_ari_advice_is_one_line_with_single_spaces():
+    msg = " Renew\r\n\r\nnow:\t\x1bwindow\u2028begun "
+    advice = _renewal.parse_ari({"AB" * 20: {"should_renew": True, "msg": msg}})
+    assert advice["AB" * 20].msg == "Renew now: window begun"
+
+
 @pytest.mark.parametrize("value,message", [
     ("x", "ari must be a dictionary of thumbprint to renewal information, got 'x'"),
     ({"zz": {}}, "ari: 'zz' is not a thumbprint"),

@@ -23,6 +23,7 @@ import pytest
 
 from ansible_collections.exchange.pki.plugins.plugin_utils import _policy, _report
 from ansible_collections.exchange.pki.plugins.plugin_utils import _report_formats as formats
+from ansible_collections.exchange.pki.plugins.plugin_utils._text import has_control
 from tests.unit.plugins.plugin_utils.report_facts import (
     NOW,
     bulk_fleet,
@@ -240,6 +241,15 @@ def test_markdown_escapes_table_cells_and_caps_rows():
     assert len(rows) == formats.MARKDOWN_MAX_ROWS
     total = sum(len(fact["findings"]) for fact in facts.values())
     assert f"… and {total - formats.MARKDOWN_MAX_ROWS} more" in markdown
+
+
+def test_markdown_cells_hold_no_control_character():
+    facts = bulk_fleet(1)
+    for cert in next(iter(facts.values()))["certificates"]:
+        cert["subject"] = "CN=a\x00b\x1b[2Kc\x85d"
+    markdown = formats.markdown_text(report_of(facts))
+    assert "CN=a b [2Kc d" in markdown
+    assert not has_control(markdown.replace("\n", ""))
 
 
 def test_markdown_without_findings():
