@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import decimal
+import math
 import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -96,6 +98,86 @@ class ArgumentSpec:
         }
 
 
+#: How deep a task argument may nest (mappings and lists); core's validator copies arguments recursively and
+#: overflows the stack long before a real value (a fleet's facts, a plan) gets anywhere near this.
+MAX_NESTING = 64
+#: The largest power of ten an ``int`` option given as text may reach (core would build the whole integer first).
+_MAX_INT_TEXT_EXPONENT = 100
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _too_deep(value: Any) -> bool:
+    pending = [(value, 0)]
+    while pending:
+        current, depth = pending.pop()
+        if depth > MAX_NESTING:
+            return True
+        if isinstance(current, Mapping):
+            pending.extend((item, depth + 1) for item in current.values())
+        elif isinstance(current, (list, tuple)):
+            pending.extend((item, depth + 1) for item in current)
+    return False
+
+
+def _unusable_number(value: Any) -> str | None:
+    """Why core cannot turn ``value`` into an ``int`` without crashing or hanging, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite whole number, got {value}"
+    if isinstance(value, str):
+        try:
+            number = decimal.Decimal(value.strip())
+        except (decimal.InvalidOperation, ValueError):
+            return None  # core refuses it with its own message
+        if not number.is_finite():
+            return "must be a finite whole number"
+        if number.adjusted() >= _MAX_INT_TEXT_EXPONENT:
+            return f"is too large (10**{_MAX_INT_TEXT_EXPONENT} or more)"
+    return None
+
+
+def check_argument_shapes(spec: Mapping[str, Any], args: Any, prefix: str = "") -> None:
+    """Refuse, naming the option, the arguments core's ArgumentSpecValidator crashes on instead of refusing them:
+    a value nested deeper than :data:`MAX_NESTING`, a non-finite (or absurdly large textual) number for an ``int``
+    option, and something other than a mapping with string keys where an option has suboptions."""
+    if not isinstance(args, Mapping):
+        return  # core refuses it
+    for name, value in args.items():
+        option = spec.get(name) if isinstance(name, str) else None
+        if not isinstance(option, Mapping) or value is None:
+            continue
+        where = f"{prefix}{name}"
+        if _too_deep(value):
+            raise AnsibleActionFail(f"{where} is nested deeper than {MAX_NESTING} levels")
+        kind = option.get("type", "str")
+        elements = option.get("elements")
+        if kind == "int" or (kind == "list" and elements == "int"):
+            for item in value if kind == "list" and isinstance(value, list) else [value]:
+                problem = _unusable_number(item)
+                if problem:
+                    raise AnsibleActionFail(f"{where} {problem}")
+        suboptions = option.get("options")
+        if not suboptions or isinstance(value, str):
+            continue  # core parses a string (JSON or key=value) or refuses it
+        if kind == "dict":
+            items = [(where, value)]
+        elif kind == "list" and elements == "dict" and isinstance(value, list):
+            items = [(f"{where}[{index}]", item) for index, item in enumerate(value)]
+        else:
+            continue
+        for label, item in items:
+            if item is None or isinstance(item, str):
+                continue
+            if not isinstance(item, Mapping):
+                raise AnsibleActionFail(f"{label} must be a dictionary, got {_kind(item)}")
+            for key in item:
+                if not isinstance(key, str):
+                    raise AnsibleActionFail(f"{label} has a key that is not a string ({_kind(key)} {key!r:.40})")
+            check_argument_shapes(suboptions, item, f"{label}.")
+
+
 class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
     """Validate the arguments, run :meth:`execute`, translate failures; subclasses set :attr:`ARGUMENT_SPEC`."""
 
@@ -113,6 +195,7 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
             raise
         del tmp  # tmp no longer has any effect
         try:
+            check_argument_shapes(self.ARGUMENT_SPEC.argument_spec, self._task.args)  # core would crash on these
             args = self.validate_argument_spec(**self.ARGUMENT_SPEC.validator_kwargs())[1]  # or AnsibleActionFail
             self.check_one_of_has_a_value(args)
             self.check_session_options(args)
