@@ -33,6 +33,7 @@ import abc
 import dataclasses
 import decimal
 import math
+import os
 import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -138,10 +139,24 @@ def _unusable_number(value: Any) -> str | None:
     return None
 
 
+def _unusable_path(value: Any) -> str | None:
+    """Why ``value`` cannot name a file (the os functions would raise ValueError or UnicodeEncodeError), or None."""
+    if not isinstance(value, str):
+        return None
+    if "\x00" in value:
+        return "contains a NUL character, which no file name can hold"
+    try:
+        os.fsencode(value)
+    except UnicodeEncodeError:
+        return "holds a lone surrogate, which no file name can hold"
+    return None
+
+
 def check_argument_shapes(spec: Mapping[str, Any], args: Any, prefix: str = "") -> None:
     """Refuse, naming the option, the arguments core's ArgumentSpecValidator crashes on instead of refusing them:
     a value nested deeper than :data:`MAX_NESTING`, a non-finite (or absurdly large textual) number for an ``int``
-    option, and something other than a mapping with string keys where an option has suboptions."""
+    option, and something other than a mapping with string keys where an option has suboptions; and a ``path``
+    option no file name can be (a NUL character, a lone surrogate), which the os functions would crash on."""
     if not isinstance(args, Mapping):
         return  # core refuses it
     for name, value in args.items():
@@ -156,6 +171,11 @@ def check_argument_shapes(spec: Mapping[str, Any], args: Any, prefix: str = "") 
         if kind == "int" or (kind == "list" and elements == "int"):
             for item in value if kind == "list" and isinstance(value, list) else [value]:
                 problem = _unusable_number(item)
+                if problem:
+                    raise AnsibleActionFail(f"{where} {problem}")
+        if kind == "path" or (kind == "list" and elements == "path"):
+            for item in value if kind == "list" and isinstance(value, list) else [value]:
+                problem = _unusable_path(item)
                 if problem:
                     raise AnsibleActionFail(f"{where} {problem}")
         suboptions = option.get("options")
