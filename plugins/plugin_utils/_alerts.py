@@ -77,6 +77,7 @@ MAX_HEADER_VALUE = 8192
 FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "host", "connection"})
 """Headers the HTTP client sets itself; a caller's value would break the request's framing or routing."""
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 # Narrower than _text.CONTROL on purpose: an HTTP field value may hold TAB (RFC 9110 section 5.5), and a header value
 # must be ASCII anyway (checked apart, with its own message), so C1 and U+2028/U+2029 never reach this.
 _HEADER_VALUE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -102,6 +103,8 @@ def _check_line(option: str, value: Any, *, empty: bool = False, limit: int = MA
     if has_control(value):
         raise AlertConfigError(f"{option} contains a control character (CR, LF, NUL or another) ({_quoted(value)}); "
                                "give one line of text")
+    if _SURROGATE.search(value):
+        raise AlertConfigError(f"{option} holds a lone surrogate ({_quoted(value)}), which UTF-8 cannot encode")
     if len(value) > limit:
         raise AlertConfigError(f"{option} is longer than {limit} characters")
     return value

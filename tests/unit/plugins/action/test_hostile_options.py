@@ -232,7 +232,6 @@ MODULES = [
 
 #: (module, option) the sweep still breaks, with what escapes; each fix removes its entries (xfail is strict).
 KNOWN_BROKEN: dict[tuple[str, str], str] = {
-    ("fleet_alert", "email.subject_prefix"): "a lone surrogate: UnicodeEncodeError from the email package",
 }
 
 
@@ -374,3 +373,20 @@ def test_what_core_would_crash_on_is_refused_naming_the_option(plugin: Any, args
         run_hostile(plugin.ActionModule, args, sent)
     assert message in str(refused.value)
     assert sent == []
+
+
+@pytest.mark.usefixtures("no_network", "frozen_clock")
+@pytest.mark.parametrize(("option", "message"), [
+    ("title", "title holds a lone surrogate"),
+    ("subject_prefix", "email.subject_prefix holds a lone surrogate"),
+])
+def test_a_lone_surrogate_in_the_mail_is_refused_before_anything_is_sent(option: str, message: str) -> None:
+    mail = {"smtp_host": "smtp.contoso.lab", "from": "alerts@contoso.lab", "to": ["ops@contoso.lab"],
+            "username": "alerts", "password": "Pa55-word!", "starttls": True}
+    args = {"facts": dag_fleet(), "now": NOW_TEXT, "min_severity": "info", "email": mail}
+    (args if option == "title" else mail)[option] = "\ud800"
+    try:
+        result = run_hostile(fleet_alert.ActionModule, args, [])
+    except AnsibleAction as refused:
+        result = {"failed": True, "msg": str(refused)}
+    assert result.get("failed") and message in result["msg"], result
