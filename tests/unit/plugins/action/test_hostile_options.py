@@ -15,9 +15,13 @@ Nothing is contacted: the remote executor is replaced by a stub that records the
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import datetime
+import functools
 import json
 import math
+import os
 import pathlib
 import socket
 import tempfile
@@ -28,6 +32,11 @@ from typing import Any
 import pytest
 from ansible.errors import AnsibleAction
 from ansible.plugins.action import ActionBase
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
 
 from ansible_collections.exchange.pki.plugins.action import (
     adcs_request,
@@ -155,8 +164,26 @@ def _file(where: pathlib.Path, name: str, text: str) -> str:
     return str(path)
 
 
-CERTIFICATE = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-CSR = "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"
+PASSWORD = "Pa55-word!"
+
+
+@functools.lru_cache(maxsize=None)
+def material() -> tuple[str, str, str]:
+    """A certificate (PEM), a PFX of it with its key (base64) and a CSR (PEM) of mail.contoso.lab."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mail.contoso.lab")])
+    names = x509.SubjectAlternativeName([x509.DNSName("mail.contoso.lab")])
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).add_extension(names, critical=False)
+                   .not_valid_before(NOW - datetime.timedelta(days=1))
+                   .not_valid_after(NOW + datetime.timedelta(days=365))
+                   .sign(key, hashes.SHA256()))
+    pfx = pkcs12.serialize_key_and_certificates(b"mail", key, certificate, None,
+                                                serialization.BestAvailableEncryption(PASSWORD.encode()))
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).add_extension(names, critical=False) \
+        .sign(key, hashes.SHA256())
+    return (certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"), base64.b64encode(pfx).decode("ascii"),
+            csr.public_bytes(serialization.Encoding.PEM).decode("ascii"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,21 +195,25 @@ class Module:
     bases: tuple[Callable[[pathlib.Path], dict[str, Any]], ...]
     #: Options (dotted paths) the sweep leaves alone, with the reason (documented behaviour, not a bug).
     not_swept: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Why a refusal may leave a new empty file behind (a lock file the module creates before it decides).
+    empty_file: str = ""
 
 
 MODULES = [
     Module("adcs_request", adcs_request, (
-        lambda where: {"csr": CSR, "ca_config": "ca01.contoso.lab\\Contoso CA", "ledger": str(where / "l.jsonl"),
+        lambda where: {"csr": material()[2], "state_path": str(where / "state.jsonl"), "template": "WebServer",
+                       "ca_config": "ca01.contoso.lab\\Contoso CA", "ledger": str(where / "l.jsonl"),
                        "ledger_webhook": {"url": "https://hooks.contoso.lab/ledger"}},
-    )),
+    ), empty_file="the state file is created (0600, empty) to hold its lock before the module decides; a refusal "
+                  "in the decision (template required to submit) leaves it empty, and a rerun reads it as empty"),
     Module("auth_certificate", auth_certificate, (lambda where: {"ledger": str(where / "l.jsonl")},)),
     Module("certificate_export", certificate_export, (
         lambda where: {"thumbprint": THUMBPRINT, "password": "Pa55-word!", "dest": str(where / "out.pfx")},
     )),
     Module("certificate_import", certificate_import, (
-        lambda where: {"src": _file(where, "cert.cer", CERTIFICATE),
+        lambda where: {"src": _file(where, "cert.cer", material()[0]),
                        "friendly_name": "mail 2027"},
-        lambda where: {"pfx_content": "MIIB", "pfx_password": "Pa55-word!"},
+        lambda where: {"pfx_content": material()[1], "pfx_password": PASSWORD, "friendly_name": "mail 2027"},
     )),
     Module("certificate_info", certificate_info, (
         lambda where: {"policy": {}, "exchange_username": "CONTOSO\\admin", "exchange_password": "Pa55-word!",
@@ -232,6 +263,16 @@ MODULES = [
 
 #: (module, option) the sweep still breaks, with what escapes; each fix removes its entries (xfail is strict).
 KNOWN_BROKEN: dict[tuple[str, str], str] = {
+}
+
+
+#: Where each module's valid options lead with nothing contacted: the remote executor (reached), a delivery or
+#: connection that fails (no network), or a success.
+BASE_OUTCOME = {
+    **dict.fromkeys(("adcs_request", "auth_certificate", "certificate_export", "certificate_import", "certificate_info",
+                     "certificate_remove", "certificate_services"), "remote"),
+    "certificate_request": ("remote", None),  # key_location controller: the key and CSR are made on the controller
+    "fleet_alert": "delivery failed", "tls_probe": "connecting to ex1.contoso.lab:443 failed",
 }
 
 
@@ -345,9 +386,12 @@ def test_hostile_values_fail_clearly(module: Module, path: tuple[str, ...], opti
         except Exception as exc:  # noqa: BLE001 - what escaped is the finding
             error = exc
         problem = _problem(result, error)
+        written = {path for path, stamp in _files(tmp_path / label).items() if before.get(path) != stamp}
+        if module.empty_file:
+            written = {path for path in written if path in before or os.path.getsize(path)}
         if problem is None and (error is not None or result.get("failed") or result.get("unreachable")) \
-                and not sent and _files(tmp_path / label) != before:
-            problem = "failed but wrote files"
+                and not sent and written:
+            problem = f"failed but wrote {sorted(written)}"
         if problem:
             problems.append(f"{label}: {problem}")
     assert not problems, "\n".join(problems)
@@ -390,3 +434,26 @@ def test_a_lone_surrogate_in_the_mail_is_refused_before_anything_is_sent(option:
     except AnsibleAction as refused:
         result = {"failed": True, "msg": str(refused)}
     assert result.get("failed") and message in result["msg"], result
+
+
+@pytest.mark.usefixtures("no_network", "frozen_clock")
+@pytest.mark.parametrize("module", MODULES, ids=[module.name for module in MODULES])
+def test_the_valid_options_get_past_the_checks(module: Module, tmp_path: pathlib.Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each base of the sweep is valid: a hostile value is what the plugin refuses, not something else."""
+    monkeypatch.chdir(tmp_path)
+    for index, make in enumerate(module.bases):
+        sent: list[Any] = []
+        try:
+            result = run_hostile(module.plugin.ActionModule, make(tmp_path), sent)
+        except AnsibleAction as refused:
+            result = {"failed": True, "msg": str(refused)}
+        expected = BASE_OUTCOME.get(module.name)
+        if isinstance(expected, tuple):
+            expected = expected[index]
+        if expected == "remote":
+            assert len(sent) == 1, result  # the executor was reached, with the first (reading) batch
+        elif expected:
+            assert expected in result["msg"], result
+        else:
+            assert not result.get("failed"), result
