@@ -123,11 +123,14 @@ def _too_deep(value: Any) -> bool:
     return False
 
 
-def _unusable_number(value: Any) -> str | None:
-    """Why core cannot turn ``value`` into an ``int`` without crashing or hanging, or None."""
-    if isinstance(value, float) and not math.isfinite(value):
+def _unusable_number(value: Any, kind: str) -> str | None:
+    """Why core cannot turn ``value`` into an ``int`` without crashing or hanging, or None; core also takes a
+    boolean for the number 0 or 1 (``int`` and ``float``), which no option of the collection means."""
+    if isinstance(value, bool):
+        return f"must be a number, got the boolean {value}"
+    if kind == "int" and isinstance(value, float) and not math.isfinite(value):
         return f"must be a finite whole number, got {value}"
-    if isinstance(value, str):
+    if kind == "int" and isinstance(value, str):
         try:
             number = decimal.Decimal(value.strip())
         except (decimal.InvalidOperation, ValueError):
@@ -168,9 +171,9 @@ def check_argument_shapes(spec: Mapping[str, Any], args: Any, prefix: str = "") 
             raise AnsibleActionFail(f"{where} is nested deeper than {MAX_NESTING} levels")
         kind = option.get("type", "str")
         elements = option.get("elements")
-        if kind == "int" or (kind == "list" and elements == "int"):
+        if kind in ("int", "float") or (kind == "list" and elements in ("int", "float")):
             for item in value if kind == "list" and isinstance(value, list) else [value]:
-                problem = _unusable_number(item)
+                problem = _unusable_number(item, elements if kind == "list" else kind)
                 if problem:
                     raise AnsibleActionFail(f"{where} {problem}")
         if kind == "path" or (kind == "list" and elements == "path"):

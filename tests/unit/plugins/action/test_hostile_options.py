@@ -457,3 +457,20 @@ def test_the_valid_options_get_past_the_checks(module: Module, tmp_path: pathlib
             assert expected in result["msg"], result
         else:
             assert not result.get("failed"), result
+
+
+@pytest.mark.usefixtures("no_network")
+@pytest.mark.parametrize(("plugin", "args", "message"), [
+    (adcs_request, {"ca_config": "ca01\\CA", "request_id": True}, "request_id must be a number, got the boolean True"),
+    (tls_probe, {"host": "ex1.contoso.lab", "port": True}, "port must be a number, got the boolean True"),
+    (tls_probe, {"host": "ex1.contoso.lab", "timeout": False}, "timeout must be a number, got the boolean False"),
+    (auth_certificate, {"lead_hours": True}, "lead_hours must be a number"),
+])
+def test_a_boolean_for_a_number_is_refused_before_anything_is_sent(plugin: Any, args: dict[str, Any],
+                                                                  message: str) -> None:
+    """Core takes True for 1 (bool is an int); no number option of the collection means that."""
+    sent: list[Any] = []
+    with pytest.raises(AnsibleAction) as refused:
+        run_hostile(plugin.ActionModule, args, sent)
+    assert message in str(refused.value)
+    assert sent == []
