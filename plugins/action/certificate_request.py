@@ -117,9 +117,10 @@ class RequestOptionError(AnsibleActionFail):
 
 
 def _unprintable(text: str) -> tuple[int, str] | None:
-    """The first control or invisible format character (CR, LF, NUL, U+200E, ...), with its position."""
+    """The first control or invisible format character (CR, LF, NUL, U+200E, ...) or lone surrogate (which no
+    certificate, ledger record or task result can hold), with its position."""
     for position, char in enumerate(text, start=1):
-        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs"):
             return position, char
     return None
 
@@ -128,8 +129,8 @@ def check_text(option: str, text: str) -> None:
     found = _unprintable(text)
     if found is not None:
         position, char = found
-        raise RequestOptionError(f"{option} {text!r} contains the control or invisible character U+{ord(char):04X} "
-                                 f"at position {position}")
+        what = "a lone surrogate" if unicodedata.category(char) == "Cs" else "the control or invisible character"
+        raise RequestOptionError(f"{option} {text!r} contains {what} U+{ord(char):04X} at position {position}")
 
 
 @dataclasses.dataclass(frozen=True)

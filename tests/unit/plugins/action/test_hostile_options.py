@@ -133,6 +133,13 @@ DICT_ELEMENTS = [("text", "x"), ("dict", {"a": 1}), ("empty", []), ("text_elemen
                  ("int_element", [5]), ("int_key_element", [{1: "x"}])]
 
 
+#: Values no name, identifier or one-line text can hold: they must be refused before the remote executor is reached.
+NEVER_SENT = {"nul", "crlf", "surrogate", "nul_element", "crlf_element", "surrogate_element"}
+#: Options that may carry them anyway: secrets are arbitrary text (a password with CR/LF or a lone surrogate is the
+#: user's business; the executor receives them as JSON, and PowerShell's strings are UTF-16).
+ANY_TEXT = {"password", "exchange_password", "pfx_password", "private_key_password"}
+
+
 def hostile_values(spec: Mapping[str, Any]) -> list[tuple[str, Any]]:
     kind = spec.get("type", "str")
     if kind in ("str", "path"):
@@ -263,6 +270,9 @@ MODULES = [
 
 #: (module, option) the sweep still breaks, with what escapes; each fix removes its entries (xfail is strict).
 KNOWN_BROKEN: dict[tuple[str, str], str] = {
+    ("adcs_request", "template"): "a lone surrogate reaches the executor",
+    ("certificate_import", "friendly_name"): "a lone surrogate reaches the executor",
+    ("certificate_info", "exchange_username"): "a lone surrogate reaches the executor",
 }
 
 
@@ -389,6 +399,9 @@ def test_hostile_values_fail_clearly(module: Module, path: tuple[str, ...], opti
         written = {path for path, stamp in _files(tmp_path / label).items() if before.get(path) != stamp}
         if module.empty_file:
             written = {path for path in written if path in before or os.path.getsize(path)}
+        if problem is None and sent and label in NEVER_SENT and path[-1] not in ANY_TEXT \
+                and not (option.get("type") == "path" and label.startswith("crlf")):  # a file name may hold CR/LF
+            problem = "reached the remote executor"
         if problem is None and (error is not None or result.get("failed") or result.get("unreachable")) \
                 and not sent and written:
             problem = f"failed but wrote {sorted(written)}"
@@ -472,5 +485,20 @@ def test_a_boolean_for_a_number_is_refused_before_anything_is_sent(plugin: Any, 
     sent: list[Any] = []
     with pytest.raises(AnsibleAction) as refused:
         run_hostile(plugin.ActionModule, args, sent)
+    assert message in str(refused.value)
+    assert sent == []
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"subject": "CN=mail.contoso.lab", "friendly_name": "mail \ud800"},
+     "friendly_name 'mail \\ud800' contains a lone surrogate U+D800 at position 6"),
+    ({"subject": "CN=mail.contoso.lab", "dns_names": ["mail\udfff.contoso.lab"]}, "contains a lone surrogate U+DFFF"),
+])
+def test_certificate_request_refuses_a_lone_surrogate_before_anything_is_sent(args: dict[str, Any],
+                                                                              message: str) -> None:
+    """Sent, the request was made on the server and then its ledger record failed (a change the ledger missed)."""
+    sent: list[Any] = []
+    with pytest.raises(AnsibleAction) as refused:
+        run_hostile(certificate_request.ActionModule, {**args, "ledger": "ledger.jsonl"}, sent)
     assert message in str(refused.value)
     assert sent == []
