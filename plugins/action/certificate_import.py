@@ -294,10 +294,14 @@ class ActionModule(ChangingAction):
         friendly_name = args.get("friendly_name")
         if friendly_name is not None:
             bad = _control_character(friendly_name) or next(
-                (f"U+{ord(char):04X}" for char in friendly_name if char in "\u200e\u200f\ufeff"), None)
+                (f"U+{ord(char):04X}" for char in friendly_name if char in "\u200e\u200f\ufeff\u2028\u2029"), None)
             if bad is not None:
                 raise ImportOptionError(f"friendly_name {friendly_name!r} contains the control or invisible "
                                         f"character {bad}")
+            surrogate = next((char for char in friendly_name if "\ud800" <= char <= "\udfff"), None)
+            if surrogate is not None:
+                raise ImportOptionError(f"friendly_name {friendly_name!r} contains a lone surrogate "
+                                        f"U+{ord(surrogate):04X}, which no certificate store can show")
             if len(friendly_name) > MAX_FRIENDLY_NAME:
                 raise ImportOptionError(f"friendly_name is {len(friendly_name)} characters long; Exchange needs it "
                                         f"shorter than {MAX_FRIENDLY_NAME + 1}")

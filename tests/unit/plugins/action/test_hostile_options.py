@@ -271,7 +271,6 @@ MODULES = [
 #: (module, option) the sweep still breaks, with what escapes; each fix removes its entries (xfail is strict).
 KNOWN_BROKEN: dict[tuple[str, str], str] = {
     ("adcs_request", "template"): "a lone surrogate reaches the executor",
-    ("certificate_import", "friendly_name"): "a lone surrogate reaches the executor",
     ("certificate_info", "exchange_username"): "a lone surrogate reaches the executor",
 }
 
@@ -501,4 +500,18 @@ def test_certificate_request_refuses_a_lone_surrogate_before_anything_is_sent(ar
     with pytest.raises(AnsibleAction) as refused:
         run_hostile(certificate_request.ActionModule, {**args, "ledger": "ledger.jsonl"}, sent)
     assert message in str(refused.value)
+    assert sent == []
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("mail\u20282027", "contains the control or invisible character U+2028"),
+    ("mail \ud800", "contains a lone surrogate U+D800"),
+])
+def test_certificate_import_refuses_what_certificate_request_refuses_in_a_friendly_name(name: str,
+                                                                                        message: str) -> None:
+    sent: list[Any] = []
+    with pytest.raises(AnsibleAction) as refused:
+        run_hostile(certificate_import.ActionModule,
+                    {"pfx_content": material()[1], "pfx_password": PASSWORD, "friendly_name": name}, sent)
+    assert f"friendly_name {name!r} {message}" in str(refused.value)
     assert sent == []
