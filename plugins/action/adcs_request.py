@@ -103,7 +103,7 @@ _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?
                    r"[A-Za-z0-9])?)*\.?$")
 _MAX_CA_NAME = 64  # AD CS limits a CA's common name to 64 characters
 _ATTRIBUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
-_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\"']")
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\"'\u0085\u2028\u2029\ud800-\udfff]")
 _TEMPLATE_ATTRIBUTE = "certificatetemplate"
 _PEM_CSR = re.compile(rb"-----BEGIN (NEW )?CERTIFICATE REQUEST-----(.*?)-----END (NEW )?CERTIFICATE REQUEST-----",
                       re.S)
@@ -123,7 +123,8 @@ DOUBLE_HOP_HINT = (
 
 def _clean(value: str, option: str, *, maximum: int = _MAX_TEXT) -> str:
     if _FORBIDDEN.search(value):
-        raise AnsibleActionFail(f"{option} must not contain control characters (CR, LF, NUL, ...) or quotes: {value!r}")
+        raise AnsibleActionFail(f"{option} must not contain control characters (CR, LF, NUL, ...), line separators, "
+                                f"lone surrogates or quotes: {value!r}")
     if _CERTREQ_SEPARATOR in value:
         raise AnsibleActionFail(f"{option} must not contain the two characters \\n (certreq's attribute separator)")
     if len(value) > maximum:

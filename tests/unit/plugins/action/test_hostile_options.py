@@ -270,7 +270,6 @@ MODULES = [
 
 #: (module, option) the sweep still breaks, with what escapes; each fix removes its entries (xfail is strict).
 KNOWN_BROKEN: dict[tuple[str, str], str] = {
-    ("adcs_request", "template"): "a lone surrogate reaches the executor",
     ("certificate_info", "exchange_username"): "a lone surrogate reaches the executor",
 }
 
@@ -514,4 +513,21 @@ def test_certificate_import_refuses_what_certificate_request_refuses_in_a_friend
         run_hostile(certificate_import.ActionModule,
                     {"pfx_content": material()[1], "pfx_password": PASSWORD, "friendly_name": name}, sent)
     assert f"friendly_name {name!r} {message}" in str(refused.value)
+    assert sent == []
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("template", "Web\ud800Server"),
+    ("template", "Web\u2028Server"),
+    ("attributes", ["SAN:dns=mail.contoso.lab\u2029"]),
+])
+def test_adcs_request_refuses_line_separators_and_lone_surrogates_before_anything_is_sent(
+        option: str, value: Any, tmp_path: pathlib.Path) -> None:
+    sent: list[Any] = []
+    args = {"csr": material()[2], "state_path": str(tmp_path / "state.jsonl"), "ca_config": "ca01.contoso.lab\\CA",
+            "template": "WebServer", option: value}
+    with pytest.raises(AnsibleAction) as refused:
+        run_hostile(adcs_request.ActionModule, args, sent)
+    assert f"{option} must not contain control characters (CR, LF, NUL, ...), line separators, lone surrogates" \
+        in str(refused.value)
     assert sent == []
