@@ -281,6 +281,8 @@ class ExchangeSessionOptions:
                     f"exchange_username must not contain control characters (CR, LF, NUL, ...) or exceed "
                     f"{_MAX_USERNAME} characters",
                 )
+            if any("\ud800" <= char <= "\udfff" for char in self.username):
+                raise SessionOptionError("exchange_username holds a lone surrogate, which no account name can hold")
             if "\x00" in self.password:
                 raise SessionOptionError("exchange_password must not contain a NUL character")
         if self.uri is not None:
