@@ -102,6 +102,10 @@ class ArgumentSpec:
 #: How deep a task argument may nest (mappings and lists); core's validator copies arguments recursively and
 #: overflows the stack long before a real value (a fleet's facts, a plan) gets anywhere near this.
 MAX_NESTING = 64
+#: The longest path (PATH_MAX) and file name (NAME_MAX) Linux and the BSDs take, in bytes: a longer ``path`` option
+#: would fail only when the file is opened, after a module may have changed a server or a CA.
+MAX_PATH_BYTES = 4095
+MAX_NAME_BYTES = 255
 #: The largest power of ten an ``int`` option given as text may reach (core would build the whole integer first).
 _MAX_INT_TEXT_EXPONENT = 100
 
@@ -149,9 +153,13 @@ def _unusable_path(value: Any) -> str | None:
     if "\x00" in value:
         return "contains a NUL character, which no file name can hold"
     try:
-        os.fsencode(value)
+        encoded = os.fsencode(value)
     except UnicodeEncodeError:
         return "holds a lone surrogate, which no file name can hold"
+    if len(encoded) > MAX_PATH_BYTES:
+        return f"is longer than {MAX_PATH_BYTES} bytes, the longest path the controller's file functions take"
+    if any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
+        return f"has a file or directory name longer than {MAX_NAME_BYTES} bytes, which no file system holds"
     return None
 
 

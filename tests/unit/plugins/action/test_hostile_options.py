@@ -84,6 +84,7 @@ TEXT = [
     ("u2028", "a\u2028b"),
     ("surrogate", "\ud800"),
     ("long", "x" * 100_000),
+    ("long_name", "n" * 256),  # one more than NAME_MAX
     ("dotdot", "../../escape"),
     ("separators", "a/b\\c"),
     ("non_ascii", "m\u00e4il.\u4f8b\u3048.jp"),
@@ -399,6 +400,8 @@ def test_hostile_values_fail_clearly(module: Module, path: tuple[str, ...], opti
         if problem is None and sent and label in NEVER_SENT and path[-1] not in ANY_TEXT \
                 and not (option.get("type") == "path" and label.startswith("crlf")):  # a file name may hold CR/LF
             problem = "reached the remote executor"
+        if problem is None and sent and option.get("type") == "path" and label in ("long", "long_name"):
+            problem = "a path no file system holds reached the remote executor (the file fails after the change)"
         if problem is None and (error is not None or result.get("failed") or result.get("unreachable")) \
                 and not sent and written:
             problem = f"failed but wrote {sorted(written)}"
@@ -422,6 +425,10 @@ def test_hostile_values_fail_clearly(module: Module, path: tuple[str, ...], opti
     (renewal_status, {"plan": {}, "metrics_path": "m\x00.prom"}, "metrics_path contains a NUL character"),
     (fleet_report, {"facts": {}, "dest": "\ud800"}, "dest holds a lone surrogate, which no file name can hold"),
     (certificate_import, {"src": "cert\udfff.cer"}, "src holds a lone surrogate"),
+    (adcs_request, {"ca_config": "ca01\\CA", "request_id": 7, "certificate_path": "y" * 300},
+     "certificate_path has a file or directory name longer than 255 bytes"),
+    (certificate_export, {"thumbprint": THUMBPRINT, "password": PASSWORD, "dest": "x/" * 2100 + "out.pfx"},
+     "dest is longer than 4095 bytes"),
 ])
 def test_a_hostile_value_is_refused_naming_the_option(plugin: Any, args: dict[str, Any], message: str) -> None:
     sent: list[Any] = []
