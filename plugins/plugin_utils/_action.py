@@ -166,8 +166,10 @@ def _unusable_path(value: Any) -> str | None:
 def check_argument_shapes(spec: Mapping[str, Any], args: Any, prefix: str = "") -> None:
     """Refuse, naming the option, the arguments core's ArgumentSpecValidator crashes on instead of refusing them:
     a value nested deeper than :data:`MAX_NESTING`, a non-finite (or absurdly large textual) number for an ``int``
-    option, and something other than a mapping with string keys where an option has suboptions; and a ``path``
-    option no file name can be (a NUL character, a lone surrogate), which the os functions would crash on."""
+    option, and something other than a mapping with string keys where an option has suboptions. Refuse too what
+    core accepts and no option means: a boolean for a number, and a ``path`` no file can have (a NUL character, a
+    lone surrogate, longer than :data:`MAX_PATH_BYTES` or a name longer than :data:`MAX_NAME_BYTES`), which the
+    os functions would crash on or refuse only after the module changed something."""
     if not isinstance(args, Mapping):
         return  # core refuses it
     for name, value in args.items():
