@@ -89,14 +89,16 @@ TEXT = [
     ("separators", "a/b\\c"),
     ("non_ascii", "m\u00e4il.\u4f8b\u3048.jp"),
 ]
+# Not bugs: core turns a list, dict or number given for a str option into its text (documented "type: str"
+# conversion, with a warning); the module then checks that text like any other.
 WRONG_FOR_TEXT = [("list", ["a"]), ("dict", {"a": 1}), ("int", 5), ("bool", True), ("none", None), ("float", 1e300)]
 NUMBERS = [
     ("text", "abc"),
-    ("huge", 10**30),
+    ("huge", 10**30),  # core passes it; each module checks its range (not a bug: the refusal names the option)
     ("huge_text", "9" * 400),
     ("negative", -1),
     ("zero", 0),
-    ("float", 1e300),
+    ("float", 1e300),  # an integral float: core turns it into an int, the module checks the range
     ("nan", math.nan),
     ("inf", math.inf),
     ("inf_text", "-inf"),
@@ -107,9 +109,9 @@ NUMBERS = [
 ]
 BOOLS = [("text", "maybe"), ("int", 2), ("list", []), ("none", None)]
 LISTS = [
-    ("text", "a,b"),
+    ("text", "a,b"),  # not a bug: core splits a comma-separated string into a list (documented "type: list")
     ("dict", {"a": 1}),
-    ("int", 5),
+    ("int", 5),  # not a bug: core makes ["5"] of it (documented); the module checks "5" like any element
     ("empty", []),
     ("none_element", [None]),
     ("list_element", [["a"]]),
@@ -118,7 +120,7 @@ LISTS = [
     *((f"{name}_element", [value]) for name, value in TEXT),
 ]
 DICTS = [
-    ("text", "x"),
+    ("text", "x"),  # core parses JSON or key=value text for a dict option (documented), refusing anything else
     ("list", ["a"]),
     ("int", 5),
     ("empty", {}),
@@ -486,7 +488,7 @@ def test_the_valid_options_get_past_the_checks(module: Module, tmp_path: pathlib
     (auth_certificate, {"lead_hours": True}, "lead_hours must be a number"),
 ])
 def test_a_boolean_for_a_number_is_refused_before_anything_is_sent(plugin: Any, args: dict[str, Any],
-                                                                  message: str) -> None:
+                                                                   message: str) -> None:
     """Core takes True for 1 (bool is an int); no number option of the collection means that."""
     sent: list[Any] = []
     with pytest.raises(AnsibleAction) as refused:
