@@ -151,7 +151,8 @@ def _unusable_path(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     if "\x00" in value:
-        return "contains a NUL character, which no file name can hold"
+        shown = repr(value if len(value) <= 80 else value[:80] + "...")
+        return f"{shown} contains the control character U+0000 (NUL), which no file name can hold"
     try:
         encoded = os.fsencode(value)
     except UnicodeEncodeError:
