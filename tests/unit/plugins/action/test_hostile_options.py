@@ -69,7 +69,7 @@ NOW_TEXT = format_utc_datetime(NOW)
 
 def _deep(depth: int) -> dict[str, Any]:
     value: dict[str, Any] = {}
-    for _ in range(depth):
+    for _level in range(depth):
         value = {"a": value}
     return value
 
