@@ -143,10 +143,22 @@ NEVER_SENT = {"nul", "crlf", "surrogate", "nul_element", "crlf_element", "surrog
 ANY_TEXT = {"password", "exchange_password", "pfx_password", "private_key_password"}
 
 
-def hostile_values(spec: Mapping[str, Any]) -> list[tuple[str, Any]]:
+# Date/time options: valid ISO-8601 text at the ends of the calendar, some with no UTC form, and a no-expiry date.
+DATE_OPTIONS = {"now", "since", "until", "started"}
+DATES = [
+    ("before_utc", "0001-01-01T00:00:00+01:00"),
+    ("after_utc", "9999-12-31T23:59:59-01:00"),
+    ("year_one", "0001-01-01T00:00:00Z"),
+    ("no_expiry", "9999-12-31T23:59:59Z"),
+    ("year_one_date", "0001-01-01"),
+    ("last_date", "9999-12-31"),
+]
+
+
+def hostile_values(spec: Mapping[str, Any], name: str = "") -> list[tuple[str, Any]]:
     kind = spec.get("type", "str")
     if kind in ("str", "path"):
-        return TEXT + WRONG_FOR_TEXT
+        return TEXT + WRONG_FOR_TEXT + (DATES if name in DATE_OPTIONS else [])
     if kind in ("int", "float"):
         return NUMBERS
     if kind == "bool":
@@ -380,7 +392,7 @@ def _problem(result: dict[str, Any] | None, error: BaseException | None) -> str 
 def test_hostile_values_fail_clearly(module: Module, path: tuple[str, ...], option: Mapping[str, Any], base: int,
                                      tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     problems = []
-    for label, value in hostile_values(option):
+    for label, value in hostile_values(option, path[-1]):
         where = tmp_path / label / "a" / "b"
         where.mkdir(parents=True)
         monkeypatch.chdir(where)  # relative and ../ paths stay inside tmp_path
