@@ -99,8 +99,9 @@ class ArgumentSpec:
         }
 
 
-#: How deep a task argument may nest (mappings and lists); core's validator copies arguments recursively and
-#: overflows the stack long before a real value (a fleet's facts, a plan) gets anywhere near this.
+#: How deep a task argument may nest (mappings and lists) for the error to name it: core's validator copies the
+#: arguments recursively and overflows the stack on values hundreds of levels deep, far from any real value (a
+#: fleet's facts, a plan); the error then names the options deeper than this (see too_deep_message).
 MAX_NESTING = 64
 #: The longest path (PATH_MAX) and file name (NAME_MAX) Linux and the BSDs take, in bytes: a longer ``path`` option
 #: would fail only when the file is opened, after a module may have changed a server or a CA.
@@ -125,6 +126,13 @@ def _too_deep(value: Any) -> bool:
         elif isinstance(current, (list, tuple)):
             pending.extend((item, depth + 1) for item in current)
     return False
+
+
+def too_deep_message(args: Any) -> str:
+    """The error for arguments core's validator could not copy (RecursionError), naming the options too deep."""
+    deep = [str(name) for name, value in args.items() if _too_deep(value)] if isinstance(args, Mapping) else []
+    return (f"{', '.join(deep)} {'is' if len(deep) == 1 else 'are'} nested deeper than {MAX_NESTING} levels" if deep
+            else "an argument is nested too deeply to be read")
 
 
 def _unusable_number(value: Any, kind: str) -> str | None:
@@ -166,11 +174,12 @@ def _unusable_path(value: Any) -> str | None:
 
 def check_argument_shapes(spec: Mapping[str, Any], args: Any, prefix: str = "") -> None:
     """Refuse, naming the option, the arguments core's ArgumentSpecValidator crashes on instead of refusing them:
-    a value nested deeper than :data:`MAX_NESTING`, a non-finite (or absurdly large textual) number for an ``int``
-    option, and something other than a mapping with string keys where an option has suboptions. Refuse too what
+    a non-finite (or absurdly large textual) number for an ``int`` option, and something other than a mapping with string keys where an option has suboptions. Refuse too what
     core accepts and no option means: a boolean for a number, and a ``path`` no file can have (a NUL character, a
     lone surrogate, longer than :data:`MAX_PATH_BYTES` or a name longer than :data:`MAX_NAME_BYTES`), which the
-    os functions would crash on or refuse only after the module changed something."""
+    os functions would crash on or refuse only after the module changed something. A value too deep for core to
+    copy is caught from its RecursionError instead (:func:`too_deep_message`): a walk here would cost as much as
+    core's own copy of a large fleet's facts."""
     if not isinstance(args, Mapping):
         return  # core refuses it
     for name, value in args.items():
@@ -178,8 +187,6 @@ def check_argument_shapes(spec: Mapping[str, Any], args: Any, prefix: str = "") 
         if not isinstance(option, Mapping) or value is None:
             continue
         where = f"{prefix}{name}"
-        if _too_deep(value):
-            raise AnsibleActionFail(f"{where} is nested deeper than {MAX_NESTING} levels")
         kind = option.get("type", "str")
         elements = option.get("elements")
         if kind in ("int", "float") or (kind == "list" and elements in ("int", "float")):
@@ -230,7 +237,10 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
         del tmp  # tmp no longer has any effect
         try:
             check_argument_shapes(self.ARGUMENT_SPEC.argument_spec, self._task.args)  # core would crash on these
-            args = self.validate_argument_spec(**self.ARGUMENT_SPEC.validator_kwargs())[1]  # or AnsibleActionFail
+            try:
+                args = self.validate_argument_spec(**self.ARGUMENT_SPEC.validator_kwargs())[1]  # or AnsibleActionFail
+            except RecursionError:  # core copies the arguments recursively; walking them first would double its time
+                raise AnsibleActionFail(too_deep_message(self._task.args)) from None
             self.check_one_of_has_a_value(args)
             self.check_session_options(args)
             self.check_ledger_sinks(args)
