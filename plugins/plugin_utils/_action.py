@@ -174,12 +174,12 @@ def _unusable_path(value: Any) -> str | None:
 
 def check_argument_shapes(spec: Mapping[str, Any], args: Any, prefix: str = "") -> None:
     """Refuse, naming the option, the arguments core's ArgumentSpecValidator crashes on instead of refusing them:
-    a non-finite (or absurdly large textual) number for an ``int`` option, and something other than a mapping with string keys where an option has suboptions. Refuse too what
-    core accepts and no option means: a boolean for a number, and a ``path`` no file can have (a NUL character, a
-    lone surrogate, longer than :data:`MAX_PATH_BYTES` or a name longer than :data:`MAX_NAME_BYTES`), which the
-    os functions would crash on or refuse only after the module changed something. A value too deep for core to
-    copy is caught from its RecursionError instead (:func:`too_deep_message`): a walk here would cost as much as
-    core's own copy of a large fleet's facts."""
+    a non-finite (or absurdly large textual) number for an ``int`` option, and something other than a mapping with
+    string keys where an option has suboptions. Refuse too what core accepts and no option means: a boolean for a
+    number, and a ``path`` no file can have (a NUL character, a lone surrogate, longer than :data:`MAX_PATH_BYTES`
+    or a name longer than :data:`MAX_NAME_BYTES`), which the os functions would crash on or refuse only after the
+    module changed something. A value too deep for core to copy is caught from its RecursionError instead
+    (:func:`too_deep_message`): a walk here would cost as much as core's own copy of a large fleet's facts."""
     if not isinstance(args, Mapping):
         return  # core refuses it
     for name, value in args.items():
