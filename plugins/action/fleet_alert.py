@@ -135,6 +135,7 @@ def webhook_delivery(settings: WebhookSettings, report: FleetReport, findings: S
 
 class ActionModule(ControllerAction):
     ARGUMENT_SPEC = ARGUMENT_SPEC
+    DATA_OPTIONS = ("facts",)  # a fleet's data: passed on uncopied
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
         if not args["email"] and not args["webhook"]:

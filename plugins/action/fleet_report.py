@@ -72,6 +72,7 @@ def with_stories(report: FleetReport, ledger: str) -> FleetReport:
 
 class ActionModule(ControllerAction):
     ARGUMENT_SPEC = ARGUMENT_SPEC
+    DATA_OPTIONS = ("facts",)  # a fleet's data: passed on uncopied
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
         dest, formats, title = checked_options(args)

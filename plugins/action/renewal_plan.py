@@ -48,6 +48,7 @@ class ActionModule(ControllerAction):
     """exchange.pki.renewal_plan: decide what to renew, where, in which order and when; change nothing."""
 
     ARGUMENT_SPEC = ARGUMENT_SPEC
+    DATA_OPTIONS = ("facts",)  # a fleet's data: passed on uncopied
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
         del task_vars  # the plan reads only its options

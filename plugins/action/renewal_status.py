@@ -95,6 +95,7 @@ class ActionModule(ControllerAction):
     """exchange.pki.renewal_status: ready, due, stalled, failed rollouts, alert events and metrics after a run."""
 
     ARGUMENT_SPEC = ARGUMENT_SPEC
+    DATA_OPTIONS = ("plan", "facts")  # a fleet's data: passed on uncopied
 
     def execute(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
         del task_vars  # the status reads only its options and the ledger
