@@ -11,6 +11,8 @@ built once) and the size of each file.
     .venv/bin/python benchmarks/report_generation.py --servers 1000  # quicker
     .venv/bin/python benchmarks/report_generation.py --step report   # one step only, for an outside timer
     .venv/bin/python benchmarks/report_generation.py --step facts    # only the facts: what the steps add to it
+    .venv/bin/python benchmarks/report_generation.py --step action   # the same report through the fleet_report
+                                                                     # action plugin (argument validation included)
 
 Seconds are medians of ``--repeat`` plain runs (CPU: this process's user + system time); peak memory is
 tracemalloc's peak of Python allocations during one more run of the step (the facts themselves, built before,
@@ -18,7 +20,9 @@ are not counted). The process's maximum resident set size at the end is printed 
 With ``--step``, the script builds the facts and runs that one step once, without tracemalloc, so that a
 whole-process timer (or an instruction counter such as ``valgrind --tool=cachegrind``) can compare
 ``--step report`` with ``--step baseline``; ``--step facts`` stops after building the facts, so that what each
-step adds can be told from the facts' own cost.
+step adds can be told from the facts' own cost; ``--step action`` writes the same report through the fleet_report
+action plugin, run in this process as the unit tests run it (its argument checks and ansible-core's validator
+included; the templating of a task's arguments, which happens before a plugin runs, is not).
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=10_000)
     parser.add_argument("--certificates", type=int, default=12, help="certificates per server")
     parser.add_argument("--repeat", type=int, default=3, help="plain runs of each step; medians are printed")
-    parser.add_argument("--step", choices=("report", "baseline", "facts"),
+    parser.add_argument("--step", choices=("report", "baseline", "facts", "action"),
                         help="run only this step, once, and exit (facts: only build the facts)")
     parser.add_argument("--no-formats", action="store_true", help="skip the per-format breakdown")
     options = parser.parse_args()
@@ -93,9 +97,19 @@ def main() -> None:
             model = _report.build_report(facts, title="Benchmark", now=NOW)
             formats.write_reports(model, dest / "report", names)
 
+        def action() -> None:
+            from ansible_collections.exchange.pki.plugins.action import fleet_report  # noqa: PLC0415
+            from tests.unit.plugins.action.action_harness import run_action  # noqa: PLC0415
+
+            result = run_action(fleet_report.ActionModule,
+                                {"facts": facts, "dest": str(dest / "report"), "now": "2026-11-25T08:00:00Z"})
+            if result.get("failed"):
+                raise SystemExit(f"fleet_report failed: {result.get('msg')}")
+
         if options.step:
+            steps_by_name = {"report": report, "baseline": baseline, "action": action}
             if options.step != "facts":
-                (report if options.step == "report" else baseline)()
+                steps_by_name[options.step]()
             return
 
         base = measure(baseline, options.repeat)
