@@ -14,7 +14,11 @@ from typing import Any
 import pytest
 from ansible.errors import AnsibleActionFail
 
-from tests.unit.plugins.action.test_hostile_options import MODULES, no_network, run_hostile  # noqa: F401 - fixture
+from tests.unit.plugins.action.test_hostile_options import (  # pylint: disable=unused-import
+    MODULES,
+    no_network,  # noqa: F401 - a fixture, used by name
+    run_hostile,
+)
 
 
 class NoCopy(dict):  # type: ignore[type-arg]
