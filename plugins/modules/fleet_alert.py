@@ -86,6 +86,8 @@ options:
   now:
     description:
       - The alert's time, an ISO-8601 date and time; the default is the controller's current UTC time.
+      - It must lie from V(1970-01-01T00:00:00Z) to before V(9000-01-01T00:00:00Z), as the O(now) of
+        M(exchange.pki.fleet_report) must.
     type: str
   email:
     description:
