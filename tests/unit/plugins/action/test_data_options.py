@@ -63,3 +63,13 @@ def test_a_data_option_that_is_no_mapping_still_meets_the_validator(value: Any, 
     else:
         with pytest.raises(AnsibleActionFail, match="argument 'facts' is of type list"):
             run_hostile(fleet_report.plugin.ActionModule, args, [])
+
+
+def test_deep_data_is_read_without_a_crash_and_found_unusable(tmp_path: pathlib.Path) -> None:
+    renewal_plan = next(module for module in WITH_DATA if module.name == "renewal_plan")
+    deep: dict[str, Any] = {}
+    for _level in range(5000):
+        deep = {"a": deep}
+    args = {**renewal_plan.bases[0](tmp_path), "facts": deep}
+    result = run_hostile(renewal_plan.plugin.ActionModule, args, [])
+    assert not result.get("failed") and result["unavailable_hosts"] == {"a": "no usable facts (no certificates list)"}
