@@ -42,7 +42,12 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
     sha1_thumbprint,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
-from ansible_collections.exchange.pki.plugins.plugin_utils._files import PUBLIC_MODE, read_prefix, write_atomically
+from ansible_collections.exchange.pki.plugins.plugin_utils._files import (
+    PUBLIC_MODE,
+    output_file_problem,
+    read_prefix,
+    write_atomically,
+)
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import ledger_argspec
 from ansible_collections.exchange.pki.plugins.plugin_utils._plan import Plan, Step, outcomes
 from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
@@ -105,6 +110,8 @@ _MAX_CA_NAME = 64  # AD CS limits a CA's common name to 64 characters
 _ATTRIBUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\"'\u0085\u2028\u2029\ud800-\udfff]")
 _TEMPLATE_ATTRIBUTE = "certificatetemplate"
+_TEMPLATE_REQUIRED = ("template is required to submit (or a \"CertificateTemplate:<name>\" attribute): an "
+                      "enterprise CA denies a request without a template")
 _PEM_CSR = re.compile(rb"-----BEGIN (NEW )?CERTIFICATE REQUEST-----(.*?)-----END (NEW )?CERTIFICATE REQUEST-----",
                       re.S)
 # certreq separates attribute pairs with the two characters backslash-n; a value must not carry them.
@@ -235,19 +242,13 @@ def load_csr(data: bytes, where: str) -> Csr:
     return Csr(der, hashlib.sha256(der).hexdigest(), public_key, subject)
 
 
-def _check_output_path(path: str | None, option: str) -> str | None:
+def _check_output_path(path: str | None, option: str, what: str) -> str | None:
     if path is None:
         return None
-    if any(char in path for char in "\x00\r\n"):
-        raise AnsibleActionFail(f"{option} must not contain CR, LF or NUL characters")
-    if path.endswith(os.sep) or os.path.isdir(path):
-        raise AnsibleActionFail(f"{option} {path!r} is a directory: give a file path")
-    real = os.path.realpath(path)
-    if not os.path.isdir(os.path.dirname(real) or "."):
-        raise AnsibleActionFail(f"{option} {path!r}: the directory {os.path.dirname(real)!r} does not exist")
-    if os.path.lexists(real) and not stat.S_ISREG(os.stat(real).st_mode):
-        raise AnsibleActionFail(f"{option} {path!r} exists and is not a regular file")
-    return real
+    problem = output_file_problem(path, what)
+    if problem:
+        raise AnsibleActionFail(f"{option} {problem}")
+    return os.path.realpath(path)
 
 
 # --- the submission state file ------------------------------------------------------------------------
@@ -420,10 +421,14 @@ class ActionModule(ChangingAction):
             raise AnsibleActionFail("state_path is required with csr: the module records there what it submitted, "
                                     "so that the same CSR is never submitted twice")
         if state_path is not None:
-            state_path = _check_output_path(state_path, "state_path")
-        certificate_path = _check_output_path(args.get("certificate_path"), "certificate_path")
-        chain_path = _check_output_path(args.get("chain_path"), "chain_path")
+            state_path = _check_output_path(state_path, "state_path", "the submission state file")
+        certificate_path = _check_output_path(args.get("certificate_path"), "certificate_path", "the certificate file")
+        chain_path = _check_output_path(args.get("chain_path"), "chain_path", "the chain file")
 
+        if csr is not None and request_id is None and template is None and not os.path.lexists(state_path):
+            # Nothing was submitted for any CSR yet, so this one must be submitted: refused before the state file
+            # is created (opening it creates it), so that bad input leaves nothing behind.
+            raise AnsibleActionFail(_TEMPLATE_REQUIRED)
         state = SubmissionState(state_path, writable=not self.check_mode) if state_path else None
         with state.opened() if state else contextlib.nullcontext() as opened:
             known = opened.get(csr.fingerprint) if opened is not None and csr is not None else None
@@ -487,8 +492,7 @@ class ActionModule(ChangingAction):
         if csr is None:  # ExchangePkiAction refuses csr, csr_path and request_id all null before this
             raise AnsibleActionFail("one of csr, csr_path, request_id must have a value")
         if template is None:
-            raise AnsibleActionFail("template is required to submit (or a \"CertificateTemplate:<name>\" attribute): "
-                                    "an enterprise CA denies a request without a template")
+            raise AnsibleActionFail(_TEMPLATE_REQUIRED)
         arguments: dict[str, Any] = {"request": csr.der, "config": config, "template": template}
         extra = [value for value in attributes if value.partition(":")[0].casefold() != _TEMPLATE_ATTRIBUTE]
         if extra:

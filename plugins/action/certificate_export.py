@@ -29,7 +29,11 @@ from ansible.errors import AnsibleActionFail
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ChangingAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import normalize_thumbprint
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
-from ansible_collections.exchange.pki.plugins.plugin_utils._files import PRIVATE_MODE, write_atomically
+from ansible_collections.exchange.pki.plugins.plugin_utils._files import (
+    PRIVATE_MODE,
+    output_file_problem,
+    write_atomically,
+)
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import ledger_argspec
 from ansible_collections.exchange.pki.plugins.plugin_utils._pfx import (
     MAX_INPUT_BYTES,
@@ -129,17 +133,10 @@ def _check_password(password: str) -> None:
 
 
 def _check_dest(dest: str) -> str:
-    if "\x00" in dest or any(char in dest for char in "\r\n"):
-        raise AnsibleActionFail("dest must not contain CR, LF or NUL characters")
-    if dest.endswith(os.sep) or os.path.isdir(dest):
-        raise AnsibleActionFail(f"dest {dest!r} is a directory: give the path of the PFX file to write")
-    real = os.path.realpath(dest)
-    parent = os.path.dirname(real) or "."
-    if not os.path.isdir(parent):
-        raise AnsibleActionFail(f"dest {dest!r}: the directory {parent!r} does not exist on the controller")
-    if os.path.lexists(real) and not stat.S_ISREG(os.stat(real).st_mode):
-        raise AnsibleActionFail(f"dest {dest!r} exists and is not a regular file")
-    return real
+    problem = output_file_problem(dest, "the PFX file to write")
+    if problem:
+        raise AnsibleActionFail(f"dest {problem}")
+    return os.path.realpath(dest)
 
 
 class DestState:

@@ -16,7 +16,11 @@ from typing import Any
 from ansible.errors import AnsibleActionFail
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ControllerAction
-from ansible_collections.exchange.pki.plugins.plugin_utils._files import PUBLIC_MODE, write_atomically
+from ansible_collections.exchange.pki.plugins.plugin_utils._files import (
+    PUBLIC_MODE,
+    output_file_problem,
+    write_atomically,
+)
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import LedgerError, read_ledger
 from ansible_collections.exchange.pki.plugins.plugin_utils._renewal import RenewalInputError, parse_now
 from ansible_collections.exchange.pki.plugins.plugin_utils._renewal_status import (
@@ -69,12 +73,10 @@ def read_records(path: str) -> tuple[list[Any], list[str]]:
 
 def write_metrics(path: str, text: str, check_mode: bool) -> bool:
     """Write the textfile atomically, mode 0644; whether its content changed (check mode writes nothing)."""
-    if os.path.isdir(path):
-        raise AnsibleActionFail(f"metrics_path {path} is a directory; give the textfile's path (for example "
-                                "/var/lib/node_exporter/textfile/exchange_pki_renewal.prom)")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise AnsibleActionFail(f"metrics_path {path}: the directory {directory} does not exist")
+    problem = output_file_problem(path, "the textfile (for example "
+                                        "/var/lib/node_exporter/textfile/exchange_pki_renewal.prom)")
+    if problem:
+        raise AnsibleActionFail(f"metrics_path {problem}")
     data = text.encode("utf-8")
     try:
         with open(path, "rb") as handle:

@@ -33,7 +33,6 @@ import abc
 import dataclasses
 import decimal
 import math
-import os
 import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -42,6 +41,7 @@ from ansible.errors import AnsibleAction, AnsibleActionFail, AnsibleConnectionFa
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError, HostUnreachable
+from ansible_collections.exchange.pki.plugins.plugin_utils._files import unusable_path
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import (
     ChangeRecord,
     LedgerError,
@@ -103,10 +103,6 @@ class ArgumentSpec:
 #: arguments recursively and overflows the stack on values hundreds of levels deep, far from any real value (a
 #: fleet's facts, a plan); the error then names the options deeper than this (see too_deep_message).
 MAX_NESTING = 64
-#: The longest path (PATH_MAX) and file name (NAME_MAX) Linux and the BSDs take, in bytes: a longer ``path`` option
-#: would fail only when the file is opened, after a module may have changed a server or a CA.
-MAX_PATH_BYTES = 4095
-MAX_NAME_BYTES = 255
 #: The largest power of ten an ``int`` option given as text may reach (core would build the whole integer first).
 _MAX_INT_TEXT_EXPONENT = 100
 
@@ -154,30 +150,12 @@ def _unusable_number(value: Any, kind: str) -> str | None:
     return None
 
 
-def _unusable_path(value: Any) -> str | None:
-    """Why ``value`` cannot name a file (the os functions would raise ValueError or UnicodeEncodeError), or None."""
-    if not isinstance(value, str):
-        return None
-    if "\x00" in value:
-        shown = repr(value if len(value) <= 80 else value[:80] + "...")
-        return f"{shown} contains the control character U+0000 (NUL), which no file name can hold"
-    try:
-        encoded = os.fsencode(value)
-    except UnicodeEncodeError:
-        return "holds a lone surrogate, which no file name can hold"
-    if len(encoded) > MAX_PATH_BYTES:
-        return f"is longer than {MAX_PATH_BYTES} bytes, the longest path the controller's file functions take"
-    if any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
-        return f"has a file or directory name longer than {MAX_NAME_BYTES} bytes, which no file system holds"
-    return None
-
-
 def check_argument_shapes(spec: Mapping[str, Any], args: Any, prefix: str = "") -> None:
     """Refuse, naming the option, the arguments core's ArgumentSpecValidator crashes on instead of refusing them:
     a non-finite (or absurdly large textual) number for an ``int`` option, and something other than a mapping with
     string keys where an option has suboptions. Refuse too what core accepts and no option means: a boolean for a
-    number, and a ``path`` no file can have (a NUL character, a lone surrogate, longer than :data:`MAX_PATH_BYTES`
-    or a name longer than :data:`MAX_NAME_BYTES`), which the os functions would crash on or refuse only after the
+    number, and a ``path`` no file can have (:func:`_files.unusable_path`: a NUL character, a lone surrogate, too
+    long for the file system), which the os functions would crash on or refuse only after the
     module changed something. A value too deep for core to copy is caught from its RecursionError instead
     (:func:`too_deep_message`): a walk here would cost as much as core's own copy of a large fleet's facts."""
     if not isinstance(args, Mapping):
@@ -196,7 +174,7 @@ def check_argument_shapes(spec: Mapping[str, Any], args: Any, prefix: str = "") 
                     raise AnsibleActionFail(f"{where} {problem}")
         if kind == "path" or (kind == "list" and elements == "path"):
             for item in value if kind == "list" and isinstance(value, list) else [value]:
-                problem = _unusable_path(item)
+                problem = unusable_path(item)
                 if problem:
                     raise AnsibleActionFail(f"{where} {problem}")
         suboptions = option.get("options")

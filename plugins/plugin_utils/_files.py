@@ -15,12 +15,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
+from typing import Any
 
 #: The mode of files holding a private key or a PFX (DESIGN safety invariant 4).
 PRIVATE_MODE = 0o600
 #: The mode of files holding only public material (certificates, CSRs).
 PUBLIC_MODE = 0o644
+#: The longest path (PATH_MAX) and file name (NAME_MAX) Linux and the BSDs take, in bytes: a longer path would fail
+#: only when the file is opened, after a module may have changed a server or a CA.
+MAX_PATH_BYTES = 4095
+MAX_NAME_BYTES = 255
+# The temporary file is named ".<name>.<8 random characters>.tmp" when that fits in MAX_NAME_BYTES: a file name
+# that is itself valid but too long for that gets a fixed prefix instead, so that it does not fail after a module
+# changed a server or a CA.
+_TEMPORARY_SUFFIX = ".tmp"
+_TEMPORARY_ROOM = MAX_NAME_BYTES - len("..") - 8 - len(_TEMPORARY_SUFFIX)
+_TEMPORARY_PREFIX = ".exchange-pki."
 
 
 def write_atomically(path: str, data: bytes, mode: int = PRIVATE_MODE) -> None:
@@ -29,7 +41,9 @@ def write_atomically(path: str, data: bytes, mode: int = PRIVATE_MODE) -> None:
     Raises OSError (the caller names the option); the temporary file never outlives a failure.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    name = os.path.basename(path)
+    prefix = f".{name}." if len(os.fsencode(name)) <= _TEMPORARY_ROOM else _TEMPORARY_PREFIX
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=_TEMPORARY_SUFFIX)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
@@ -62,3 +76,46 @@ def read_prefix(path: str, limit: int) -> bytes:
     """At most ``limit + 1`` bytes of ``path``: a caller that gets more than ``limit`` knows the file is too big."""
     with open(path, "rb") as handle:
         return handle.read(limit + 1)
+
+
+def unusable_path(value: Any) -> str | None:
+    """Why ``value`` cannot name a file (the os functions would raise ValueError or UnicodeEncodeError), or None."""
+    if not isinstance(value, str):
+        return None
+    if "\x00" in value:
+        shown = repr(value if len(value) <= 80 else value[:80] + "...")
+        return f"{shown} contains the control character U+0000 (NUL), which no file name can hold"
+    try:
+        encoded = os.fsencode(value)
+    except UnicodeEncodeError:
+        return "holds a lone surrogate, which no file name can hold"
+    if len(encoded) > MAX_PATH_BYTES:
+        return f"is longer than {MAX_PATH_BYTES} bytes, the longest path the controller's file functions take"
+    if any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
+        return f"has a file or directory name longer than {MAX_NAME_BYTES} bytes, which no file system holds"
+    return None
+
+
+def output_file_problem(path: str, what: str) -> str | None:
+    """Why a module could not write ``what`` (for example "the PFX file") to ``path`` on the controller, or None.
+
+    Checked before the module changes anything, so that a path it cannot write fails the task while nothing has
+    happened yet, instead of after a CA issued a certificate or a server exported a key. The message follows the
+    option's name.
+    """
+    problem = unusable_path(path)
+    if problem:
+        return problem
+    if any(char in path for char in "\r\n"):
+        return "must not contain CR or LF characters"
+    if path.endswith(os.sep) or os.path.isdir(path):
+        return f"{path!r} is a directory: give the path of {what}"
+    real = os.path.realpath(path)
+    parent = os.path.dirname(real) or "."
+    if not os.path.isdir(parent):
+        return f"{path!r}: the directory {parent!r} does not exist on the controller"
+    if os.path.lexists(real) and not stat.S_ISREG(os.stat(real).st_mode):
+        return f"{path!r} exists and is not a regular file"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{path!r}: the directory {parent!r} is not writable by the controller's user"
+    return None

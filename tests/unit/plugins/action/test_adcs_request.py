@@ -191,6 +191,26 @@ def test_an_auto_template_issues_in_one_run_with_the_chain(fleet, ex1, config, c
     assert record.after == {"csr_sha256": result["csr_sha256"], "request_id": request["id"], "status": "issued"}
 
 
+def test_output_names_as_long_as_the_file_system_allows_are_written(fleet, ex1, config, csr_path, tmp_path):
+    """A 255-byte name is valid; the file is written through a temporary file whose name must still fit, or the
+    certificate the CA just issued would be lost to an error after the submission."""
+    certificate_path, chain_path = tmp_path / ("c" * 255), tmp_path / ("é" * 127)
+    result = run(ex1, {"csr_path": str(csr_path), "ca_config": config, "template": "WebServer",
+                       "certificate_path": str(certificate_path), "chain_path": str(chain_path)})
+    assert result.get("failed") is not True, result.get("msg")
+    assert certificate_path.read_text() == result["certificate"] and chain_path.read_text() == "".join(result["chain"])
+
+
+def test_a_state_path_too_long_for_the_file_system_is_refused_before_submitting(fleet, ex1, config, key, tmp_path):
+    """The default state_path is csr_path plus ".adcs.jsonl": a CSR file name of 250 bytes is valid, its state
+    file's name is not."""
+    path = tmp_path / ("r" * 250)
+    path.write_text(make_csr(key), encoding="ascii")
+    message = failure(ex1, {"csr_path": str(path), "ca_config": config, "template": "WebServer"})
+    assert message.startswith("state_path ") and "longer than 255 bytes" in message, message
+    assert ex1.calls == [] and ca_requests(fleet) == [] and sorted(tmp_path.iterdir()) == [path]
+
+
 def test_the_same_csr_is_never_submitted_twice_from_any_host(fleet, ex1, config, csr_path, tmp_path):
     args = {"csr_path": str(csr_path), "ca_config": config, "template": "WebServer",
             "certificate_path": str(tmp_path / "mail.pem")}
@@ -362,6 +382,7 @@ def test_bad_input_is_named_and_nothing_is_sent(fleet, ex1, config, csr_path, ar
     options = {name: value for name, value in options.items() if value is not None}
     assert message in failure(ex1, options)
     assert ex1.calls == [] and fleet.dump()["mutations"] == []
+    assert sorted(path.name for path in csr_path.parent.iterdir()) == ["mail.csr"]  # no state file either
 
 
 @pytest.mark.parametrize(("content", "message"), [
