@@ -37,7 +37,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from ansible.errors import AnsibleAction, AnsibleActionFail, AnsibleConnectionFailure
+from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError, HostUnreachable
@@ -197,6 +197,16 @@ def check_argument_shapes(spec: Mapping[str, Any], args: Any, prefix: str = "") 
             check_argument_shapes(suboptions, item, f"{label}.")
 
 
+def failed_result(result: dict[str, Any], error: AnsibleActionFail) -> dict[str, Any]:
+    """``result`` failed with ``error``'s message and result, returned instead of raised: ansible-core applies a task's
+    ``failed_when`` only to a result the plugin returns (one it raises fails the task whatever ``failed_when`` says,
+    so ``failed_when: false`` on a probe that cannot connect would still fail the play)."""
+    result.update(error.result_contribution)
+    result.setdefault("changed", False)
+    result.setdefault("failure_reason", "failed")
+    return result
+
+
 class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
     """Validate the arguments, run :meth:`execute`, translate failures; subclasses set :attr:`ARGUMENT_SPEC`."""
 
@@ -215,8 +225,7 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
         try:
             result: dict[str, Any] = super().run(tmp, task_vars)
         except AnsibleActionFail as error:  # e.g. async refused
-            error._result.setdefault("failure_reason", "failed")  # noqa: SLF001 - core merges this dict
-            raise
+            return failed_result({}, error)
         del tmp  # tmp no longer has any effect
         try:
             check_argument_shapes(self.ARGUMENT_SPEC.argument_spec, self._task.args)  # core would crash on these
@@ -232,10 +241,8 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
             result.update(unreachable=True, changed=False, msg=str(error), failure_reason="unreachable")
         except ExchangePkiError as error:
             result.update(failed=True, changed=False, msg=str(error), failure_reason=error.failure_reason)
-        except AnsibleAction as error:
-            if isinstance(error, AnsibleActionFail):
-                error._result.setdefault("failure_reason", "failed")  # noqa: SLF001 - core merges this dict
-            raise  # AnsibleActionFail / AnsibleActionSkip: core turns them into the task result
+        except AnsibleActionFail as error:
+            return failed_result(result, error)
         except Exception as error:  # noqa: BLE001 - a bug: report it with its traceback instead of crashing the play
             if is_dropped_connection(error):  # a broken connection outside run_batch is no bug either
                 result.update(unreachable=True, changed=False, failure_reason="connection_dropped",

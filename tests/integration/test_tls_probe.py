@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import json
 import smtplib
+import socket
 import ssl
 from typing import Any
 
@@ -187,3 +188,38 @@ def test_an_internationalized_server_name_is_sent_as_its_a_label(dag_lab: Lab, p
     result = run.result("ex1")
     assert result["server_name"] == "bücher.contoso.lab".encode("idna").decode()
     assert (result["matched_names"], result["unmatched_names"]) == (["mail.contoso.lab"], ["bücher.contoso.lab"])
+
+
+def test_failed_when_applies_to_a_probe_that_cannot_connect(dag_lab: Lab, playbook) -> None:
+    """A role that probes an endpoint before a change records a refused connection (failed_when: false) instead of
+    failing: ansible-core applies failed_when only to a result the plugin returns, not to one it raises. The same
+    holds for bad input, which a task can turn into its own decision (failed_when on the message)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    tasks = f"""\
+        - name: Probe a port where nothing listens, as a role does before a change
+          exchange.pki.tls_probe:
+            host: 127.0.0.1
+            port: {port}
+            starttls: smtp
+            timeout: 5
+          register: refused
+          failed_when: false
+        - name: Give a bad option, failing only on another message
+          exchange.pki.tls_probe:
+            host: 127.0.0.1
+            port: 70000
+          register: bad
+          failed_when: "'not the message' in bad.msg"
+        - name: Keep both results
+          ansible.builtin.set_fact:
+            result: "{{{{ {{'refused': refused, 'bad': bad}} }}}}"
+        """
+    run = playbook(dag_lab, tasks, hosts="localhost")
+    assert run.returncode == 0, run.stdout + run.stderr
+    refused, bad = run.result("localhost")["refused"], run.result("localhost")["bad"]
+    assert refused["failed"] is False and refused["failed_when_result"] is False
+    assert refused["msg"] == f"connecting to 127.0.0.1:{port} failed: Connection refused"
+    assert refused["stage"] == "connect" and refused["failure_reason"] == "failed"
+    assert bad["failed"] is False and "port" in bad["msg"] and "65535" in bad["msg"], bad

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
@@ -59,3 +60,15 @@ def documented_spec(module: ModuleType) -> dict[str, Any]:
 
 def argument_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return _normalised(spec)
+
+
+def failed_result(result: Any, match: str | None = None) -> dict[str, Any]:
+    """``result`` when it is a failed task result, as ansible-core reports it (exchange.pki's plugins return their
+    failures, so that a task's ``failed_when`` applies to them); ``match``, a regular expression, must be found in its
+    message, as with ``pytest.raises(match=...)``."""
+    assert isinstance(result, dict) and result.get("failed") is True, f"the task did not fail: {result!r:.1000}"
+    assert result.get("changed") is False, result
+    assert isinstance(result.get("msg"), str) and result["msg"], result
+    if match is not None:
+        assert re.search(match, result["msg"]), f"{match!r} is not found in {result['msg']!r}"
+    return result

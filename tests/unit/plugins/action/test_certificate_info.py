@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure
+from ansible.errors import AnsibleConnectionFailure
 
 from ansible_collections.exchange.pki.plugins.action import certificate_info
 from ansible_collections.exchange.pki.plugins.plugin_utils import _snapshot
@@ -29,7 +29,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._errors import DOUBLE
 from ansible_collections.exchange.pki.plugins.plugin_utils._remote import MODULE_NAME, OPERATIONS, parse_batch_result
 from tests.lab.model import Fleet
 from tests.unit.clock import NOW
-from tests.unit.plugins.action.action_harness import FakeTask
+from tests.unit.plugins.action.action_harness import FakeTask, failed_result
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[4]
 SCENARIOS = REPO_ROOT / "tests" / "lab" / "scenarios"
@@ -356,8 +356,7 @@ def test_fatal_gaps_fail_the_task(ex1, ops, message):
     ids=["inconsistent", "unknown-finding", "unknown-key", "wrong-type"],
 )
 def test_a_bad_policy_fails_naming_it_before_contacting_the_host(ex1, policy, message):
-    with pytest.raises(AnsibleActionFail, match=message):
-        ex1.gather({"policy": policy})
+    failed_result(ex1.gather({"policy": policy}), message)
     assert ex1.calls == []
 
 
@@ -368,8 +367,7 @@ def test_the_policy_reaches_the_evaluation(ex1):
 
 
 def test_the_username_needs_the_password(ex1):
-    with pytest.raises(AnsibleActionFail, match="exchange_username, exchange_password"):
-        ex1.gather({"exchange_username": ADMIN})
+    failed_result(ex1.gather({"exchange_username": ADMIN}), "exchange_username, exchange_password")
 
 
 def _doc_block(source: str, name: str) -> Any:
@@ -503,6 +501,5 @@ def test_a_failed_host_gets_no_fact():
     ],
 )
 def test_a_bad_fact_name_fails_naming_it_before_contacting_the_host(ex1, name, message):
-    with pytest.raises(AnsibleActionFail, match=re.escape(message)):
-        ex1.gather({"fact_name": name})
+    failed_result(ex1.gather({"fact_name": name}), re.escape(message))
     assert ex1.calls == []

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible.errors import AnsibleActionFail
 
 from ansible_collections.exchange.pki.plugins.action import certificate_remove, certificate_services
 from ansible_collections.exchange.pki.plugins.modules import certificate_remove as certificate_remove_docs
@@ -23,7 +22,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import read_r
 from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import ServerSnapshot, server_time
 from tests.lab.model import Fleet
 from tests.unit.clock import NOW
-from tests.unit.plugins.action.action_harness import _documented, argument_spec
+from tests.unit.plugins.action.action_harness import _documented, argument_spec, failed_result
 from tests.unit.plugins.action.lab_host import LabHost
 from tests.unit.plugins.action.test_certificate_services import documented_options
 
@@ -335,7 +334,6 @@ def test_rawdata_only_objects_make_the_services_unknown(ex1):
     ({"thumbprint": "AB" * 20, "force": "perhaps"}, "force"),
 ])
 def test_bad_input_is_refused_before_the_host_is_contacted(ex1, args, expected):
-    with pytest.raises(AnsibleActionFail) as raised:
-        ex1.run(certificate_remove.ActionModule, args)
-    assert expected in str(raised.value), str(raised.value)
+    raised = failed_result(ex1.run(certificate_remove.ActionModule, args))
+    assert expected in raised["msg"], raised["msg"]
     assert ex1.calls == [] and ex1.mutations() == []

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible.errors import AnsibleActionFail
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
@@ -28,6 +27,7 @@ from ansible_collections.exchange.pki.plugins.action import certificate_request
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import read_records
 from tests.lab.model import Fleet
 from tests.unit.clock import NOW
+from tests.unit.plugins.action.action_harness import failed_result
 from tests.unit.plugins.action.lab_host import LabHost
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[4]
@@ -203,9 +203,8 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=[message for _args, message in BAD_INPUT])
 def test_bad_input_is_refused_naming_the_problem_before_anything_is_sent(ex1, args, message):
-    with pytest.raises(AnsibleActionFail) as failure:
-        ex1.run(Action, args)
-    assert message in str(failure.value)
+    failure = failed_result(ex1.run(Action, args))
+    assert message in failure["msg"]
     assert ex1.calls == []
     assert ex1.mutations() == []
 
@@ -281,13 +280,12 @@ def test_controller_refuses_a_key_file_that_does_not_fit_unless_forced(ex1, tmp_
     key_path = tmp_path / "mail.key"
     before = key_path.read_bytes()
 
-    with pytest.raises(AnsibleActionFail, match="holds an RSA 2048 key; key_size asks for 4096; it is left alone"):
-        ex1.run(Action, controller_args(tmp_path, key_size=4096))
+    failed_result(ex1.run(Action, controller_args(tmp_path, key_size=4096)),
+                  "holds an RSA 2048 key; key_size asks for 4096; it is left alone")
     assert key_path.read_bytes() == before
 
     key_path.write_text("not a key\n", encoding="ascii")
-    with pytest.raises(AnsibleActionFail, match="holds no PEM private key"):
-        ex1.run(Action, controller_args(tmp_path))
+    failed_result(ex1.run(Action, controller_args(tmp_path)), "holds no PEM private key")
 
     forced = ex1.run(Action, controller_args(tmp_path, key_size=4096, force=True))
     assert forced["changed"] is True
@@ -298,10 +296,10 @@ def test_controller_refuses_a_key_file_that_does_not_fit_unless_forced(ex1, tmp_
 def test_controller_refuses_a_symbolic_link_and_a_missing_directory(ex1, tmp_path):
     (tmp_path / "target.key").write_text("x", encoding="ascii")
     (tmp_path / "link.key").symlink_to(tmp_path / "target.key")
-    with pytest.raises(AnsibleActionFail, match="is a symbolic link"):
-        ex1.run(Action, controller_args(tmp_path, private_key_path=str(tmp_path / "link.key")))
-    with pytest.raises(AnsibleActionFail, match="does not exist"):
-        ex1.run(Action, controller_args(tmp_path, private_key_path=str(tmp_path / "nowhere" / "k.key")))
+    failed_result(ex1.run(Action, controller_args(tmp_path, private_key_path=str(tmp_path / "link.key"))),
+                  "is a symbolic link")
+    failed_result(ex1.run(Action, controller_args(tmp_path, private_key_path=str(tmp_path / "nowhere" / "k.key"))),
+                  "does not exist")
 
 
 def test_controller_mode_warns_about_server_only_options(ex1, tmp_path):

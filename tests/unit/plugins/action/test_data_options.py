@@ -12,8 +12,8 @@ import pathlib
 from typing import Any
 
 import pytest
-from ansible.errors import AnsibleActionFail
 
+from tests.unit.plugins.action.action_harness import failed_result
 from tests.unit.plugins.action.test_hostile_options import (  # pylint: disable=unused-import
     MODULES,
     no_network,  # noqa: F401 - a fixture, used by name
@@ -61,8 +61,7 @@ def test_a_data_option_that_is_no_mapping_still_meets_the_validator(value: Any, 
         result = run_hostile(fleet_report.plugin.ActionModule, args, [])
         assert not result.get("failed"), result
     else:
-        with pytest.raises(AnsibleActionFail, match="argument 'facts' is of type list"):
-            run_hostile(fleet_report.plugin.ActionModule, args, [])
+        failed_result(run_hostile(fleet_report.plugin.ActionModule, args, []), "argument 'facts' is of type list")
 
 
 def test_deep_data_is_read_without_a_crash_and_found_unusable(tmp_path: pathlib.Path) -> None:

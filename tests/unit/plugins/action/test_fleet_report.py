@@ -9,11 +9,10 @@ import re
 import stat
 
 import pytest
-from ansible.errors import AnsibleActionFail
 
 from ansible_collections.exchange.pki.plugins.action import fleet_report
 from ansible_collections.exchange.pki.plugins.modules import fleet_report as fleet_report_docs
-from tests.unit.plugins.action.action_harness import argument_spec, documented_spec, run_action
+from tests.unit.plugins.action.action_harness import argument_spec, documented_spec, failed_result, run_action
 from tests.unit.plugins.plugin_utils.report_facts import dag_fleet, lab_dag_fleet, not_collected
 
 NOW = "2026-11-25T08:00:00Z"
@@ -62,8 +61,7 @@ def test_check_mode_writes_nothing(tmp_path):
     ({"dest": "/tmp/x"}, "missing required arguments: facts"),
 ])
 def test_invalid_arguments_are_refused(args, message):
-    with pytest.raises(AnsibleActionFail, match=message):
-        run(args)
+    failed_result(run(args), message)
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -79,8 +77,8 @@ def test_bad_input_fails_clearly(args, message):
 def test_an_unwritable_destination_fails_clearly(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(AnsibleActionFail, match=f"^dest {blocker / 'sub'}: cannot write the report"):
-        run({"facts": dag_fleet(), "dest": str(blocker / "sub")})
+    failed_result(run({"facts": dag_fleet(), "dest": str(blocker / "sub")}),
+                  f"^dest {blocker / 'sub'}: cannot write the report")
 
 
 def test_the_action_plan_is_returned_worst_first(tmp_path):
@@ -107,14 +105,13 @@ def test_the_action_plan_is_returned_worst_first(tmp_path):
 ])
 def test_hostile_options_are_refused_before_anything_is_written(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(AnsibleActionFail, match=re.escape(message)):
-        run({"facts": dag_fleet(), "dest": str(tmp_path / "out"), **args})
+    failed_result(run({"facts": dag_fleet(), "dest": str(tmp_path / "out"), **args}), re.escape(message))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_nul_in_dest_is_refused(tmp_path):
-    with pytest.raises(AnsibleActionFail, match="dest .* contains (a|the) control character"):
-        run({"facts": dag_fleet(), "dest": str(tmp_path / "a\0b")})
+    failed_result(run({"facts": dag_fleet(), "dest": str(tmp_path / "a\0b")}),
+                  "dest .* contains (a|the) control character")
 
 
 @pytest.mark.parametrize(("mutate", "message"), [

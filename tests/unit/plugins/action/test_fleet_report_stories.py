@@ -16,12 +16,11 @@ import re
 from typing import Any
 
 import pytest
-from ansible.errors import AnsibleActionFail
 
 from ansible_collections.exchange.pki.plugins.action import fleet_report, ledger_info, ledger_record
 from tests.lab.model import Fleet
 from tests.unit.clock import NOW
-from tests.unit.plugins.action.action_harness import run_action
+from tests.unit.plugins.action.action_harness import failed_result, run_action
 from tests.unit.plugins.action.lab_host import LabHost
 from tests.unit.plugins.action.ledger_lifecycle import IDENTITY, Lifecycle, write_lifecycle
 from tests.unit.plugins.plugin_utils.report_facts import dag_fleet
@@ -146,8 +145,8 @@ def test_check_mode_writes_nothing_and_a_second_run_changes_nothing(tmp_path, li
 
 
 def test_a_bad_ledger_fails_the_task_naming_it(tmp_path):
-    with pytest.raises(AnsibleActionFail, match="ledger must be a path without control characters"):
-        report(tmp_path / "r", ledger=str(tmp_path / "ledger\njsonl"))
+    args = {"facts": dag_fleet(), "dest": str(tmp_path / "r"), "ledger": str(tmp_path / "ledger\njsonl")}
+    failed_result(run_action(fleet_report.ActionModule, args), "ledger must be a path without control characters")
     args = {"facts": dag_fleet(), "dest": str(tmp_path / "r"), "ledger": str(tmp_path)}
     result = run_action(fleet_report.ActionModule, args)
     assert result["failed"] is True and result["msg"] == f"ledger {tmp_path}: is not a regular file (a directory)"

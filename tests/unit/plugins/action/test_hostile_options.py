@@ -5,9 +5,9 @@
 Each option of each module (suboptions included) gets, in turn, a set of hostile values chosen by its type
 (wrong types, empty and blank strings, NUL, CR/LF, U+2028, a lone surrogate, 100 000 characters, ``../``,
 non-ASCII, huge, negative and non-finite numbers), with the other options valid. The run must end either in a
-result (success, or ``failed`` with a non-empty ``msg``) or in AnsibleActionFail; never in ansible-core's
-"Unexpected failure in ..." wrapper (an exception the plugin did not expect), and never with an exception other
-than the collection's own escaping. A failed run writes nothing.
+result (success, or ``failed`` with a non-empty ``msg``), returned and not raised (ansible-core applies a task's
+``failed_when`` only to a returned result); never in the "Unexpected failure in ..." wrapper (an exception the
+plugin did not expect), and never in an exception. A failed run writes nothing.
 
 Nothing is contacted: the remote executor is replaced by a stub that records the batch and answers
 ``unreachable``, and name resolution fails for every host (after the encoding the real resolver applies).
@@ -30,7 +30,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from ansible.errors import AnsibleAction
 from ansible.plugins.action import ActionBase
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -58,7 +57,7 @@ from ansible_collections.exchange.pki.plugins.action import (
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import append_records, make_record
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
 from tests.unit.clock import NOW
-from tests.unit.plugins.action.action_harness import FakeTask
+from tests.unit.plugins.action.action_harness import FakeTask, failed_result
 from tests.unit.plugins.plugin_utils.report_facts import dag_fleet
 from tests.unit.plugins.plugin_utils.test__renewal_status import make_plan
 
@@ -373,9 +372,7 @@ def _files(where: pathlib.Path) -> dict[str, float]:
 
 def _problem(result: dict[str, Any] | None, error: BaseException | None) -> str | None:
     """Why a run's outcome is not acceptable, or None."""
-    if error is not None:
-        if isinstance(error, AnsibleAction) and str(error.message if hasattr(error, "message") else error).strip():
-            return None
+    if error is not None:  # AnsibleActionFail too: a raised failure escapes the task's failed_when
         return f"raised {type(error).__name__}: {str(error)[:300]}"
     assert result is not None
     message = result.get("msg")
@@ -448,9 +445,8 @@ def test_hostile_values_fail_clearly(module: Module, path: tuple[str, ...], opti
 ])
 def test_a_hostile_value_is_refused_naming_the_option(plugin: Any, args: dict[str, Any], message: str) -> None:
     sent: list[Any] = []
-    with pytest.raises(AnsibleAction) as refused:
-        run_hostile(plugin.ActionModule, args, sent)
-    assert message in str(refused.value)
+    refused = failed_result(run_hostile(plugin.ActionModule, args, sent))
+    assert message in refused["msg"]
     assert sent == []
 
 
@@ -464,10 +460,7 @@ def test_a_lone_surrogate_in_the_mail_is_refused_before_anything_is_sent(option:
             "username": "alerts", "password": "Pa55-word!", "starttls": True}
     args = {"facts": dag_fleet(), "now": NOW_TEXT, "min_severity": "info", "email": mail}
     (args if option == "title" else mail)[option] = "\ud800"
-    try:
-        result = run_hostile(fleet_alert.ActionModule, args, [])
-    except AnsibleAction as refused:
-        result = {"failed": True, "msg": str(refused)}
+    result = run_hostile(fleet_alert.ActionModule, args, [])
     assert result.get("failed") and message in result["msg"], result
 
 
@@ -479,10 +472,7 @@ def test_the_valid_options_get_past_the_checks(module: Module, tmp_path: pathlib
     monkeypatch.chdir(tmp_path)
     for index, make in enumerate(module.bases):
         sent: list[Any] = []
-        try:
-            result = run_hostile(module.plugin.ActionModule, make(tmp_path), sent)
-        except AnsibleAction as refused:
-            result = {"failed": True, "msg": str(refused)}
+        result = run_hostile(module.plugin.ActionModule, make(tmp_path), sent)
         expected = BASE_OUTCOME.get(module.name)
         if isinstance(expected, tuple):
             expected = expected[index]
@@ -505,9 +495,8 @@ def test_a_boolean_for_a_number_is_refused_before_anything_is_sent(plugin: Any, 
                                                                    message: str) -> None:
     """Core takes True for 1 (bool is an int); no number option of the collection means that."""
     sent: list[Any] = []
-    with pytest.raises(AnsibleAction) as refused:
-        run_hostile(plugin.ActionModule, args, sent)
-    assert message in str(refused.value)
+    refused = failed_result(run_hostile(plugin.ActionModule, args, sent))
+    assert message in refused["msg"]
     assert sent == []
 
 
@@ -520,9 +509,8 @@ def test_certificate_request_refuses_a_lone_surrogate_before_anything_is_sent(ar
                                                                               message: str) -> None:
     """Sent, the request was made on the server and then its ledger record failed (a change the ledger missed)."""
     sent: list[Any] = []
-    with pytest.raises(AnsibleAction) as refused:
-        run_hostile(certificate_request.ActionModule, {**args, "ledger": "ledger.jsonl"}, sent)
-    assert message in str(refused.value)
+    refused = failed_result(run_hostile(certificate_request.ActionModule, {**args, "ledger": "ledger.jsonl"}, sent))
+    assert message in refused["msg"]
     assert sent == []
 
 
@@ -533,10 +521,10 @@ def test_certificate_request_refuses_a_lone_surrogate_before_anything_is_sent(ar
 def test_certificate_import_refuses_what_certificate_request_refuses_in_a_friendly_name(name: str,
                                                                                         message: str) -> None:
     sent: list[Any] = []
-    with pytest.raises(AnsibleAction) as refused:
-        run_hostile(certificate_import.ActionModule,
-                    {"pfx_content": material()[1], "pfx_password": PASSWORD, "friendly_name": name}, sent)
-    assert f"friendly_name {name!r} {message}" in str(refused.value)
+    refused = failed_result(run_hostile(certificate_import.ActionModule,
+                                        {"pfx_content": material()[1], "pfx_password": PASSWORD, "friendly_name": name},
+                                        sent))
+    assert f"friendly_name {name!r} {message}" in refused["msg"]
     assert sent == []
 
 
@@ -550,8 +538,7 @@ def test_adcs_request_refuses_line_separators_and_lone_surrogates_before_anythin
     sent: list[Any] = []
     args = {"csr": material()[2], "state_path": str(tmp_path / "state.jsonl"), "ca_config": "ca01.contoso.lab\\CA",
             "template": "WebServer", option: value}
-    with pytest.raises(AnsibleAction) as refused:
-        run_hostile(adcs_request.ActionModule, args, sent)
+    refused = failed_result(run_hostile(adcs_request.ActionModule, args, sent))
     assert f"{option} must not contain control characters (CR, LF, NUL, ...), line separators, lone surrogates" \
-        in str(refused.value)
+        in refused["msg"]
     assert sent == []

@@ -11,13 +11,12 @@ import tracemalloc
 from typing import Any
 
 import pytest
-from ansible.errors import AnsibleActionFail
 
 from ansible_collections.exchange.pki.plugins.action import ledger_info
 from ansible_collections.exchange.pki.plugins.modules import ledger_info as ledger_info_docs
 from ansible_collections.exchange.pki.plugins.plugin_utils import _ledger
 from tests.unit.clock import NOW
-from tests.unit.plugins.action.action_harness import argument_spec, documented_spec, run_action
+from tests.unit.plugins.action.action_harness import argument_spec, documented_spec, failed_result, run_action
 from tests.unit.plugins.action.ledger_lifecycle import IDENTITY, PLAN_ID, Lifecycle, write_lifecycle
 
 
@@ -197,8 +196,7 @@ def test_a_huge_ledger_is_read_in_one_pass_with_bounded_memory(tmp_path: pathlib
 ])
 def test_bad_input_is_refused_naming_the_option(tmp_path: pathlib.Path, args: dict[str, Any], message: str) -> None:
     ledger = tmp_path / "ledger.jsonl"
-    with pytest.raises(AnsibleActionFail, match=message):
-        run({"ledger": str(ledger), **args})
+    failed_result(run({"ledger": str(ledger), **args}), message)
     assert not ledger.exists()
 
 

@@ -16,7 +16,6 @@ import pathlib
 from typing import Any
 
 import pytest
-from ansible.errors import AnsibleActionFail
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -26,6 +25,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils import _pfx
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import read_records
 from tests.lab.model import Fleet
 from tests.unit.clock import NOW
+from tests.unit.plugins.action.action_harness import failed_result
 from tests.unit.plugins.action.lab_host import LabHost
 from tests.unit.plugins.action.ledger_lifecycle import _certificate, _name, thumbprint, write_lifecycle
 from tests.unit.plugins.plugin_utils import alert_sinks
@@ -167,11 +167,11 @@ def test_http_needs_allow_http_and_is_refused_before_anything_changes(tmp_path):
     (auth,) = [c["thumbprint"] for c in ex1.dump()["certificates"]["My"]
                if c.get("subject") == "CN=Microsoft Exchange Server Auth Certificate"]
     with http_sink() as sink:
-        with pytest.raises(AnsibleActionFail, match=r"^ledger_webhook\.url is an http:// URL") as refused:
-            ex1.run(certificate_services.ActionModule, {
-                "thumbprint": auth, "services": ["IIS"], "ledger": str(ledger),
-                "ledger_webhook": {"url": sink.url}}, action="exchange.pki.certificate_services")
-        assert "ledger_webhook.allow_http: true" in str(refused.value) and "SECRET-TOKEN" not in str(refused.value)
+        refused = failed_result(ex1.run(certificate_services.ActionModule, {
+            "thumbprint": auth, "services": ["IIS"], "ledger": str(ledger),
+            "ledger_webhook": {"url": sink.url}}, action="exchange.pki.certificate_services"),
+            r"^ledger_webhook\.url is an http:// URL")
+        assert "ledger_webhook.allow_http: true" in refused["msg"] and "SECRET-TOKEN" not in refused["msg"]
         assert ex1.mutations() == [] and ex1.calls == [] and not ledger.exists() and sink.connections == 0
 
         allowed = renewal_done(ledger, {"url": sink.url, "allow_http": True})
@@ -192,9 +192,8 @@ def test_http_needs_allow_http_and_is_refused_before_anything_changes(tmp_path):
 ])
 def test_bad_webhook_options_are_refused_naming_the_option_never_the_value(tmp_path, hook, message):
     ledger = tmp_path / "ledger.jsonl"
-    with pytest.raises(AnsibleActionFail) as refused:
-        renewal_done(ledger, hook)
-    text = str(refused.value)
+    refused = failed_result(renewal_done(ledger, hook))
+    text = refused["msg"]
     assert text.startswith(message), text
     assert "abc" not in text and "pw@" not in text and "evil" not in text.lower()
     assert not ledger.exists()
@@ -202,9 +201,9 @@ def test_bad_webhook_options_are_refused_naming_the_option_never_the_value(tmp_p
 
 def test_a_webhook_needs_the_file():
     host = LabHost(Fleet.from_scenario("dag", now=NOW), "ex1")
-    with pytest.raises(AnsibleActionFail, match="^ledger_webhook needs ledger: every record is appended to the"):
-        host.run(certificate_services.ActionModule, {
-            "thumbprint": "AB" * 20, "services": ["IIS"], "ledger_webhook": {"url": "https://siem.contoso.lab/in"}})
+    failed_result(host.run(certificate_services.ActionModule, {
+        "thumbprint": "AB" * 20, "services": ["IIS"], "ledger_webhook": {"url": "https://siem.contoso.lab/in"}}),
+        "^ledger_webhook needs ledger: every record is appended to the")
     assert host.calls == []
 
 

@@ -9,13 +9,12 @@ import json
 import os
 
 import pytest
-from ansible.errors import AnsibleActionFail
 
 from ansible_collections.exchange.pki.plugins.action import renewal_plan
 from ansible_collections.exchange.pki.plugins.modules import renewal_plan as renewal_plan_docs
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import append_records
 from tests.unit.clock import NOW
-from tests.unit.plugins.action.action_harness import argument_spec, documented_spec, run_action
+from tests.unit.plugins.action.action_harness import argument_spec, documented_spec, failed_result, run_action
 from tests.unit.plugins.plugin_utils.test__renewal import ADCS, lab_facts, lab_mutations, record
 
 NOW_TEXT = "2026-11-25T08:00:00Z"
@@ -78,8 +77,7 @@ def test_the_ledger_is_read_and_never_written(tmp_path):
 
 
 def test_a_ledger_that_cannot_be_read_fails_naming_it(tmp_path):
-    with pytest.raises(AnsibleActionFail, match="ledger: ledger .*: is not a regular file"):
-        run({"facts": lab_facts(), "ledger": str(tmp_path)})
+    failed_result(run({"facts": lab_facts(), "ledger": str(tmp_path)}), "ledger: ledger .*: is not a regular file")
 
 
 def test_torn_ledger_lines_are_warnings(tmp_path):
@@ -127,16 +125,14 @@ def test_backend_secrets_never_reach_the_result():
 ])
 def test_bad_input_fails_naming_the_key(args, message):
     full = {"facts": lab_facts(), **args} if args else {"now": NOW_TEXT}
-    with pytest.raises(AnsibleActionFail) as error:
-        run(full) if args else run_action(renewal_plan.ActionModule, full)
-    assert message in str(error.value)
+    error = failed_result(run(full) if args else run_action(renewal_plan.ActionModule, full))
+    assert message in error["msg"]
 
 
 def test_a_malformed_fact_fails_naming_the_host_and_field():
     facts = lab_facts()
     facts["ex3"]["certificates"][2]["references"] = "IIS"
-    with pytest.raises(AnsibleActionFail, match=r"facts\.ex3: certificates\[2\]\.references must be a list"):
-        run({"facts": facts})
+    failed_result(run({"facts": facts}), r"facts\.ex3: certificates\[2\]\.references must be a list")
 
 
 def test_an_explicit_plan_id_and_now_are_used():
@@ -153,5 +149,5 @@ def test_ari_through_the_plugin_makes_an_acme_identity_due_and_bad_ari_is_named(
     assert run({"facts": facts, "policy": policy})["items"][0]["status"] == "current"
     item = run({"facts": facts, "policy": policy, "ari": {thumbprint: advice}})["items"][0]
     assert item["status"] == "due" and item["reasons"][0].startswith("ACME renewal information (ARI): ")
-    with pytest.raises(AnsibleActionFail, match=r"ari\.(AB)+\.should_renew must be true or false"):
-        run({"facts": facts, "policy": policy, "ari": {"AB" * 20: {"should_renew": "maybe"}}})
+    failed_result(run({"facts": facts, "policy": policy, "ari": {"AB" * 20: {"should_renew": "maybe"}}}),
+                  r"ari\.(AB)+\.should_renew must be true or false")

@@ -10,14 +10,13 @@ import os
 import stat
 
 import pytest
-from ansible.errors import AnsibleActionFail
 
 from ansible_collections.exchange.pki.plugins.action import fleet_alert, renewal_status
 from ansible_collections.exchange.pki.plugins.modules import renewal_status as renewal_status_docs
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import append_records
 from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_utc_datetime
 from tests.unit.clock import NOW
-from tests.unit.plugins.action.action_harness import argument_spec, documented_spec, run_action
+from tests.unit.plugins.action.action_harness import argument_spec, documented_spec, failed_result, run_action
 from tests.unit.plugins.plugin_utils.alert_sinks import http_sink
 from tests.unit.plugins.plugin_utils.test__renewal_status import MAIL, lab_facts, make_plan, outcome
 
@@ -85,8 +84,7 @@ def test_without_metrics_path_nothing_is_written_and_nothing_changes(tmp_path, p
 def test_bad_options_fail_clearly(tmp_path, plan, extra, message):
     args = {"plan": plan, **{key: value.format(tmp=tmp_path) if isinstance(value, str) else value
                              for key, value in extra.items()}}
-    with pytest.raises(AnsibleActionFail, match=message):
-        run(args)
+    failed_result(run(args), message)
     assert os.listdir(tmp_path) == []
 
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible.errors import AnsibleActionFail
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -22,6 +21,7 @@ from ansible_collections.exchange.pki.plugins.action import tls_probe
 from ansible_collections.exchange.pki.plugins.modules import tls_probe as tls_probe_docs
 from ansible_collections.exchange.pki.plugins.plugin_utils import _tls
 from ansible_collections.exchange.pki.plugins.plugin_utils._tls import Handshake, ProbeRequest, TlsProbeError
+from tests.unit.plugins.action.action_harness import failed_result
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 TIMEOUT_RANGE = "timeout must be a number of seconds greater than 0 and at most 300"
@@ -160,9 +160,8 @@ def test_every_result_key_is_documented(probes: list[ProbeRequest]) -> None:
     ],
 )
 def test_argument_errors_name_the_problem(probes: list[ProbeRequest], args: dict[str, Any], message: str) -> None:
-    with pytest.raises(AnsibleActionFail) as error:
-        run(args)
-    assert message in error.value.message
+    error = failed_result(run(args))
+    assert message in error["msg"]
     assert probes == [], "nothing is probed when the arguments are wrong"
 
 
@@ -175,9 +174,8 @@ def test_a_bad_ca_path_is_named(probes: list[ProbeRequest], tmp_path: pathlib.Pa
     bundle = tmp_path / "roots.pem"
     if content is not None:
         bundle.write_bytes(content)
-    with pytest.raises(AnsibleActionFail) as error:
-        run({"host": "h", "validate_chain": True, "ca_path": str(bundle)})
-    assert error.value.message.startswith(f"ca_path {bundle}: {message}")
+    error = failed_result(run({"host": "h", "validate_chain": True, "ca_path": str(bundle)}))
+    assert error["msg"].startswith(f"ca_path {bundle}: {message}")
 
 
 # --- wiring --------------------------------------------------------------------------------------------
@@ -227,31 +225,29 @@ def test_a_failed_probe_reports_its_stage(monkeypatch: pytest.MonkeyPatch) -> No
         raise TlsProbeError("connect", request.endpoint, "Connection refused")
 
     monkeypatch.setattr(tls_probe, "handshake", refused)
-    with pytest.raises(AnsibleActionFail) as error:
-        run({"host": "mail.contoso.test", "port": 25})
-    assert error.value.message == "connecting to mail.contoso.test:25 failed: Connection refused"
-    assert (error.value.result["failed"], error.value.result["stage"]) == (True, "connect")
+    error = failed_result(run({"host": "mail.contoso.test", "port": 25}))
+    assert error["msg"] == "connecting to mail.contoso.test:25 failed: Connection refused"
+    assert (error["failed"], error["stage"]) == (True, "connect")
 
 
 def test_a_missing_cryptography_is_named(probes: list[ProbeRequest], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tls_probe, "HAS_CRYPTOGRAPHY", False)
-    with pytest.raises(AnsibleActionFail, match=r"needs the Python library cryptography >= 42\.0 on the controller"):
-        run({"host": "mail.contoso.test"})
+    failed_result(run({"host": "mail.contoso.test"}),
+                  r"needs the Python library cryptography >= 42\.0 on the controller")
     assert probes == []
 
 
 def test_a_huge_thumbprint_is_not_echoed_whole(probes: list[ProbeRequest]) -> None:
-    with pytest.raises(AnsibleActionFail) as error:
-        run({"host": "h", "expected_thumbprint": "0" * 100_000})
-    assert error.value.message.endswith("(100000 characters) is longer than 256 characters")
+    error = failed_result(run({"host": "h", "expected_thumbprint": "0" * 100_000}))
+    assert error["msg"].endswith("(100000 characters) is longer than 256 characters")
 
 
 def test_a_huge_ca_bundle_is_refused(probes: list[ProbeRequest], tmp_path: pathlib.Path) -> None:
     bundle = tmp_path / "roots.pem"
     with bundle.open("wb") as handle:
         handle.truncate(tls_probe.MAX_CA_BUNDLE + 1)
-    with pytest.raises(AnsibleActionFail, match=r"ca_path .*: larger than 16 MiB, not a CA bundle"):
-        run({"host": "h", "validate_chain": True, "ca_path": str(bundle)})
+    failed_result(run({"host": "h", "validate_chain": True, "ca_path": str(bundle)}),
+                  r"ca_path .*: larger than 16 MiB, not a CA bundle")
     assert probes == []
 
 
@@ -269,9 +265,9 @@ def test_internationalized_names_are_sent_as_a_labels(probes: list[ProbeRequest]
 def test_a_u_label_server_name_without_idna_is_refused(probes: list[ProbeRequest],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_tls, "HAS_IDNA", False)
-    with pytest.raises(AnsibleActionFail, match=r"^server_name 'bücher.test' is an internationalized name: .* needs "
-                                                r"the Python library idna on the controller"):
-        run({"host": "192.0.2.1", "server_name": "bücher.test"})
+    failed_result(run({"host": "192.0.2.1", "server_name": "bücher.test"}),
+                  r"^server_name 'bücher.test' is an internationalized name: .* needs the Python library idna on the "
+                  r"controller")
     assert probes == []
 
 

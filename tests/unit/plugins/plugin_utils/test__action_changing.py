@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from ansible.errors import AnsibleActionFail
 
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ChangingAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import ledger_argspec, read_records
@@ -26,6 +25,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._remote import LOCAL_
 from ansible_collections.exchange.pki.plugins.plugin_utils._snapshot import Read, ServerSnapshot
 from tests.lab.model import Fleet
 from tests.unit.clock import NOW
+from tests.unit.plugins.action.action_harness import failed_result
 from tests.unit.plugins.action.lab_host import LabHost
 
 CONNECTOR = "EX1\\Default EX1"
@@ -154,12 +154,11 @@ def test_ledger_run_id_names_the_run_in_the_record(ex1, tmp_path):
 ])
 def test_a_bad_ledger_run_id_is_refused_before_anything_changes(ex1, tmp_path, run_id, problem):
     ledger = tmp_path / "ledger.jsonl"
-    with pytest.raises(AnsibleActionFail, match="ledger_run_id") as raised:
-        ex1.run(TagConnector, {"connector": CONNECTOR, "tls_certificate_name": TLS_NAME, "ledger": str(ledger),
-                               "ledger_run_id": run_id})
+    raised = failed_result(ex1.run(TagConnector, {"connector": CONNECTOR, "tls_certificate_name": TLS_NAME,
+                                                  "ledger": str(ledger), "ledger_run_id": run_id}), "ledger_run_id")
 
-    assert problem in str(raised.value)
-    assert run_id.strip() == "" or run_id not in str(raised.value)
+    assert problem in raised["msg"]
+    assert run_id.strip() == "" or run_id not in raised["msg"]
     assert ex1.calls == [] and ex1.mutations() == [] and not ledger.exists()
 
 
