@@ -19,6 +19,7 @@ Every check reads the lab's dump, the ledger or a real TLS handshake.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,3 +155,36 @@ def test_the_rollback_of_an_smtp_only_rollout_is_verified(smtp_only: tuple[Lab, 
     smtp = certificates(lab, SMTP_NAME)
     assert smtp["ex2"][old] == {"SMTP"} and "SMTP" not in smtp["ex2"][new], smtp
     assert certificates(lab, MAIL) == mail_before
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens: a connection is refused, as where a firewall rejects port 25."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_an_iis_certificate_is_renewed_where_smtp_starttls_does_not_answer(smtp_only: tuple[Lab, Path]) -> None:
+    """The controller reaches HTTPS but not SMTP (port 25 closed to it, as often from an automation host). The
+    certificate renewed holds IIS, IMAP and POP, not SMTP: the rollout does not move SMTP, so an SMTP endpoint
+    that did not answer before the change is not verified after it (it rolled back every renewal before)."""
+    lab, work = smtp_only
+    (work / "probe_ports.yml").write_text(
+        "exchange:\n  vars:\n    renewal_probe_ports: \"{{ exchange_pki_lab_ports | combine({'smtp': %d}) }}\"\n"
+        % closed_port(), encoding="utf-8")
+    mail, smtp = only(certificates(lab, MAIL)), only(certificates(lab, SMTP_NAME))
+    mail_policy = json.dumps({"renewal_policy": {"backends": [
+        {"match": {"subject": f"CN={MAIL}"}, "backend": "adcs",
+         "options": {"ca_config": lab.dump()["organization"]["ca"]["config"], "template": "WebServer"}}]}})
+
+    run = renew(lab, work, "-e", mail_policy)
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    new = only(certificates(lab, MAIL))
+    assert new != mail
+    assert served(lab) == {server: (new, smtp) for server in MEMBERS}  # real handshakes on the lab's own ports
+    skipped = task_outputs(run.stdout, "Verify what is served over SMTP STARTTLS")
+    assert len(skipped) == len(MEMBERS) and all("skipping: [" in output for output in skipped), skipped
+    (done,) = outcomes(work)
+    assert done["action"] == "renewal_done" and done["after"]["thumbprint"] == new
+    assert certificates(lab, SMTP_NAME) == {server: {smtp: {"SMTP"}} for server in MEMBERS}
