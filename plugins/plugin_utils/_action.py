@@ -10,8 +10,9 @@ A plugin declares its options once, as an :class:`ArgumentSpec` (validated with 
 ArgumentSpecValidator; the module's DOCUMENTATION mirrors it and a unit test keeps both equal), and
 implements :meth:`ExchangePkiAction.execute`. The skeleton translates what goes wrong at the edge:
 
-- invalid arguments and other user errors: ``AnsibleActionFail`` (a failed task naming the problem);
-  the Exchange session options are checked here too, before anything runs;
+- invalid arguments and other user errors: a plugin raises ``AnsibleActionFail``, which the skeleton returns as
+  a failed task naming the problem (returned, not raised: ansible-core applies ``failed_when`` only to a returned
+  result); the Exchange session options are checked here too, before anything runs;
 - the host cannot be reached, rejects the connection's credentials or drops the connection (HostUnreachable,
   AnsibleConnectionFailure): an ``unreachable`` task;
 - domain errors (:class:`ExchangePkiError`, e.g. access denied to the Exchange endpoint): a failed task
