@@ -39,6 +39,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._errors import Exchan
 from ansible_collections.exchange.pki.plugins.plugin_utils._files import (
     PRIVATE_MODE,
     PUBLIC_MODE,
+    output_file_problem,
     read_prefix,
     write_atomically,
 )
@@ -522,8 +523,11 @@ class ActionModule(ChangingAction):
         self._spec = RequestSpec.from_args(args)
         if self._spec.key_location == "controller":
             return self.on_controller(args, task_vars)
-        if self._spec.csr_path is not None:
-            _regular_file("csr_path", self._spec.csr_path)  # refuse a bad path before anything is sent
+        if self._spec.csr_path is not None:  # refuse a path the CSR cannot be written to before anything is sent
+            _regular_file("csr_path", self._spec.csr_path)
+            problem = output_file_problem(self._spec.csr_path, "the CSR file")
+            if problem:
+                raise RequestOptionError(f"csr_path {problem}")
         result = super().execute(args, task_vars)
         if result.get("failed"):
             return result

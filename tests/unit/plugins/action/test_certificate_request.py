@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from ansible_collections.exchange.pki.plugins.action import certificate_request
+from ansible_collections.exchange.pki.plugins.plugin_utils import _files
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import read_records
 from tests.lab.model import Fleet
 from tests.unit.clock import NOW
@@ -83,6 +84,17 @@ def test_check_mode_predicts_a_request_and_sends_nothing_that_changes(ex1):
     assert result["diff"]["after"]["pending_request"]["dns_names"] == WANTED
     assert (result["csr"], result["thumbprint"]) == (None, None)
     assert "change_record" not in result
+
+
+def test_a_csr_path_the_controller_cannot_write_is_refused_before_the_request_is_made(ex1, tmp_path, monkeypatch):
+    """The CSR is written after New-ExchangeCertificate made the pending request: a directory the controller's user
+    cannot write would fail the task after the change. root may write anywhere (CI runs as root), so os.access
+    answers as it does for an ordinary user in someone else's directory."""
+    monkeypatch.setattr(_files.os, "access", lambda path, mode: False)
+    message = failed_result(ex1.run(Action, {"subject": SUBJECT, "dns_names": NAMES,
+                                             "csr_path": str(tmp_path / "mail.csr")}))["msg"]
+    assert message.startswith("csr_path ") and "is not writable by the controller's user" in message, message
+    assert ex1.calls == [] and ex1.mutations() == [] and list(tmp_path.iterdir()) == []
 
 
 def test_apply_makes_one_pending_request_and_returns_its_csr_and_thumbprint(ex1, tmp_path):
