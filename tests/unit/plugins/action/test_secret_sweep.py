@@ -44,6 +44,7 @@ from ansible.plugins.action import ActionBase
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from ansible_collections.exchange.pki.plugins.action import (
@@ -580,8 +581,19 @@ def test_no_secret_reaches_any_output(module_id, path, style, pool, tmp_path, ca
         der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
         env.more.update(private_key_forms(der, key.private_numbers().d))  # type: ignore[union-attr]
-    if path == "apply" and module.id == "certificate_export":
-        assert (out / "spare.pfx").is_file()
+    if path == "apply" and module.id.startswith("certificate_export"):
+        assert result is not None
+        data = (out / "spare.pfx").read_bytes() if "dest" in _full_args(module, env) else \
+            base64.b64decode(result["content"])
+        key, _certificate, _chain = pkcs12.load_key_and_certificates(data, secrets["password"].encode("utf-8"))
+        assert isinstance(key, rsa.RSAPrivateKey)  # the PFX holds the key, encrypted with the password
+        env.more.update(private_key_forms(key.private_bytes(serialization.Encoding.DER,
+                                                            serialization.PrivateFormat.PKCS8,
+                                                            serialization.NoEncryption()),
+                                          key.private_numbers().d))
+    for number, call in enumerate(env.host.calls):  # the one-time passwords of the batches are secrets too
+        for name, value in call["module_args"].get("secrets", {}).items():
+            env.more[f"batch {number} {name}"] = value
     scanned = {**secrets, **env.more}
     found: list[str] = []
 
