@@ -50,6 +50,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import (
     check_sinks,
     deliver_records,
     make_record,
+    scrub,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._plan import (
     Plan,
@@ -208,6 +209,25 @@ def failed_result(result: dict[str, Any], error: AnsibleActionFail) -> dict[str,
     return result
 
 
+def no_log_values(spec: Mapping[str, Any], args: Any) -> list[str]:
+    """The text of every ``no_log`` option (suboptions included) in the task arguments ``args`` as given: a string,
+    or the strings in a list or in a mapping's values (``headers``)."""
+    if not isinstance(args, Mapping):
+        return []
+    found: list[str] = []
+    for name, option in spec.items():
+        value = args.get(name)
+        if not isinstance(option, Mapping) or value is None:
+            continue
+        if option.get("no_log"):
+            items = value.values() if isinstance(value, Mapping) else value if isinstance(value, list) else [value]
+            found += [item for item in items if isinstance(item, str) and item]
+        if option.get("options"):
+            for item in value if isinstance(value, list) else [value]:
+                found += no_log_values(option["options"], item)
+    return found
+
+
 class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
     """Validate the arguments, run :meth:`execute`, translate failures; subclasses set :attr:`ARGUMENT_SPEC`."""
 
@@ -223,10 +243,11 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         self._supports_check_mode = self.SUPPORTS_CHECK_MODE
         self._supports_async = False
+        self._sent_secrets: list[str] = []
         try:
             result: dict[str, Any] = super().run(tmp, task_vars)
         except AnsibleActionFail as error:  # e.g. async refused
-            return failed_result({}, error)
+            return self.without_secrets(failed_result({}, error))
         del tmp  # tmp no longer has any effect
         try:
             check_argument_shapes(self.ARGUMENT_SPEC.argument_spec, self._task.args)  # core would crash on these
@@ -243,21 +264,28 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
         except ExchangePkiError as error:
             result.update(failed=True, changed=False, msg=str(error), failure_reason=error.failure_reason)
         except AnsibleActionFail as error:
-            return failed_result(result, error)
+            return self.without_secrets(failed_result(result, error))
         except Exception as error:  # noqa: BLE001 - a bug: report it with its traceback instead of crashing the play
             if is_dropped_connection(error):  # a broken connection outside run_batch is no bug either
                 result.update(unreachable=True, changed=False, failure_reason="connection_dropped",
                               msg=f"the connection to the host was dropped during the task ({type(error).__name__})")
-                return result
-            result.update(
-                failed=True,
-                changed=False,
-                failure_reason="failed",
-                msg=f"Unexpected failure in {self._task.resolved_action or self._task.action}: "
-                f"{type(error).__name__}: {error}",
-                exception=traceback.format_exc(),
-            )
-        return result
+            else:
+                result.update(
+                    failed=True,
+                    changed=False,
+                    failure_reason="failed",
+                    msg=f"Unexpected failure in {self._task.resolved_action or self._task.action}: "
+                    f"{type(error).__name__}: {error}",
+                    exception=traceback.format_exc(),
+                )
+        return self.without_secrets(result)
+
+    def without_secrets(self, result: dict[str, Any]) -> dict[str, Any]:
+        """``result`` with every secret of the task replaced by ``********``: the values of its no_log options and
+        the secrets its batches sent. An error the host reports can quote what it received (PowerShell's argument
+        errors quote the value), and the result carries such errors (``msg``, the steps)."""
+        secrets = [*no_log_values(self.ARGUMENT_SPEC.argument_spec, self._task.args), *self._sent_secrets]
+        return scrub(result, secrets, by_key=False) if secrets else result
 
     def validated_arguments(self) -> dict[str, Any]:
         """The task's arguments checked against :attr:`ARGUMENT_SPEC` (AnsibleActionFail naming the problem), the
@@ -314,6 +342,7 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
 
     def run_batch(self, batch: Batch, task_vars: Mapping[str, Any], args: Mapping[str, Any]) -> BatchResult:
         """Send ``batch`` in one round trip, with the Exchange session options found in ``args``."""
+        self._sent_secrets.extend(batch.module_args()["secrets"].values())
         return run_batch(
             self, batch, task_vars, session=ExchangeSessionOptions.from_task_args(args), check_mode=self.check_mode,
         )

@@ -366,20 +366,22 @@ def who_am_i(remote_user: str | None = None) -> str:
     return f"{user} as {remote_user}" if remote_user else user
 
 
-def scrub(value: Any, secrets: Iterable[str]) -> Any:
+def scrub(value: Any, secrets: Iterable[str], *, by_key: bool = True) -> Any:
     """A copy of ``value`` with every secret replaced by ``********``, however deep it is nested.
 
     - In every string (values and mapping keys), each occurrence of a secret, and of its JSON-escaped form,
       is replaced. Empty secrets are ignored; longer secrets are replaced first.
-    - The value of every key named like a secret (its name, lower case without ``_``/``-``/spaces, contains
-      ``password``, ``passwd``, ``passphrase``, ``privatekey``, ``secret``, ``pfx`` or ``content``) is replaced
-      whatever it holds, except ``None`` and booleans (which cannot carry a secret).
+    - With ``by_key`` (for records, which must never hold one), the value of every key named like a secret (its
+      name, lower case without ``_``/``-``/spaces, contains ``password``, ``passwd``, ``passphrase``,
+      ``privatekey``, ``secret``, ``pfx`` or ``content``) is replaced whatever it holds, except ``None`` and
+      booleans (which cannot carry a secret). A task result keeps those keys (a PFX asked for with
+      return_content), so it is scrubbed without.
 
     Mappings become dicts, lists and tuples keep their type, bytes are scrubbed as UTF-8, other values are
     returned as they are.
     """
     forms = _secret_forms(secrets)
-    return _scrub(value, forms)
+    return _scrub(value, forms, by_key=by_key)
 
 
 def _secret_forms(secrets: Iterable[str]) -> list[str]:
@@ -408,22 +410,22 @@ def is_secret_key(key: Any) -> bool:
     return any(word in normalized for word in _SECRET_KEY_WORDS)
 
 
-def _scrub(value: Any, forms: Sequence[str]) -> Any:
+def _scrub(value: Any, forms: Sequence[str], *, by_key: bool = True) -> Any:
     if isinstance(value, str):
         return _scrub_text(value, forms)
     if isinstance(value, Mapping):
         scrubbed = {}
         for key, item in value.items():
             new_key = _scrub_text(key, forms) if isinstance(key, str) else key
-            if is_secret_key(key) and item is not None and not isinstance(item, bool):
+            if by_key and is_secret_key(key) and item is not None and not isinstance(item, bool):
                 scrubbed[new_key] = MASK
             else:
-                scrubbed[new_key] = _scrub(item, forms)
+                scrubbed[new_key] = _scrub(item, forms, by_key=by_key)
         return scrubbed
     if isinstance(value, list):
-        return [_scrub(item, forms) for item in value]
+        return [_scrub(item, forms, by_key=by_key) for item in value]
     if isinstance(value, tuple):
-        return tuple(_scrub(item, forms) for item in value)
+        return tuple(_scrub(item, forms, by_key=by_key) for item in value)
     if isinstance(value, (bytes, bytearray)):
         data = bytes(value)
         for form in forms:
