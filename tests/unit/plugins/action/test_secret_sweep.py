@@ -602,7 +602,7 @@ def test_no_secret_reaches_any_output(module_id, path, style, pool, tmp_path, ca
     mails = list(smtp.received) if smtp else []
     _check_outcome(module, path, result, raised)
     secrets = {**env.canaries}
-    if module.id == "certificate_request[controller]" and (out / "req.key").exists():
+    if module.id == "certificate_request[controller]" and (path == "apply" or (out / "req.key").exists()):
         key_file = out / "req.key"
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600, "the private key file is not mode 0600"
         key = serialization.load_pem_private_key(key_file.read_bytes(), None)
@@ -611,8 +611,11 @@ def test_no_secret_reaches_any_output(module_id, path, style, pool, tmp_path, ca
         env.more.update(private_key_forms(der, key.private_numbers().d))  # type: ignore[union-attr]
     if path == "apply" and module.id.startswith("certificate_export"):
         assert result is not None
-        data = (out / "spare.pfx").read_bytes() if "dest" in _full_args(module, env) else \
-            base64.b64decode(result["content"])
+        if "dest" in _full_args(module, env):
+            assert stat.S_IMODE((out / "spare.pfx").stat().st_mode) == 0o600, "the PFX file is not mode 0600"
+            data = (out / "spare.pfx").read_bytes()
+        else:
+            data = base64.b64decode(result["content"])
         key, _certificate, _chain = pkcs12.load_key_and_certificates(data, secrets["password"].encode("utf-8"))
         assert isinstance(key, rsa.RSAPrivateKey)  # the PFX holds the key, encrypted with the password
         env.more.update(private_key_forms(key.private_bytes(serialization.Encoding.DER,
