@@ -260,9 +260,9 @@ def test_scrub_masks_values_of_secret_keys(key: str) -> None:
 def test_scrub_of_a_task_result_keeps_secret_named_keys_but_not_the_secrets() -> None:
     value = {"content": "UEZYIGRhdGE=", "msg": f"step import failed: Cannot convert the {json.dumps(PASSWORD)} value",
              "steps": [{"password": f"({PASSWORD})"}]}
-    assert scrub(value, [PASSWORD], by_key=False) == {"content": "UEZYIGRhdGE=",
-                                                       "msg": f'step import failed: Cannot convert the "{MASK}" value',
-                                                       "steps": [{"password": f"({MASK})"}]}
+    expected = {"content": "UEZYIGRhdGE=", "msg": f'step import failed: Cannot convert the "{MASK}" value',
+                "steps": [{"password": f"({MASK})"}]}
+    assert scrub(value, [PASSWORD], by_key=False) == expected
 
 
 def test_scrub_keeps_ordinary_keys_and_absent_secrets() -> None:
