@@ -403,6 +403,7 @@ class ActionModule(ChangingAction):
     """exchange.pki.adcs_request: submit once, retrieve until issued, remember by CSR fingerprint."""
 
     ARGUMENT_SPEC = ARGUMENT_SPEC
+    RESULT_DATA = ("certificate", "chain")
 
     def decide(self, args: dict[str, Any], snapshot: Any, task_vars: Mapping[str, Any]) -> Plan:
         raise NotImplementedError("adcs_request decides from its state file, not from a server read")

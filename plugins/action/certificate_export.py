@@ -186,6 +186,7 @@ class ActionModule(ChangingAction):
     """exchange.pki.certificate_export: export on the server, re-encrypt and write on the controller."""
 
     ARGUMENT_SPEC = ARGUMENT_SPEC
+    RESULT_DATA = ("content",)
 
     def decide(self, args: dict[str, Any], snapshot: ServerSnapshot, task_vars: Mapping[str, Any]) -> Plan:
         """The export plan for ``snapshot``'s server; refuses what cannot be exported, naming the fix."""

@@ -513,6 +513,7 @@ class ActionModule(ChangingAction):
     """exchange.pki.certificate_request: a pending request on the server, or a key and CSR on the controller."""
 
     ARGUMENT_SPEC = ARGUMENT_SPEC
+    RESULT_DATA = ("csr",)
 
     _spec: RequestSpec
     _existing: LocatedCertificate | None = None

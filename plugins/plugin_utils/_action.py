@@ -239,6 +239,10 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
     #: given to one of these options is checked as a dictionary and passed on as it is, uncopied (the plugin reads it,
     #: never changes it). Anything else (a JSON string, a list) goes through the validator like any other value.
     DATA_OPTIONS: ClassVar[tuple[str, ...]] = ()
+    #: Result keys that hold encoded data the task returns on purpose (a PFX, a PEM certificate or request):
+    #: :meth:`without_secrets` leaves them as they are, since a short secret can occur in base64 by chance and
+    #: masking it there would corrupt the data, while no error text ever lands in them.
+    RESULT_DATA: ClassVar[tuple[str, ...]] = ()
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         self._supports_check_mode = self.SUPPORTS_CHECK_MODE
@@ -285,7 +289,11 @@ class ExchangePkiAction(ActionBase, metaclass=abc.ABCMeta):
         the secrets its batches sent. An error the host reports can quote what it received (PowerShell's argument
         errors quote the value), and the result carries such errors (``msg``, the steps)."""
         secrets = [*no_log_values(self.ARGUMENT_SPEC.argument_spec, self._task.args), *self._sent_secrets]
-        return scrub(result, secrets, by_key=False) if secrets else result
+        if not secrets:
+            return result
+        data = {key: result[key] for key in self.RESULT_DATA if key in result}
+        return {**scrub({key: value for key, value in result.items() if key not in data}, secrets, by_key=False),
+                **data}
 
     def validated_arguments(self) -> dict[str, Any]:
         """The task's arguments checked against :attr:`ARGUMENT_SPEC` (AnsibleActionFail naming the problem), the

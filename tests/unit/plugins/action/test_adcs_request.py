@@ -191,6 +191,14 @@ def test_an_auto_template_issues_in_one_run_with_the_chain(fleet, ex1, config, c
     assert record.after == {"csr_sha256": result["csr_sha256"], "request_id": request["id"], "status": "issued"}
 
 
+def test_a_secret_that_occurs_in_the_certificate_text_leaves_the_returned_pem_whole(ex1, config, csr_path):
+    # Every certificate in base64 starts with MII: the result hides the task's secrets, never inside its data.
+    result = run(ex1, {"csr_path": str(csr_path), "ca_config": config, "template": "WebServer",
+                       "exchange_username": "CONTOSO\\ansible", "exchange_password": "MII"})
+    assert result["thumbprint"] == thumbprint_of(result["certificate"])
+    assert len(result["chain"]) == 2 and all(thumbprint_of(pem) for pem in result["chain"])
+
+
 def test_output_names_as_long_as_the_file_system_allows_are_written(fleet, ex1, config, csr_path, tmp_path):
     """A 255-byte name is valid; the file is written through a temporary file whose name must still fit, or the
     certificate the CA just issued would be lost to an error after the submission."""

@@ -260,6 +260,12 @@ def test_return_content_is_the_pfx_and_writes_nothing(ex1, mail, tmp_path):
     assert list(tmp_path.iterdir()) == [ledger]
 
 
+def test_a_password_that_occurs_in_the_returned_pfx_text_leaves_the_pfx_whole(ex1, mail):
+    # Every PFX in base64 starts with MII: the result hides the task's secrets, never inside the data it returns.
+    result = run(ex1, {"thumbprint": mail, "return_content": True, "password": "MII"})
+    assert load_pfx(base64.b64decode(result["content"]), "MII").thumbprint == mail
+
+
 def test_check_mode_with_return_content_exports_nothing(ex1, mail):
     result = run(ex1, {"thumbprint": mail, "return_content": True}, check_mode=True)
     assert result["changed"] is False and "content" not in result

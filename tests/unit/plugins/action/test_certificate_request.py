@@ -241,6 +241,13 @@ def controller_args(tmp_path: pathlib.Path, **extra: Any) -> dict[str, Any]:
             "private_key_path": str(tmp_path / "mail.key"), "csr_path": str(tmp_path / "mail.csr"), **extra}
 
 
+def test_a_secret_that_occurs_in_the_csr_text_leaves_the_returned_csr_whole(ex1, tmp_path):
+    # A CSR in base64 starts with MII: the result hides the task's secrets, never inside the data it returns.
+    result = ex1.run(Action, controller_args(tmp_path, exchange_username="CONTOSO\\ansible", exchange_password="MII"))
+    assert result["csr"] == (tmp_path / "mail.csr").read_text(encoding="ascii")
+    assert san(load_csr(result["csr"])) == WANTED
+
+
 def test_controller_check_mode_writes_nothing_and_contacts_no_host(ex1, tmp_path):
     result = ex1.run(Action, controller_args(tmp_path), check_mode=True, diff=True)
 
