@@ -5,19 +5,18 @@
 Every secret (``no_log``) option of every action plugin gets its own canary value, and the plugin runs against the
 in-process lab (tests/unit/plugins/action/lab_host.py) and the local sinks (tests/unit/plugins/plugin_utils/
 alert_sinks.py) in every path that applies: apply (with --diff), check mode (with --diff), bad input in another
-option, an injected remote fault, a remote fault whose message quotes the secrets the host received (as
-PowerShell's argument errors quote a value), a refused credential (Exchange or SMTP), an unreachable host or relay,
-a ledger that cannot be written, a webhook that refuses or does not answer, and a malformed value of the secret
-itself. The hostile canary (quotes, backslash, ``&``, ``<``, ``%``, non-ASCII where the option accepts it) runs
-every path, the plain one the success paths. Then no canary, nor any of its encodings (JSON-escaped, repr, base64
-of its UTF-8 and UTF-16-LE bytes at every alignment, URL-encoded, hex, HTML-escaped; UTF-16 in files), may appear
-in the result, the text of an exception (with its chain), any file written, what the ledger webhook and the alert
-sinks received (except the header and URL the secret exists to send, at their sink), log records or
-stdout/stderr. The same holds for the one-time passwords of the batches and for private keys (the key
-certificate_request writes, which must be mode 0600; the key of an imported or exported PFX, which the exported
-file holds encrypted). The module arguments sent to the host carry the Exchange password only as
-``exchange_password``. The test id names module, path and style; the assertion message names the option whose
-canary leaked and where.
+option, an injected remote fault, a remote fault and a failure of the whole executor whose messages quote the
+secrets the host received (as PowerShell's argument errors quote a value), a refused credential (Exchange or SMTP),
+an unreachable host or relay, a ledger that cannot be written, a webhook that refuses or does not answer, and a
+malformed value of the secret itself. The hostile canary (quotes, backslash, ``&``, ``<``, ``%``, non-ASCII where
+the option accepts it) runs every path, the plain one the success paths. Then no canary, nor any of its encodings
+(JSON-escaped, repr, base64 of its UTF-8 and UTF-16-LE bytes at every alignment, URL-encoded, hex, HTML-escaped;
+UTF-16 in files), may appear in the result, the text of an exception (with its chain), any file written, what the
+ledger webhook and the alert sinks received (except the header and URL the secret exists to send, at their sink),
+log records or stdout/stderr. The same holds for the one-time passwords of the batches and for private keys (the key
+certificate_request writes, which must be mode 0600; the key of an imported or exported PFX, which the exported file
+holds encrypted). The module arguments sent to the host carry the Exchange password only as ``exchange_password``.
+The test id names module, path and style; the assertion message names the option whose canary leaked and where.
 
 The five modules without a secret option (fleet_report, ledger_info, renewal_plan, renewal_status, tls_probe) are
 in the table with none; :func:`test_the_sweep_covers_every_secret_option` fails when a module gains one.
@@ -166,8 +165,8 @@ def byte_leaks(data: bytes, secrets: Mapping[str, str]) -> list[str]:
 @dataclasses.dataclass
 class ReachableLabHost(LabHost):
     """A lab host whose connection fails as a connection plugin's would while the fleet marks it unreachable, and
-    whose operation ``echo_fault`` (when set) fails quoting every secret the host received, the Exchange password
-    and the batch's secrets, as PowerShell's argument errors quote a value."""
+    whose operation ``echo_fault`` (when set; ``executor``: the whole module) fails quoting every secret the host
+    received, the Exchange password and the batch's secrets, as PowerShell's argument errors quote a value."""
 
     echo_fault: str | None = None
 
@@ -176,10 +175,14 @@ class ReachableLabHost(LabHost):
 
         def maybe_unreachable(module_name: str, module_args: dict[str, Any],
                               task_vars: Mapping[str, Any]) -> dict[str, Any]:
+            received = [module_args.get("exchange_password"), *module_args.get("secrets", {}).values()]
+            echo = " ".join(f'Cannot convert the "{value}" value of type "System.String".'
+                            for value in received if value)
+            if self.echo_fault == "executor":  # the executor itself fails, quoting what it received
+                self.calls.append({"module_name": module_name, "module_args": module_args})
+                return {"failed": True, "msg": f"argument conversion failed: {echo}"}
             if self.echo_fault:
-                received = [module_args.get("exchange_password"), *module_args.get("secrets", {}).values()]
-                self.fleet.set_fault(self.name, self.echo_fault, error=" ".join(
-                    f'Cannot convert the "{value}" value of type "System.String".' for value in received if value))
+                self.fleet.set_fault(self.name, self.echo_fault, error=echo)
             if self.fleet.is_unreachable(self.name):
                 self.calls.append({"module_name": module_name, "module_args": module_args})
                 raise AnsibleConnectionFailure("ntlm: HTTPSConnectionPool(host='ex1.contoso.lab', port=5986): Max "
@@ -446,7 +449,7 @@ def _bad_secret(option: str, secret: str) -> Any:
 def paths(module: Module) -> list[str]:
     found = ["apply", "check", "bad_input"]
     if module.fault:
-        found += ["fault", "fault_echo", "unreachable"]
+        found += ["fault", "fault_echo", "executor_echo", "unreachable"]
     if "exchange_password" in module.secrets or "email.password" in module.secrets:
         found.append("wrong_password")
     if "ledger_webhook.url" in module.secrets:
@@ -537,6 +540,8 @@ def run_case(module: Module, env: Env) -> tuple[dict[str, Any] | None, str]:
                                  "this operation.")
     if env.path == "fault_echo":
         env.host.echo_fault = module.fault
+    if env.path == "executor_echo":
+        env.host.echo_fault = "executor"
     if env.path == "unreachable":
         env.host.fleet.set_unreachable(env.host.name, True)
     if env.path == "ledger_unwritable":
