@@ -320,7 +320,7 @@ def _bad_inputs(ca: Ca, tmp_path: pathlib.Path) -> list[tuple[dict[str, Any], st
                                 serialization.NoEncryption()).decode()
     (tmp_path / "dir").mkdir()
     return [
-        ({"pfx_content": base64.b64encode(data).decode(), "pfx_password": "wrong"}, "the PFX password is wrong"),
+        ({"pfx_content": base64.b64encode(data).decode(), "pfx_password": "not-the-password"}, "the PFX password is wrong"),
         ({"pfx_content": base64.b64encode(data).decode()}, "the PFX needs a password, and none was given"),
         ({"pfx_content": base64.b64encode(data[:200]).decode(), "pfx_password": PASSWORD}, "truncated or damaged"),
         ({"pfx_content": "not base64 !!", "pfx_password": PASSWORD}, "pfx_content is not valid base64"),
@@ -500,7 +500,7 @@ def test_bad_controller_key_input_is_refused_before_the_host_is_contacted(fleet,
     cases = [
         ({"private_key_path": _key_file(tmp_path, other, None, "other.key")}, "does not belong to the certificate"),
         ({"private_key_path": encrypted}, "is encrypted; give private_key_password"),
-        ({"private_key_path": encrypted, "private_key_password": "wrong"}, "private_key_password is wrong"),
+        ({"private_key_path": encrypted, "private_key_password": "not-the-password"}, "private_key_password is wrong"),
         ({"private_key_path": plain, "private_key_password": KEY_PASSWORD}, "is not encrypted"),
         ({"private_key_path": str(tmp_path / "cert-as-key.pem")}, "holds no PEM private key"),
         ({"private_key_path": str(tmp_path / "junk.key")}, "does not hold a readable private key"),
