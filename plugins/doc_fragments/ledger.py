@@ -17,11 +17,13 @@ options:
         record format and how to read it with C(jq) are in the collection's C(docs/ledger.md).
       - A new file is created with mode C(0600); the mode of an existing file is never changed. The parent
         directory must exist. A symbolic link is followed to an existing regular file; a directory, a FIFO, a
-        device or a dangling link is refused.
+        device or a dangling link is refused. Both are checked before the task changes anything, in check mode
+        too.
       - Safe when many forks append at once on a local filesystem. Each task takes an exclusive C(flock) of the
         file around one write, then calls C(fsync), so records never interleave and none is lost. On NFS or
         other network filesystems C(flock) is not guaranteed to lock, so do not share one ledger there.
-      - When the record cannot be appended the task fails, naming the path and the record.
+      - When the record cannot be appended all the same (a full disk), the task fails, naming the path and the
+        record.
       - Set it once for all modules of a play with C(module_defaults) for the action group
         C(group/exchange.pki.lifecycle) (an example is in C(docs/ledger.md)).
       - Passwords and private keys are never written to the ledger.

@@ -773,14 +773,34 @@ def check_run_id(option: str, value: str | None) -> str | None:
     return check_one_line(option, value)
 
 
+def ledger_path_problem(path: str) -> str | None:
+    """Why no record could be appended to the ledger at ``path`` (what :func:`append_records` would find there), or
+    None. Only what is known before writing: a directory, a file that is not a regular one, a dangling symbolic
+    link, a parent directory that does not exist."""
+    try:
+        if os.path.exists(path):
+            kind = os.stat(path).st_mode
+            return None if stat.S_ISREG(kind) else f"is not a regular file ({_file_kind(kind)})"
+        if os.path.islink(path):
+            return "is a symbolic link to a file that does not exist"
+        parent = os.path.dirname(os.path.abspath(path))
+    except (OSError, ValueError):
+        return None  # append_records names what it finds
+    return None if os.path.isdir(parent) else f"the parent directory {parent} does not exist"
+
+
 def check_sinks(args: Mapping[str, Any]) -> None:
-    """Refuse a bad ``ledger_webhook`` or ``ledger_run_id`` before anything changes (:class:`LedgerError` names the
-    option).
+    """Refuse a bad ``ledger``, ``ledger_webhook`` or ``ledger_run_id`` before anything changes (:class:`LedgerError`
+    names the option), in check mode too: a change is never made that its record cannot follow.
 
     A webhook needs the file: each record is appended to ``ledger`` first, so that a webhook that is down loses
     nothing.
     """
     check_run_id("ledger_run_id", args.get("ledger_run_id"))
+    path = args.get("ledger")
+    problem = ledger_path_problem(path) if isinstance(path, str) and path else None
+    if problem:
+        raise LedgerError(f"ledger {path}: {problem}; nothing was changed")
     options = args.get("ledger_webhook")
     if not options:
         return

@@ -172,7 +172,7 @@ def test_the_ledger_option_is_required():
 def test_a_ledger_in_a_missing_directory_fails_naming_the_path(tmp_path):
     ledger = tmp_path / "missing" / "ledger.jsonl"
 
-    result = run(failed_record(ledger))
-
-    assert result["failed"] is True
-    assert str(ledger) in result["msg"] and "does not exist" in result["msg"]
+    for check_mode in (True, False):  # refused before anything is written or sent, in check mode too
+        with pytest.raises(AnsibleActionFail) as error:
+            run(failed_record(ledger), check_mode=check_mode)
+        assert str(ledger) in error.value.message and "does not exist" in error.value.message

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from ansible_collections.exchange.pki.plugins.plugin_utils import _ledger
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ChangingAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import ledger_argspec, read_records
 from ansible_collections.exchange.pki.plugins.plugin_utils._plan import Plan, ResultOf, Secret, Step
@@ -246,15 +247,29 @@ def test_secrets_never_reach_the_result_diff_or_ledger(ex1, tmp_path):
     assert Secret(MARKER_SECRET).reveal() not in repr(result["plan"])
 
 
-def test_a_ledger_that_cannot_be_written_fails_the_task_but_keeps_the_record(ex1, tmp_path):
-    result = ex1.run(TagConnector, {"connector": CONNECTOR, "tls_certificate_name": TLS_NAME,
-                                    "ledger": str(tmp_path / "missing" / "ledger.jsonl")})
+def test_a_ledger_that_cannot_be_written_fails_the_task_but_keeps_the_record(ex1, tmp_path, monkeypatch):
+    ledger = tmp_path / "ledger.jsonl"
+
+    def disk_full(path: Any, records: Any) -> None:
+        raise _ledger.LedgerError(f"ledger {path}: cannot be written (No space left on device)")
+
+    monkeypatch.setattr(_ledger, "append_records", disk_full)  # what no check before the change can foresee
+    result = ex1.run(TagConnector, {"connector": CONNECTOR, "tls_certificate_name": TLS_NAME, "ledger": str(ledger)})
 
     assert result["failed"] is True
     assert result["changed"] is True  # the change happened: say so
-    assert str(tmp_path / "missing") in result["msg"]
+    assert str(ledger) in result["msg"] and "No space left on device" in result["msg"]
     assert result["change_record"]["result"] == "changed"
     assert connector_name(ex1) == TLS_NAME
+
+
+def test_a_ledger_in_a_missing_directory_is_refused_before_the_change(ex1, tmp_path):
+    ledger = tmp_path / "missing" / "ledger.jsonl"
+    for check_mode in (True, False):
+        with pytest.raises(AnsibleActionFail, match="the parent directory .* does not exist; nothing was changed"):
+            ex1.run(TagConnector, {"connector": CONNECTOR, "tls_certificate_name": TLS_NAME, "ledger": str(ledger)},
+                    check_mode=check_mode)
+    assert connector_name(ex1) != TLS_NAME and ex1.mutations() == []
 
 
 class SetImapName(ChangingAction):
