@@ -477,6 +477,14 @@ def ledger_nowhere(base: Callable[[str, pathlib.Path, Sinks], Start]) -> Callabl
     return setup
 
 
+def adcs_by_request_id(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
+    """Retrieval by the request id alone (no CSR) of a request the CA administrator approved, from another host."""
+    start = adcs_approved(scenario, root, sinks)
+    (request_id,) = [entry["id"] for entry in start.fleet.dump()["organization"]["ca"]["requests"]]
+    args = {key: value for key, value in start.args.items() if key not in ("csr_path", "template")}
+    return dataclasses.replace(start, host="ex2", args={**args, "request_id": request_id})
+
+
 #: The documented exceptions, quoted from the modules' DOCUMENTATION.
 LEDGER_RECORD_APPENDS = ("ledger_record: 'Appends one record to the audit ledger' at every run (the record of what "
                          "a play decided), so every real run changes the ledger and a check-mode run predicts that.")
@@ -667,6 +675,15 @@ CASES = [
     Case("auth_certificate", "dag", "ledger-nowhere", ledger_nowhere(auth("ex1")), fails=True),
     Case("adcs_request", "dag", "ledger-nowhere", ledger_nowhere(adcs("WebServer")), fails=True),
     Case("ledger_record", "dag", "ledger-nowhere", ledger_nowhere(record("renewal_done")), fails=True),
+    Case("adcs_request", "dag", "by-request-id", adcs_by_request_id),
+    Case("certificate_services", "dag", "names-in-any-case", services(
+        "ex2", "CN=mail.contoso.lab", ["smtp", "IIS", "iis", "Imap"], replace_internal_transport=True)),
+    Case("certificate_export", "single", "return-content", export("ex1", "CN=mail.contoso.lab", return_content=True,
+                                                                   target_versions=["2016", "2019"])),
+    Case("certificate_request", "broken", "bigger-key-than-pending", lambda scenario, root, sinks: dataclasses.replace(
+        request_existing(scenario, root, sinks), args={**request_existing(scenario, root, sinks).args,
+                                                       "key_size": 4096})),
+    Case("auth_certificate", "dag", "named-servers", auth("ex1", servers=["ex1", "ex2", "ex3", "ex4"])),
     Case("adcs_request", "dag", "auto-issued", adcs("WebServer"), **ADCS_SUBMISSION),
     Case("adcs_request", "single", "manual-pending", adcs("ExchangeManual"), **ADCS_SUBMISSION),
     Case("adcs_request", "broken", "from-ex2", adcs("WebServer", "ex2"), **ADCS_SUBMISSION),
