@@ -477,6 +477,16 @@ def ledger_nowhere(base: Callable[[str, pathlib.Path, Sinks], Start]) -> Callabl
     return setup
 
 
+def with_args(base: Callable[[str, pathlib.Path, Sinks], Start], **extra: Any) -> Callable[[str, pathlib.Path, Sinks],
+                                                                                          Start]:
+    """``base`` with other values for some options."""
+    def setup(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
+        start = base(scenario, root, sinks)
+        start.args.update(extra)
+        return start
+    return setup
+
+
 def adcs_by_request_id(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
     """Retrieval by the request id alone (no CSR) of a request the CA administrator approved, from another host."""
     start = adcs_approved(scenario, root, sinks)
@@ -588,9 +598,7 @@ ADCS_SUBMISSION: dict[str, Any] = {
                                             "status": f"submitted to {start.args['ca_config']}"},
 }
 
-ADCS_SUBMISSION_DONE: dict[str, Any] = {}
-
-CASES = [
+CASES = sorted([
     Case("certificate_request", "single", "new-server-request", request_server_mode),
     Case("certificate_request", "dag", "controller-key", request_controller_mode),
     Case("certificate_request", "broken", "pending-request-reused", request_existing),
@@ -637,9 +645,9 @@ CASES = [
     Case("certificate_export", "dag", "dest-loose-mode", after_a_run(
         export("ex1", "CN=mail.contoso.lab"), "certificate_export", "dest", loosened)),
     Case("adcs_request", "dag", "certificate-file-overwritten", after_a_run(
-        adcs("WebServer"), "adcs_request", "certificate_path", overwritten), **ADCS_SUBMISSION_DONE),
+        adcs("WebServer"), "adcs_request", "certificate_path", overwritten)),
     Case("adcs_request", "dag", "chain-file-overwritten", after_a_run(
-        adcs("WebServer"), "adcs_request", "chain_path", overwritten), **ADCS_SUBMISSION_DONE),
+        adcs("WebServer"), "adcs_request", "chain_path", overwritten)),
     Case("fleet_report", "dag", "file-mode-tightened", after_a_run(
         report, "fleet_report", "dest", report_file_tightened)),
     Case("fleet_report", "dag", "file-deleted", after_a_run(report, "fleet_report", "dest", report_file_deleted)),
@@ -648,8 +656,8 @@ CASES = [
     Case("renewal_status", "dag", "metrics-overwritten", after_a_run(
         status, "renewal_status", "metrics_path", overwritten)),
     Case("auth_certificate", "dag", "one-unreachable", auth_unreachable),
-    Case("auth_certificate", "dag", "unreachable-refused", lambda scenario, root, sinks: dataclasses.replace(
-        auth_unreachable(scenario, root, sinks), args={"ignore_unreachable": False}), fails=True),
+    Case("auth_certificate", "dag", "unreachable-refused", with_args(auth_unreachable, ignore_unreachable=False),
+         fails=True),
     Case("certificate_remove", "broken", "pending-request", remove_request),
     Case("certificate_remove", "broken", "cluster-refused", remove("ex1", "CN=CLIUSR", "PKU2U", force=True),
          fails=True),
@@ -680,9 +688,7 @@ CASES = [
         "ex2", "CN=mail.contoso.lab", ["smtp", "IIS", "iis", "Imap"], replace_internal_transport=True)),
     Case("certificate_export", "single", "return-content", export("ex1", "CN=mail.contoso.lab", return_content=True,
                                                                    target_versions=["2016", "2019"])),
-    Case("certificate_request", "broken", "bigger-key-than-pending", lambda scenario, root, sinks: dataclasses.replace(
-        request_existing(scenario, root, sinks), args={**request_existing(scenario, root, sinks).args,
-                                                       "key_size": 4096})),
+    Case("certificate_request", "broken", "bigger-key-than-pending", with_args(request_existing, key_size=4096)),
     Case("auth_certificate", "dag", "named-servers", auth("ex1", servers=["ex1", "ex2", "ex3", "ex4"])),
     Case("adcs_request", "dag", "auto-issued", adcs("WebServer"), **ADCS_SUBMISSION),
     Case("adcs_request", "single", "manual-pending", adcs("ExchangeManual"), **ADCS_SUBMISSION),
@@ -705,7 +711,7 @@ CASES = [
     Case("renewal_status", "dag", "metrics", status),
     Case("renewal_status", "broken", "metrics", status),
     Case("renewal_status", "single", "metrics", status),
-]
+], key=lambda case: case.module)  # each module's cases together, in the order written
 
 
 # --- the journey --------------------------------------------------------------------------------------------
