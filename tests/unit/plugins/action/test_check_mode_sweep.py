@@ -255,6 +255,15 @@ def remove(server: str, subject: str, store: str = "My", **extra: Any) -> Callab
     return setup
 
 
+def remove_named(thumbprint: Callable[[dict[str, Any]], str], **extra: Any) -> Callable[[str, pathlib.Path, Sinks],
+                                                                                        Start]:
+    """Remove from ex3 the certificate ``thumbprint`` picks from the lab's dump."""
+    def setup(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
+        fleet = lab(scenario)
+        return Start(fleet, "ex3", {"thumbprint": thumbprint(fleet.dump()), **extra, **ledger_options(root, sinks)})
+    return setup
+
+
 def remove_absent(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
     return Start(lab(scenario), "ex1", {"thumbprint": "AB" * 20, **ledger_options(root, sinks)})
 
@@ -487,6 +496,27 @@ def with_args(base: Callable[[str, pathlib.Path, Sinks], Start], **extra: Any) -
     return setup
 
 
+def import_pfx_on(server: str, **extra: Any) -> Callable[[str, pathlib.Path, Sinks], Start]:
+    def setup(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
+        start = import_pfx(scenario, root, sinks)
+        start.args.update(extra)
+        return dataclasses.replace(start, host=server)
+    return setup
+
+
+def imported_then(base: Callable[[str, pathlib.Path, Sinks], Start], **extra: Any) -> Callable[[str, pathlib.Path,
+                                                                                             Sinks], Start]:
+    """``base``'s import already ran for real; the task now comes again with other values for ``extra``."""
+    def setup(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
+        start = base(scenario, root, sinks)
+        done = LabHost(start.fleet, start.host).run(certificate_import.ActionModule, {
+            **start.args, "ledger": None, "ledger_webhook": None})
+        assert done.get("failed") is not True, done.get("msg")
+        start.args.update(extra)
+        return start
+    return setup
+
+
 def adcs_by_request_id(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
     """Retrieval by the request id alone (no CSR) of a request the CA administrator approved, from another host."""
     start = adcs_approved(scenario, root, sinks)
@@ -684,6 +714,13 @@ CASES = sorted([
     Case("adcs_request", "dag", "ledger-nowhere", ledger_nowhere(adcs("WebServer")), fails=True),
     Case("ledger_record", "dag", "ledger-nowhere", ledger_nowhere(record("renewal_done")), fails=True),
     Case("adcs_request", "dag", "by-request-id", adcs_by_request_id),
+    Case("certificate_import", "dag", "modern-pfx-to-2016", import_pfx_on("ex4", friendly_name="mail 2027")),
+    Case("certificate_import", "dag", "already-there-other-name", imported_then(import_pfx_on("ex1"),
+                                                                                friendly_name="mail 2028")),
+    Case("certificate_remove", "broken", "internal-transport-forced", remove_named(
+        lambda dump: dump["servers"]["ex3"]["internal_transport_thumbprint"], force=True)),
+    Case("certificate_remove", "broken", "auth-next-refused", remove_named(
+        lambda dump: dump["organization"]["auth_config"]["NextCertificateThumbprint"]), fails=True),
     Case("certificate_services", "dag", "names-in-any-case", services(
         "ex2", "CN=mail.contoso.lab", ["smtp", "IIS", "iis", "Imap"], replace_internal_transport=True)),
     Case("certificate_export", "single", "return-content", export("ex1", "CN=mail.contoso.lab", return_content=True,
