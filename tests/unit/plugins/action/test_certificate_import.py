@@ -320,7 +320,7 @@ def _bad_inputs(ca: Ca, tmp_path: pathlib.Path) -> list[tuple[dict[str, Any], st
                                 serialization.NoEncryption()).decode()
     (tmp_path / "dir").mkdir()
     return [
-        ({"pfx_content": base64.b64encode(data).decode(), "pfx_password": "not-the-password"}, "the PFX password is wrong"),
+        ({"pfx_content": base64.b64encode(data).decode(), "pfx_password": "not-it"}, "the PFX password is wrong"),
         ({"pfx_content": base64.b64encode(data).decode()}, "the PFX needs a password, and none was given"),
         ({"pfx_content": base64.b64encode(data[:200]).decode(), "pfx_password": PASSWORD}, "truncated or damaged"),
         ({"pfx_content": "not base64 !!", "pfx_password": PASSWORD}, "pfx_content is not valid base64"),

@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
-from ansible.errors import AnsibleActionFail
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -785,11 +784,8 @@ class Journey:
 def _observe(case: Case, start: Start, root: pathlib.Path, sinks: Sinks, *, check_mode: bool) -> Observation:
     dump_before, files_before, deliveries_before = start.fleet.dump(), files(root), sinks.deliveries()
     host = LabHost(start.fleet, start.host)
-    try:
-        result = host.run(PLUGINS[case.module].ActionModule, start.args, check_mode=check_mode, diff=True,
-                          task_vars=start.task_vars, action=f"exchange.pki.{case.module}")
-    except AnsibleActionFail as error:
-        result = {"failed": True, "msg": error.message}
+    result = host.run(PLUGINS[case.module].ActionModule, start.args, check_mode=check_mode, diff=True,
+                      task_vars=start.task_vars, action=f"exchange.pki.{case.module}")
     return Observation(result, dump_before, start.fleet.dump(), files_before, files(root), deliveries_before,
                        sinks.deliveries())
 
