@@ -34,7 +34,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from ansible_collections.exchange.pki.plugins.action import (
     adcs_request,
@@ -56,6 +55,7 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._time import format_u
 from tests.lab.model import Fleet
 from tests.unit.clock import NOW
 from tests.unit.plugins.action.lab_host import LabHost
+from tests.unit.plugins.action.ledger_lifecycle import _certificate, _name
 from tests.unit.plugins.action.test_certificate_services import scenario as services_scenario
 from tests.unit.plugins.plugin_utils.alert_sinks import http_sink, smtp_sink
 
@@ -111,15 +111,11 @@ def thumbprint_of(fleet: Fleet, server: str, subject: str, store: str = "My", **
     return found
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
 @functools.lru_cache(maxsize=None)
 def _ca() -> tuple[Any, x509.Certificate]:
     """A CA of the test's own that issues what the import cases install (made once per worker)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key, _issue(_name("Fabrikam Sweep CA"), key.public_key(), _name("Fabrikam Sweep CA"), key, ca=True)
+    return key, _certificate(_name("Fabrikam Sweep CA"), key.public_key(), _name("Fabrikam Sweep CA"), key, ca=True)
 
 
 @functools.lru_cache(maxsize=None)
@@ -127,21 +123,10 @@ def _leaf_key() -> Any:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def _issue(subject: x509.Name, public_key: Any, issuer: x509.Name, key: Any, *, ca: bool = False,
-           names: tuple[str, ...] = ()) -> x509.Certificate:
-    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(NOW - datetime.timedelta(days=1)).not_valid_after(NOW + datetime.timedelta(days=365))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if names:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-    return builder.sign(key, hashes.SHA256())
-
-
 def issued(public_key: Any, subject: x509.Name, names: tuple[str, ...]) -> tuple[x509.Certificate, str]:
     """A certificate from the test's CA and the PEM of it with its chain."""
     ca_key, ca = _ca()
-    leaf = _issue(subject, public_key, ca.subject, ca_key, names=names)
+    leaf = _certificate(subject, public_key, ca.subject, ca_key, ca=False, names=names)
     return leaf, b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, ca)).decode("ascii")
 
 
