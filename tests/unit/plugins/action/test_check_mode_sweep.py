@@ -70,8 +70,8 @@ STEPS = ("check", "predict", "again", "check_after")
 HOUR, MINUTE = datetime.timedelta(hours=1), datetime.timedelta(minutes=1)
 PASSWORD = "Sweep-Pfx-Pa55word-\u00ff"  # noqa: S105 - the test's own secret
 RESULT_KEYS = {"changed", "failed", "msg", "warnings", "ansible_facts", "invocation"}
-POLICY = {"backends": [{"backend": "adcs", "options": {"ca_config": "ca01.contoso.lab\\Contoso Lab Issuing CA",
-                                                        "template": "WebServer"}}]}
+POLICY = {"backends": [{"backend": "adcs",
+                        "options": {"ca_config": "ca01.contoso.lab\\Contoso Lab Issuing CA", "template": "WebServer"}}]}
 
 
 # --- what a case starts from ------------------------------------------------------------------------------
@@ -99,6 +99,10 @@ class Sinks:
     def deliveries(self) -> tuple[int, int, int, int]:
         return (self.smtp.server.connections, len(self.smtp.received), self.hook.connections,
                 len(self.hook.received))
+
+
+#: What a case starts from: given the scenario, the case's folder and the sinks, the lab, host, arguments and task vars.
+Setup = Callable[[str, pathlib.Path, Sinks], Start]
 
 
 def lab(scenario: str) -> Fleet:
@@ -214,7 +218,7 @@ def import_controller_key(scenario: str, root: pathlib.Path, sinks: Sinks) -> St
                                         "friendly_name": "webmail 2027", **ledger_options(root, sinks)})
 
 
-def export(server: str, subject: str, **extra: Any) -> Callable[[str, pathlib.Path, Sinks], Start]:
+def export(server: str, subject: str, **extra: Any) -> Setup:
     def setup(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
         fleet = lab(scenario)
         return Start(fleet, server, {"thumbprint": thumbprint_of(fleet, server, subject), "password": PASSWORD,
@@ -222,8 +226,7 @@ def export(server: str, subject: str, **extra: Any) -> Callable[[str, pathlib.Pa
     return setup
 
 
-def services(server: str, subject: str, names: list[str], **extra: Any) -> Callable[[str, pathlib.Path, Sinks],
-                                                                                   Start]:
+def services(server: str, subject: str, names: list[str], **extra: Any) -> Setup:
     def setup(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
         fleet = lab(scenario)
         return Start(fleet, server, {"thumbprint": thumbprint_of(fleet, server, subject), "services": names,
@@ -231,7 +234,7 @@ def services(server: str, subject: str, names: list[str], **extra: Any) -> Calla
     return setup
 
 
-def remove(server: str, subject: str, store: str = "My", **extra: Any) -> Callable[[str, pathlib.Path, Sinks], Start]:
+def remove(server: str, subject: str, store: str = "My", **extra: Any) -> Setup:
     def setup(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
         fleet = lab(scenario)
         return Start(fleet, server, {"thumbprint": thumbprint_of(fleet, server, subject, store), **extra,
@@ -252,14 +255,14 @@ def remove_absent(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
     return Start(lab(scenario), "ex1", {"thumbprint": "AB" * 20, **ledger_options(root, sinks)})
 
 
-def auth(server: str, **extra: Any) -> Callable[[str, pathlib.Path, Sinks], Start]:
+def auth(server: str, **extra: Any) -> Setup:
     def setup(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
         return Start(lab(scenario), server, {**extra, **ledger_options(root, sinks)},
                      placeholders={"<Thumbprint returned by step new>": lambda real: real["thumbprint"]})
     return setup
 
 
-def adcs(template: str, server: str = "ex1") -> Callable[[str, pathlib.Path, Sinks], Start]:
+def adcs(template: str, server: str = "ex1") -> Setup:
     def setup(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
         fleet = lab(scenario)
         (root / "mail.csr").write_text(csr_pem("mail.contoso.lab"), encoding="ascii")
@@ -270,7 +273,7 @@ def adcs(template: str, server: str = "ex1") -> Callable[[str, pathlib.Path, Sin
     return setup
 
 
-def record(action: str, **extra: Any) -> Callable[[str, pathlib.Path, Sinks], Start]:
+def record(action: str, **extra: Any) -> Setup:
     def setup(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
         return Start(lab(scenario), "ex1", {"action": action, "after": {"identity": "id-3f9a1b2c4d5e"}, **extra,
                                             **ledger_options(root, sinks)},
@@ -322,7 +325,7 @@ def request_replace_bad_key(scenario: str, root: pathlib.Path, sinks: Sinks) -> 
     return start
 
 
-def export_over(existing: str, **extra: Any) -> Callable[[str, pathlib.Path, Sinks], Start]:
+def export_over(existing: str, **extra: Any) -> Setup:
     """dest already holds a PFX: another certificate (``existing="other"``, with force) or the same certificate
     with the other encryption (``existing="same"``)."""
     def setup(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
@@ -360,7 +363,7 @@ def services_renewed(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
                                 "iis_restart": "iisreset", **ledger_options(root, sinks)})
 
 
-def auth_after(days: float, **extra: Any) -> Callable[[str, pathlib.Path, Sinks], Start]:
+def auth_after(days: float, **extra: Any) -> Setup:
     """The dag scenario's Auth certificate, ``days`` later by the lab's clock (after a staging run if ``staged``)."""
     staged = extra.pop("staged", False)
 
@@ -406,8 +409,8 @@ def status_after_run(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
     return start
 
 
-def after_a_run(base: Callable[[str, pathlib.Path, Sinks], Start], module: str, path_option: str,
-                change: Callable[[pathlib.Path], None]) -> Callable[[str, pathlib.Path, Sinks], Start]:
+def after_a_run(base: Setup, module: str, path_option: str,
+                change: Callable[[pathlib.Path], None]) -> Setup:
     """``base``'s task already ran for real, then someone changed the file ``path_option`` names (or the file of
     that name in the directory it names) with ``change``."""
     def setup(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
@@ -460,7 +463,7 @@ def request_other_friendly_name(scenario: str, root: pathlib.Path, sinks: Sinks)
     return start
 
 
-def ledger_nowhere(base: Callable[[str, pathlib.Path, Sinks], Start]) -> Callable[[str, pathlib.Path, Sinks], Start]:
+def ledger_nowhere(base: Setup) -> Setup:
     """``base`` with a ledger in a directory that does not exist: the record could never be written, so the task
     must fail before it changes anything, and check mode must say so too."""
     def setup(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
@@ -470,8 +473,7 @@ def ledger_nowhere(base: Callable[[str, pathlib.Path, Sinks], Start]) -> Callabl
     return setup
 
 
-def with_args(base: Callable[[str, pathlib.Path, Sinks], Start], **extra: Any) -> Callable[[str, pathlib.Path, Sinks],
-                                                                                          Start]:
+def with_args(base: Setup, **extra: Any) -> Setup:
     """``base`` with other values for some options."""
     def setup(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
         start = base(scenario, root, sinks)
@@ -480,7 +482,7 @@ def with_args(base: Callable[[str, pathlib.Path, Sinks], Start], **extra: Any) -
     return setup
 
 
-def import_pfx_on(server: str, **extra: Any) -> Callable[[str, pathlib.Path, Sinks], Start]:
+def import_pfx_on(server: str, **extra: Any) -> Setup:
     def setup(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
         start = import_pfx(scenario, root, sinks)
         start.args.update(extra)
@@ -488,8 +490,7 @@ def import_pfx_on(server: str, **extra: Any) -> Callable[[str, pathlib.Path, Sin
     return setup
 
 
-def imported_then(base: Callable[[str, pathlib.Path, Sinks], Start], **extra: Any) -> Callable[[str, pathlib.Path,
-                                                                                             Sinks], Start]:
+def imported_then(base: Setup, **extra: Any) -> Setup:
     """``base``'s import already ran for real; the task now comes again with other values for ``extra``."""
     def setup(scenario: str, root: pathlib.Path, sinks: Sinks) -> Start:
         start = base(scenario, root, sinks)
@@ -535,7 +536,7 @@ class Case:
     module: str
     scenario: str
     label: str
-    setup: Callable[[str, pathlib.Path, Sinks], Start]
+    setup: Setup
     #: step -> the documented reason it does not hold (the step then asserts what the documentation says)
     documented: Mapping[str, str] = dataclasses.field(default_factory=dict)
     fails: bool = False  # the task is refused (in check mode and for real alike)
@@ -641,8 +642,7 @@ CASES = sorted([
     Case("certificate_services", "dag", "renewed-takes-all", services_renewed),
     Case("certificate_services", "dag", "internal-transport", services(
         "ex2", "CN=mail.contoso.lab", ["SMTP"], replace_internal_transport=True)),
-    Case("certificate_remove", "broken", "referenced-forced", remove("ex1", "CN=mail.contoso.lab",
-                                                                                force=True)),
+    Case("certificate_remove", "broken", "referenced-forced", remove("ex1", "CN=mail.contoso.lab", force=True)),
     Case("auth_certificate", "dag", "emergency", auth_after(46, state="replaced"),
          documented={"again": AUTH_RETIRED_LATER}, again_does=removes_the_former),
     Case("auth_certificate", "dag", "publish-due", auth_after(50 / 24, staged=True)),
@@ -707,8 +707,8 @@ CASES = sorted([
         lambda dump: dump["organization"]["auth_config"]["NextCertificateThumbprint"]), fails=True),
     Case("certificate_services", "dag", "names-in-any-case", services(
         "ex2", "CN=mail.contoso.lab", ["smtp", "IIS", "iis", "Imap"], replace_internal_transport=True)),
-    Case("certificate_export", "single", "return-content", export("ex1", "CN=mail.contoso.lab", return_content=True,
-                                                                   target_versions=["2016", "2019"])),
+    Case("certificate_export", "single", "return-content",
+         export("ex1", "CN=mail.contoso.lab", return_content=True, target_versions=["2016", "2019"])),
     Case("certificate_request", "broken", "bigger-key-than-pending", with_args(request_existing, key_size=4096)),
     Case("auth_certificate", "dag", "named-servers", auth("ex1", servers=["ex1", "ex2", "ex3", "ex4"])),
     Case("adcs_request", "dag", "auto-issued", adcs("WebServer"), **ADCS_SUBMISSION),
