@@ -40,7 +40,6 @@ from ansible_collections.exchange.pki.plugins.action import (
     auth_certificate,
     certificate_export,
     certificate_import,
-    certificate_info,
     certificate_remove,
     certificate_request,
     certificate_services,
@@ -58,6 +57,7 @@ from tests.unit.plugins.action.lab_host import LabHost
 from tests.unit.plugins.action.ledger_lifecycle import _certificate, _name
 from tests.unit.plugins.action.test_certificate_services import scenario as services_scenario
 from tests.unit.plugins.plugin_utils.alert_sinks import http_sink, smtp_sink
+from tests.unit.plugins.plugin_utils.test__renewal import lab_facts
 
 PLUGINS: dict[str, Any] = {
     "certificate_request": certificate_request, "certificate_import": certificate_import,
@@ -69,7 +69,6 @@ PLUGINS: dict[str, Any] = {
 STEPS = ("check", "predict", "again", "check_after")
 HOUR, MINUTE = datetime.timedelta(hours=1), datetime.timedelta(minutes=1)
 PASSWORD = "Sweep-Pfx-Pa55word-\u00ff"  # noqa: S105 - the test's own secret
-RESULT_KEYS = {"changed", "failed", "msg", "warnings", "ansible_facts", "invocation"}
 POLICY = {"backends": [{"backend": "adcs",
                         "options": {"ca_config": "ca01.contoso.lab\\Contoso Lab Issuing CA", "template": "WebServer"}}]}
 
@@ -139,23 +138,6 @@ def csr_pem(name: str) -> str:
                .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
                .sign(_leaf_key(), hashes.SHA256()))
     return request.public_bytes(serialization.Encoding.PEM).decode("ascii")
-
-
-@functools.lru_cache(maxsize=None)
-def _facts_json(scenario: str) -> str:
-    """Every server's exchange_pki fact as certificate_info reads it from the scenario's lab at NOW."""
-    fleet = lab(scenario)
-    facts = {}
-    for name in sorted(fleet.dump()["servers"]):
-        result = LabHost(fleet, name).run(certificate_info.ActionModule, {})
-        assert not result.get("failed"), result
-        facts[name] = {key: value for key, value in result.items()
-                       if key not in RESULT_KEYS and not key.startswith("_ansible")}
-    return json.dumps(facts)
-
-
-def lab_facts(scenario: str) -> dict[str, Any]:
-    return json.loads(_facts_json(scenario))
 
 
 def ledger_options(root: pathlib.Path, sinks: Sinks) -> dict[str, Any]:
