@@ -530,7 +530,7 @@ class ActionModule(ChangingAction):
             if problem:
                 raise RequestOptionError(f"csr_path {problem}")
         result = super().execute(args, task_vars)
-        if result.get("failed"):
+        if result.get("failed") or result.get("unreachable"):  # no CSR to return (or its answer was lost)
             return result
         return self.finish_server_result(result, args, task_vars)
 

@@ -180,7 +180,10 @@ plan:
       arguments: {FileData: "<2563 bytes, SHA-256 7d2f...>", Password: "********"}
       reason: 8060427B76346F3BD31DBC03FFEABD09CF2B8634 is not in LocalMachine\My on this server
 steps:
-  description: How each sent step ended (C(ok), C(failed) or C(skipped)); only when something was sent.
+  description:
+    - How each sent step ended (C(ok), C(failed) or C(skipped)); only when something was sent.
+    - C(unknown) when the step was sent and its answer was lost (the connection broke): whether it took effect
+      is not known, and C(changed) is true when it changes the server.
   returned: when the server was changed
   type: list
   elements: dict

@@ -172,7 +172,10 @@ plan:
       reason: "EX1: 6BB4DAC82BF95B8EF975EB74B80EA1B93F63F74A (CN=mail.contoso.lab, store My) is referenced by
         nothing that needs it"
 steps:
-  description: How each step of RV(plan) ended (V(ok), V(failed) or V(skipped)), when the plan was sent.
+  description:
+    - How each step of RV(plan) ended (V(ok), V(failed) or V(skipped)), when the plan was sent.
+    - V(unknown) when the step was sent and its answer was lost (the connection broke): whether it took effect
+      is not known, and C(changed) is true when it changes the server.
   returned: when changes were sent
   type: list
   elements: dict

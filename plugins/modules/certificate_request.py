@@ -179,7 +179,10 @@ plan:
       arguments: {GenerateRequest: true, SubjectName: "C=US,O=Contoso,CN=mail.contoso.com", KeySize: 2048}
       reason: no pending request for C=US,O=Contoso,CN=mail.contoso.com with these names and key size on this server
 steps:
-  description: How each sent step ended (C(ok), C(failed) or C(skipped)); only when something was sent.
+  description:
+    - How each sent step ended (C(ok), C(failed) or C(skipped)); only when something was sent.
+    - C(unknown) when the step was sent and its answer was lost (the connection broke): whether it took effect
+      is not known, and C(changed) is true when it changes the server.
   returned: when the server was changed
   type: list
   elements: dict

@@ -41,7 +41,12 @@ from typing import Any, ClassVar
 from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError, HostUnreachable
+from ansible_collections.exchange.pki.plugins.plugin_utils._errors import (
+    ExchangePkiError,
+    HostUnreachable,
+    RemoteModuleError,
+    RemoteProtocolError,
+)
 from ansible_collections.exchange.pki.plugins.plugin_utils._files import unusable_path
 from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import (
     ChangeRecord,
@@ -54,11 +59,13 @@ from ansible_collections.exchange.pki.plugins.plugin_utils._ledger import (
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._plan import (
     Plan,
+    Step,
     StepOutcome,
     describe_value,
     first_failure,
     not_run,
     outcomes,
+    unanswered,
 )
 from ansible_collections.exchange.pki.plugins.plugin_utils._remote import (
     EXCHANGE_SESSION_ARGSPEC,
@@ -369,12 +376,17 @@ CONFIRM_PREFIX = "confirm."
 
 @dataclasses.dataclass(frozen=True)
 class Applied:
-    """What sending a plan did: every step's outcome, the first failure, and the re-read server (when it ran)."""
+    """What sending a plan did: every step's outcome, the first failure, and the re-read server (when it ran).
+
+    ``lost``: why a phase got no answer (the connection broke or could not be made, the answer was unreadable);
+    its steps are then ``unknown`` when they may have run, ``skipped`` when they cannot have.
+    """
 
     outcomes: tuple[StepOutcome, ...]
     failure: StepOutcome | None
     after: ServerSnapshot | None
     after_problem: str | None = None
+    lost: ExchangePkiError | None = None
 
     @property
     def changed(self) -> bool:
@@ -419,6 +431,12 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
         again = self.decide(args, after, task_vars)
         return [f"{step.operation}: {step.reason}" for step in again.steps if step.changes]
 
+    def failure_note(self, plan: Plan, applied: Applied) -> str | None:
+        """What a failed or unanswered plan leaves for the administrator to do that running the task again would
+        not do (appended to the failure's message); by default nothing."""
+        del plan, applied
+        return None
+
     def applied_result(self, plan: Plan, applied: Applied) -> dict[str, Any]:
         """Result keys that only the outcome can tell (what a step really did); by default none."""
         del plan, applied
@@ -442,6 +460,8 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
             return result
 
         applied = self.apply(plan, args, task_vars)
+        if applied.lost is not None:
+            return self.record_lost(result, plan, applied, applied.lost, args, task_vars, server=server)
         problems: list[str] = []
         if applied.failure is None:
             if applied.after is None:
@@ -452,12 +472,16 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
         result["steps"] = [outcome.describe() for outcome in applied.outcomes]
         result.update(self.applied_result(plan, applied))
         if applied.failure is not None:
-            message = f"step {applied.failure.step.id} ({applied.failure.step.operation}) failed: " \
-                      f"{applied.failure.message}"
+            step = applied.failure.step
+            message = f"step {step.id} ({step.operation}) failed: {applied.failure.message}" \
+                      + (f" (the step: {step.reason})" if step.reason else "")
         elif problems:
             message = "the change was sent but the server does not show it: " + "; ".join(problems)
         else:
             message = None
+        note = self.failure_note(plan, applied) if applied.failure is not None else None
+        if message is not None and note:
+            message = f"{message}. {note}"
         return self.record(result, plan, args, task_vars, server=server, changed=applied.changed, message=message)
 
     def record(self, result: dict[str, Any], plan: Plan, args: Mapping[str, Any], task_vars: Mapping[str, Any], *,
@@ -474,8 +498,40 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
             result.update(failed=True, msg=ledger_error, failure_reason="failed")
         return result
 
+    def record_lost(self, result: dict[str, Any], plan: Plan, applied: Applied, lost: ExchangePkiError,
+                    args: Mapping[str, Any], task_vars: Mapping[str, Any], *, server: str | None) -> dict[str, Any]:
+        """The result and ledger record of a plan whose phase got no answer (:attr:`Applied.lost`).
+
+        The change was sent, or part of it was: it is recorded (``failed``, saying which steps are unknown) and
+        ``changed`` is true when any step changed or may have changed the server. A broken or refused connection
+        stays an unreachable result with its reason, as before anything was sent."""
+        unknown = [outcome.step for outcome in applied.outcomes if outcome.status == "unknown"]
+        done = [outcome.step.id for outcome in applied.outcomes if outcome.status == "ok" and outcome.changed]
+        if unknown:
+            message = (f"{str(lost).rstrip('.')}. The answer to step(s) {', '.join(step.id for step in unknown)} "
+                       f"({', '.join(dict.fromkeys(step.operation for step in unknown))}) was lost: whether they took "
+                       "effect on the server is unknown. Read the server (exchange.pki.certificate_info) or run the "
+                       "task again: it reads the server first and sends only what is still missing.")
+        else:
+            message = (f"{str(lost).rstrip('.')}. "
+                       + (f"Step(s) {', '.join(done)} had been done; " if done else "")
+                       + "the rest was not sent.")
+        note = self.failure_note(plan, applied)
+        if note:
+            message = f"{message.rstrip('.')}. {note}"
+        changed = applied.changed
+        result.update(changed=changed, steps=[outcome.describe() for outcome in applied.outcomes])
+        recorded = self.record(result, plan, args, task_vars, server=server, changed=changed, message=message)
+        if isinstance(lost, HostUnreachable):
+            recorded.pop("failed", None)
+            recorded.update(unreachable=True, failure_reason=lost.failure_reason)
+        else:
+            recorded["failure_reason"] = lost.failure_reason
+        return recorded
+
     def apply(self, plan: Plan, args: dict[str, Any], task_vars: Mapping[str, Any]) -> Applied:
-        """Send the plan phase by phase; stop at the first failed step; re-read the server with the last phase."""
+        """Send the plan phase by phase; stop at the first failed step or lost answer; re-read the server with the
+        last phase."""
         phases = plan.phases()
         values: dict[str, Any] = {}
         done: list[StepOutcome] = []
@@ -484,13 +540,16 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
             last = index == len(phases) - 1
             if last:
                 build_batch(batch, prefix=CONFIRM_PREFIX, extra=self.EXTRA_READS)
-            answer = self.run_batch(batch, task_vars, args)
+            later = [step for other in phases[index + 1:] for step in other]
+            try:
+                answer = self.run_batch(batch, task_vars, args)
+            except (HostUnreachable, RemoteProtocolError, RemoteModuleError) as error:
+                return Applied((*done, *self.lost_phase(phase, error), *not_run(later)), None, None, lost=error)
             found = outcomes(phase, answer)
             done.extend(found)
             values.update({outcome.step.id: outcome.value for outcome in found})
             failure = first_failure(found)
             if failure is not None:
-                later = [step for other in phases[index + 1:] for step in other]
                 return Applied((*done, *not_run(later)), failure, None)
             if last:
                 try:
@@ -499,6 +558,14 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
                     return Applied(tuple(done), None, None, str(error))
                 return Applied(tuple(done), None, after)
         return Applied(tuple(done), None, None, "the plan had no steps to send")
+
+    @staticmethod
+    def lost_phase(phase: Sequence[Step], error: ExchangePkiError) -> tuple[StepOutcome, ...]:
+        """The outcomes of a phase that got no answer: not sent when the connection could not be made or the
+        executor refused the batch as a whole before running it; otherwise unknown (it may have run)."""
+        not_sent = isinstance(error, RemoteModuleError) or (
+            isinstance(error, HostUnreachable) and error.failure_reason in ("unreachable", "authentication_refused"))
+        return not_run(phase) if not_sent else unanswered(phase, "sent, but its answer was lost")
 
     def change_record(self, plan: Plan, args: Mapping[str, Any], task_vars: Mapping[str, Any], *,
                       server: str | None, changed: bool, message: str | None) -> ChangeRecord:

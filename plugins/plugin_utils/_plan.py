@@ -250,7 +250,8 @@ class Plan:
 
 @dataclasses.dataclass(frozen=True)
 class StepOutcome:
-    """How one step ended: ``ok``, ``failed`` (with the domain error's message) or ``skipped``."""
+    """How one step ended: ``ok``, ``failed`` (with the domain error's message), ``skipped``, or ``unknown`` (it
+    was sent and its answer never came back: whether it changed the server is not known)."""
 
     step: Step
     status: str
@@ -280,6 +281,12 @@ def outcomes(phase: Sequence[Step], result: BatchResult) -> tuple[StepOutcome, .
 def not_run(steps: Sequence[Step]) -> tuple[StepOutcome, ...]:
     """The outcome of steps of a later phase that never ran because an earlier phase failed."""
     return tuple(StepOutcome(step, "skipped", changed=False) for step in steps)
+
+
+def unanswered(steps: Sequence[Step], message: str) -> tuple[StepOutcome, ...]:
+    """The outcome of steps that were sent but whose answer was lost (the connection broke, the answer was
+    unreadable): ``unknown``, and ``changed`` when the step changes the server (it may have)."""
+    return tuple(StepOutcome(step, "unknown", changed=step.changes, message=message) for step in steps)
 
 
 def first_failure(found: Sequence[StepOutcome]) -> StepOutcome | None:

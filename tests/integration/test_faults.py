@@ -174,3 +174,31 @@ def test_a_hostile_exchange_uri_fails_naming_the_option(lab, playbook):
     assert result["failed"] is True
     assert result["failure_reason"] == "failed"
     assert "exchange_uri must be an http" in result["msg"]
+
+
+def test_a_connection_dropped_while_a_change_is_sent_is_recorded_with_its_unknown_steps(lab, playbook, tmp_path):
+    """The connection breaks while New-ExchangeCertificate -GenerateRequest runs: the task is unreachable
+    (connection_dropped), its step is ``unknown``, and the ledger records the attempt as failed, naming it."""
+    ledger = tmp_path / "ledger.jsonl"
+    request = f"""\
+- name: Request
+  exchange.pki.certificate_request:
+    subject: CN=drop.contoso.lab
+    dns_names: [drop.contoso.lab]
+    ledger: {ledger}
+  register: result
+  ignore_errors: true
+  ignore_unreachable: true
+"""
+    lab.control("fault", "--server", "ex1", "--operation", "New-ExchangeCertificate", "--drop", "--times", "1")
+    run = playbook(lab, request, hosts="ex1")
+    result = run.result("ex1")
+    assert result.get("unreachable") is True and result["failure_reason"] == "connection_dropped", result
+    assert [(step["operation"], step["status"]) for step in result["steps"]] == [("New-ExchangeCertificate", "unknown")]
+    assert "New-ExchangeCertificate" in result["msg"] and "Unexpected failure" not in result["msg"]
+    (record,) = [json.loads(line) for line in ledger.read_text(encoding="utf-8").splitlines()]
+    assert record["result"] == "failed" and "New-ExchangeCertificate" in record["message"], record
+
+    again = playbook(lab, request, hosts="ex1").result("ex1")
+    assert not again.get("failed") and not again.get("unreachable"), again
+    assert again["thumbprint"] and again["csr"].startswith("-----BEGIN CERTIFICATE REQUEST-----")

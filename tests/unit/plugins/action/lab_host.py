@@ -21,7 +21,7 @@ from typing import Any
 
 from ansible.plugins.action import ActionBase
 
-from tests.lab.model import Fleet
+from tests.lab.model import DroppedConnection, Fleet
 from tests.unit.plugins.action.action_harness import FakeTask
 
 #: The account the lab's scenarios give the Exchange administrator (the connection's remote user).
@@ -51,8 +51,11 @@ class LabHost:
         def execute(module_name: str, module_args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
             del task_vars
             self.calls.append({"module_name": module_name, "module_args": module_args})
-            return self.fleet.run_module(self.name, module_name, module_args, check_mode=task.check_mode,
-                                         become=self.become, remote_user=ADMIN)
+            try:
+                return self.fleet.run_module(self.name, module_name, module_args, check_mode=task.check_mode,
+                                             become=self.become, remote_user=ADMIN)
+            except DroppedConnection as dropped:  # the operations before the drop ran; the answer is lost
+                raise ConnectionResetError(104, f"Connection reset by peer ({dropped})") from None
 
         return execute
 
