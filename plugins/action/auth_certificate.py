@@ -43,7 +43,7 @@ from typing import Any
 from ansible.errors import AnsibleActionFail
 
 from ansible_collections.exchange.pki.plugins.action.certificate_remove import READ_NAMES, REFERENCE_READS, judge
-from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ChangingAction
+from ansible_collections.exchange.pki.plugins.plugin_utils._action import Applied, ArgumentSpec, ChangingAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
     CRYPTOGRAPHY_REQUIREMENT,
     PENDING_REQUEST_STATUS,
@@ -621,6 +621,17 @@ def _create(org: Organisation, draft: _Draft, reason: str, exclude: set[str | No
     name = local.server_name
     unused = _unused_auth_certificate(org, exclude)
     if unused is not None:
+        service = local.local_transport_service
+        if service is not None and service.internal_transport_certificate_thumbprint == unused.thumbprint:
+            # an earlier run made it with -Services SMTP -Force and could not put the previous one back
+            raise AuthCertificateRefused(
+                f"the Auth certificate {unused.thumbprint} on {name}, made by an earlier run and not in use, is "
+                f"{name}'s internal transport certificate: that run could not make the previous one the internal "
+                "transport certificate again (its step keep_internal_transport failed or its answer was lost; that "
+                "run's message and plan name the previous certificate). Nothing was changed. Make the previous "
+                "certificate the internal transport certificate again (Enable-ExchangeCertificate -Thumbprint "
+                "<previous> -Services SMTP -Force), then run this task again",
+            )
         draft.warnings.append(
             f"the Auth certificate {unused.thumbprint} on {name}, made earlier and not in use, is used instead of "
             "making another one",
@@ -896,6 +907,18 @@ class ActionModule(ChangingAction):
         self._made: str | None = None  # the thumbprint New-ExchangeCertificate returned
         self._protected: frozenset[str] | None = None  # Get-AuthConfig's thumbprints as the first read found them
         self._password = Secret(secrets.token_urlsafe(32))  # one PFX password per task, never shown
+
+    def failure_note(self, plan: Plan, applied: Applied) -> str | None:
+        """The emergency procedure's restarts that did not happen once the new certificate was made current: a rerun
+        finds it current and restarts nothing, so the administrator must."""
+        del plan  # the outcomes say it all
+        restarts = [outcome for outcome in applied.outcomes if outcome.step.id == "restart_service_host"
+                    or outcome.step.operation == "host.recycle_app_pool"]
+        if not restarts or all(outcome.status == "ok" for outcome in restarts):
+            return None
+        return (f"The new Auth certificate may already be current, and then running this task again restarts "
+                f"nothing: restart {SERVICE_HOST} and recycle {' and '.join(APP_POOLS)} (or run iisreset) on this "
+                "server yourself, or OAuth and Outlook on the web keep using the old certificate")
 
     # -- read --------------------------------------------------------------------------------------------
     def read(self, args: dict[str, Any], task_vars: Mapping[str, Any]) -> Organisation:  # type: ignore[override]

@@ -41,7 +41,10 @@ description:
     ("Overwrite the existing default SMTP certificate?") cannot be answered, so the task passes C(-Force) and then
     makes the server's previous internal transport certificate the internal transport certificate again
     (C(Enable-ExchangeCertificate -Services SMTP -Force)) in the same batch. When this server has no valid internal
-    transport certificate to put back, the task fails and sends nothing (run it on another server).
+    transport certificate to put back, the task fails and sends nothing (run it on another server). When putting
+    it back fails, the new Auth certificate stays the internal transport certificate and a later run refuses to
+    use it until the previous certificate is made the internal transport certificate again (the failed run's
+    message names it).
   - A certificate is copied to a server with C(Export-ExchangeCertificate) on a server that has it (its key must
     be exportable) and C(Import-ExchangeCertificate -Server) with a random one-time password. The PFX passes
     through the controller between the two batches (for an Exchange 2016 target it is rebuilt there with legacy
@@ -279,7 +282,10 @@ plan:
   type: list
   elements: dict
 steps:
-  description: How each sent step ended (C(ok), C(failed) or C(skipped)); only when something was sent.
+  description:
+    - How each sent step ended (C(ok), C(failed) or C(skipped)); only when something was sent.
+    - C(unknown) when the step was sent and its answer was lost (the connection broke): whether it took effect
+      is not known, and C(changed) is true when it changes the server.
   returned: when something was sent
   type: list
   elements: dict
