@@ -29,7 +29,7 @@ from typing import Any
 
 from ansible.errors import AnsibleActionFail
 
-from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ChangingAction
+from ansible_collections.exchange.pki.plugins.plugin_utils._action import Applied, ArgumentSpec, ChangingAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
     LocatedCertificate,
     dns_name_to_a_label,
@@ -59,6 +59,8 @@ SERVICES = ("IMAP", "POP", "IIS", "SMTP")
 IIS_RESTART_CHOICES = ("none", "app_pools", "iisreset")
 #: App pools that keep the old certificate until recycled (exchange-facts.md "Enable": OWA; "Auth": OWA and ECP).
 APP_POOLS = ("MSExchangeOWAAppPool", "MSExchangeECPAppPool")
+#: The operations of the restart that follows moving IIS (restart_steps).
+RESTART_OPERATIONS = frozenset({"host.recycle_app_pool", "host.iis_reset"})
 #: The protocol settings a wildcard certificate needs, per service: (read, write).
 PROTOCOL_SETTINGS = {"IMAP": ("Get-ImapSettings", "Set-ImapSettings"), "POP": ("Get-PopSettings", "Set-PopSettings")}
 #: Statuses Exchange gives a certificate no client should be served.
@@ -185,6 +187,20 @@ class ActionModule(ChangingAction):
             answer = self.run_batch(self._protocol_batch(Batch(), services), task_vars, args)
             self._x509_names.update(_protocol_names(answer, services))
         return super().confirm(args, plan, after, task_vars)
+
+    def failure_note(self, plan: Plan, applied: Applied) -> str | None:
+        """A restart that did not happen after IIS moved: running the task again finds IIS on the certificate and
+        restarts nothing (the documented rule), so the administrator must restart it."""
+        restarts = [outcome for outcome in applied.outcomes if outcome.step.operation in RESTART_OPERATIONS]
+        moved = any(outcome.step.id == "enable" and outcome.status in ("ok", "unknown")
+                    for outcome in applied.outcomes)
+        if not moved or not restarts or all(outcome.status == "ok" for outcome in restarts):
+            return None
+        del plan  # the outcomes say it all
+        what = ("run iisreset" if any(outcome.step.operation == "host.iis_reset" for outcome in restarts) else
+                f"recycle {' and '.join(APP_POOLS)} (Restart-WebAppPool)")
+        return (f"IIS may already use the certificate, and then running this task again restarts nothing: {what} on "
+                "this server yourself, or Outlook on the web keeps the previous certificate")
 
     # --- deciding --------------------------------------------------------------------------------
 

@@ -75,7 +75,8 @@ options:
       - V(app_pools) recycles C(MSExchangeOWAAppPool) and C(MSExchangeECPAppPool). V(iisreset) restarts IIS as a
         whole, which drops every client connection of the server. V(none) restarts nothing; restart IIS yourself.
       - Without a value, V(app_pools).
-      - Nothing is restarted when IIS already used the certificate.
+      - Nothing is restarted when IIS already used the certificate. So when the restart fails after IIS moved, a
+        second run restarts nothing either: the failure's message says what to restart by hand.
     type: str
     choices: [none, app_pools, iisreset]
   replace_internal_transport:
@@ -223,7 +224,10 @@ plan:
                   "Services": ["SMTP"], "Force": true}
       reason: "EX1: -Force on the previous step makes ... the internal transport certificate; ... was, and stays"
 steps:
-  description: How each step of RV(plan) ended (V(ok), V(failed) or V(skipped)), when the plan was sent.
+  description:
+    - How each step of RV(plan) ended (V(ok), V(failed) or V(skipped)), when the plan was sent.
+    - V(unknown) when the step was sent and its answer was lost (the connection broke): whether it took effect
+      is not known, and C(changed) is true when it changes the server.
   returned: when changes were sent
   type: list
   elements: dict
