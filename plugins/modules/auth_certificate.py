@@ -284,7 +284,7 @@ plan:
 steps:
   description:
     - How each sent step ended (C(ok), C(failed) or C(skipped)); only when something was sent.
-    - C(unknown) when the step was sent and its answer was lost (the connection broke): whether it took effect
+    - C(unknown) when the step was sent and its answer was lost (the connection broke); whether it took effect
       is not known, and C(changed) is true when it changes the server.
   returned: when something was sent
   type: list

@@ -174,7 +174,7 @@ plan:
 steps:
   description:
     - How each step of RV(plan) ended (V(ok), V(failed) or V(skipped)), when the plan was sent.
-    - V(unknown) when the step was sent and its answer was lost (the connection broke): whether it took effect
+    - V(unknown) when the step was sent and its answer was lost (the connection broke); whether it took effect
       is not known, and C(changed) is true when it changes the server.
   returned: when changes were sent
   type: list

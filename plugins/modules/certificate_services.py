@@ -76,7 +76,7 @@ options:
         whole, which drops every client connection of the server. V(none) restarts nothing; restart IIS yourself.
       - Without a value, V(app_pools).
       - Nothing is restarted when IIS already used the certificate. So when the restart fails after IIS moved, a
-        second run restarts nothing either: the failure's message says what to restart by hand.
+        second run restarts nothing either; the failure's message says what to restart by hand.
     type: str
     choices: [none, app_pools, iisreset]
   replace_internal_transport:
@@ -226,7 +226,7 @@ plan:
 steps:
   description:
     - How each step of RV(plan) ended (V(ok), V(failed) or V(skipped)), when the plan was sent.
-    - V(unknown) when the step was sent and its answer was lost (the connection broke): whether it took effect
+    - V(unknown) when the step was sent and its answer was lost (the connection broke); whether it took effect
       is not known, and C(changed) is true when it changes the server.
   returned: when changes were sent
   type: list
