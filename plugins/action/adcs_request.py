@@ -36,12 +36,17 @@ from typing import Any
 
 from ansible.errors import AnsibleActionFail
 
-from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ChangingAction
+from ansible_collections.exchange.pki.plugins.plugin_utils._action import Applied, ArgumentSpec, ChangingAction
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
     CRYPTOGRAPHY_REQUIREMENT,
     sha1_thumbprint,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
+from ansible_collections.exchange.pki.plugins.plugin_utils._errors import (
+    ExchangePkiError,
+    HostUnreachable,
+    RemoteModuleError,
+    RemoteProtocolError,
+)
 from ansible_collections.exchange.pki.plugins.plugin_utils._files import (
     PUBLIC_MODE,
     output_file_problem,
@@ -404,6 +409,9 @@ class ActionModule(ChangingAction):
 
     ARGUMENT_SPEC = ARGUMENT_SPEC
     RESULT_DATA = ("certificate", "chain")
+    LOST_ANSWER_ADVICE = ("The CA may have received the request: look for it among the CA's pending and issued "
+                          "requests. Running the task again submits the CSR again, as another request; with "
+                          "request_id it retrieves the one the CA received.")
 
     def decide(self, args: dict[str, Any], snapshot: Any, task_vars: Mapping[str, Any]) -> Plan:
         raise NotImplementedError("adcs_request decides from its state file, not from a server read")
@@ -445,7 +453,11 @@ class ActionModule(ChangingAction):
             if self.check_mode and plan.changed:
                 return result  # a submission is never sent in check mode
             # certreq opens no Exchange session: the session options (and a password) are not sent to the host.
-            answer = self.run_batch(plan.batch(plan.steps), task_vars, {})
+            try:
+                answer = self.run_batch(plan.batch(plan.steps), task_vars, {})
+            except (HostUnreachable, RemoteProtocolError, RemoteModuleError) as error:
+                applied = Applied(self.lost_phase(plan.steps, error), None, None, lost=error)
+                return self.record_lost(result, plan, applied, error, args, task_vars, server=config)
             return self._conclude(args, task_vars, plan, answer, opened, csr, config, template,
                                   certificate_path, chain_path, result)
 
@@ -519,6 +531,7 @@ class ActionModule(ChangingAction):
             message = f"{step.operation} failed: {error}"
             if _DOUBLE_HOP.search(str(error)):
                 message += f". {DOUBLE_HOP_HINT}"
+            result["changed"] = False  # as the ledger record says: certreq reported that it failed
             if not submitted:
                 result.update(failed=True, msg=message, failure_reason="failed")
                 return result

@@ -127,6 +127,9 @@ notes:
     C(Root) stores.
   - When a request is submitted, or a certificate file is written, RV(change_record) is returned and appended
     to O(ledger); its C(server) is the CA's config string.
+  - When the connection breaks while a submission is sent, the CA may have received the request, and the task
+    cannot know its request id. The task is unreachable, the attempt is recorded as failed in O(ledger), and its
+    message says to look for the request at the CA. Running the task again submits the CSR again as another request.
 seealso:
   - module: exchange.pki.certificate_request
   - module: exchange.pki.certificate_import

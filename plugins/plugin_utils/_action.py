@@ -410,6 +410,9 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
 
     #: The module's own reads beside the server read (``_snapshot.Read``), in both the read and the re-read.
     EXTRA_READS: ClassVar[tuple[Read, ...]] = ()
+    #: What to do when the answer to a change was lost (the end of the failure's message).
+    LOST_ANSWER_ADVICE: ClassVar[str] = ("Read the server (exchange.pki.certificate_info) or run the task again: it "
+                                         "reads the server first and sends only what is still missing.")
 
     @abc.abstractmethod
     def decide(self, args: dict[str, Any], snapshot: ServerSnapshot, task_vars: Mapping[str, Any]) -> Plan:
@@ -510,8 +513,7 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
         if unknown:
             message = (f"{str(lost).rstrip('.')}. The answer to step(s) {', '.join(step.id for step in unknown)} "
                        f"({', '.join(dict.fromkeys(step.operation for step in unknown))}) was lost: whether they took "
-                       "effect on the server is unknown. Read the server (exchange.pki.certificate_info) or run the "
-                       "task again: it reads the server first and sends only what is still missing.")
+                       f"effect is unknown. {self.LOST_ANSWER_ADVICE}")
         else:
             message = (f"{str(lost).rstrip('.')}. "
                        + (f"Step(s) {', '.join(done)} had been done; " if done else "")

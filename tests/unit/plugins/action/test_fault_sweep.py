@@ -44,9 +44,10 @@ from tests.unit.plugins.action.lab_host import ADMIN, LabHost
 from tests.unit.plugins.action.test_check_mode_sweep import CASES, PLUGINS, Case, Sinks, Start
 from tests.unit.plugins.plugin_utils.alert_sinks import http_sink, smtp_sink
 
-#: The modules that change a server through the remote executor (the others work on the controller only).
+#: The modules that send changes through the remote executor: to the Exchange server, or to the CA through the
+#: host's certreq (adcs_request). The others change files and sinks on the controller only.
 SERVER_CHANGING = ("certificate_request", "certificate_import", "certificate_services", "certificate_remove",
-                   "auth_certificate")
+                   "auth_certificate", "adcs_request")
 FAULTS = ("error", "drop")
 INJECTED = "Injected by the fault sweep: the operation failed"
 #: Parts of the lab's dump that say when or how often, not what the servers hold.
