@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--unreachable", action="store_true", help="refuse WinRM connections to the server")
     action.add_argument("--reachable", action="store_true", help="serve WinRM connections to the server again")
     fault.add_argument("--times", type=_positive_int, help="apply the fault this many times (default: until cleared)")
+    fault.add_argument("--after", type=_positive_int, metavar="N",
+                       help="let the first N calls of the operation pass, then apply the fault")
 
     clock = command("clock", "advance the lab clock")
     clock.add_argument(
@@ -142,6 +144,7 @@ def _fault_request(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         "latency": args.latency,
         "drop": args.drop,
         "times": args.times,
+        "after": args.after,
     }
 
 

@@ -201,6 +201,7 @@ class Lab:
                 latency=args.get("latency"),
                 drop=bool(args.get("drop")),
                 times=args.get("times"),
+                after=int(args.get("after") or 0),
             )
         return {"server": server, "unreachable": self.fleet.is_unreachable(server)}
 

@@ -15,7 +15,8 @@ ANY_OPERATION = "*"
 class Fault:
     """``error``: fail the operation with this message; ``latency``: sleep first; ``drop``: drop the connection.
 
-    ``times_left`` None means until cleared.
+    ``times_left`` None means until cleared. ``after``: the calls that pass untouched before the fault applies
+    (1 lets the first read of a task through and faults the re-read that confirms its change).
     """
 
     server: str
@@ -24,6 +25,7 @@ class Fault:
     latency: float | None = None
     drop: bool = False
     times_left: int | None = None
+    after: int = 0
 
     def error_record(self) -> ErrorRecord | None:
         if self.error is None:
@@ -43,6 +45,8 @@ class FaultTable:
     def set(self, fault: Fault) -> None:
         if fault.times_left is not None and fault.times_left < 1:
             raise ValueError("a fault's times must be at least 1")
+        if fault.after < 0:
+            raise ValueError("a fault's after must not be negative")
         self._faults[(fault.server, fault.operation)] = fault
 
     def clear(self, server: str | None = None) -> None:
@@ -57,6 +61,9 @@ class FaultTable:
             fault = self._faults.get(key)
             if fault is None:
                 continue
+            if fault.after:
+                fault.after -= 1
+                return None
             if fault.times_left is not None:
                 fault.times_left -= 1
                 if fault.times_left == 0:

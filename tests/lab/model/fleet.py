@@ -209,9 +209,10 @@ class Fleet:
         latency: float | None = None,
         drop: bool = False,
         times: int | None = None,
+        after: int = 0,
     ) -> None:
         with self.lock:
-            self._faults.set(Fault(self._server(server).name, operation, error, latency, drop, times))
+            self._faults.set(Fault(self._server(server).name, operation, error, latency, drop, times, after))
 
     def clear_faults(self, server: str | None = None) -> None:
         with self.lock:

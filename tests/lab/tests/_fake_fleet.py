@@ -183,10 +183,11 @@ class FakeFleet:
         latency: float | None = None,
         drop: bool = False,
         times: int | None = None,
+        after: int = 0,
     ) -> None:
         self._get(server)
         with self.lock:
-            self._faults.set(Fault(server, operation, error, latency, drop, times))
+            self._faults.set(Fault(server, operation, error, latency, drop, times, after))
 
     def clear_faults(self, server: str | None = None) -> None:
         with self.lock:

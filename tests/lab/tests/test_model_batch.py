@@ -162,6 +162,13 @@ def test_error_fault_counts_down(fleet: Fleet) -> None:
     assert value(fleet, "ex1", "host.info")["ComputerName"] == "EX1"
 
 
+def test_a_fault_after_n_calls_lets_them_pass_first(fleet: Fleet) -> None:
+    fleet.set_fault("ex1", "host.info", error="boom", times=1, after=2)
+    assert [value(fleet, "ex1", "host.info")["ComputerName"] for _call in range(2)] == ["EX1", "EX1"]
+    assert error(fleet, "ex1", "host.info")["message"] == "boom"
+    assert value(fleet, "ex1", "host.info")["ComputerName"] == "EX1", "--times 1 is spent"
+
+
 def test_wildcard_fault_until_cleared(fleet: Fleet) -> None:
     fleet.set_fault("ex1", "*", error="down")
     for _attempt in range(3):
