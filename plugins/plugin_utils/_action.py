@@ -515,9 +515,8 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
                        f"({', '.join(dict.fromkeys(step.operation for step in unknown))}) was lost: whether they took "
                        f"effect is unknown. {self.LOST_ANSWER_ADVICE}")
         else:
-            message = (f"{str(lost).rstrip('.')}. "
-                       + (f"Step(s) {', '.join(done)} had been done; " if done else "")
-                       + "the rest was not sent.")
+            message = f"{str(lost).rstrip('.')}. " + (
+                f"Step(s) {', '.join(done)} had been done; the rest was not sent." if done else "Nothing was sent.")
         note = self.failure_note(plan, applied)
         if note:
             message = f"{message.rstrip('.')}. {note}"

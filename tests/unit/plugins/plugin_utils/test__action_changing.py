@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from ansible.errors import AnsibleConnectionFailure
 
 from ansible_collections.exchange.pki.plugins.plugin_utils import _ledger
 from ansible_collections.exchange.pki.plugins.plugin_utils._action import ArgumentSpec, ChangingAction
@@ -233,6 +234,56 @@ def test_a_failure_in_the_first_phase_skips_the_later_ones(ex1):
     assert result["failed"] is True
     assert [step["status"] for step in result["steps"]] == ["failed", "skipped"]
     assert len(ex1.calls) == 2
+
+
+def test_a_host_that_cannot_be_reached_for_a_later_phase_is_recorded_with_what_was_done(ex1, tmp_path, monkeypatch):
+    """The first phase made the certificate; the connection for the second cannot be made: nothing of it ran."""
+    ledger = tmp_path / "ledger.jsonl"
+    execute = ex1._execute_module  # noqa: SLF001 - the seam the harness replaces
+
+    def refuse_the_third_call(task: Any) -> Any:
+        answer = execute(task)
+
+        def call(module_name: str, module_args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
+            if len(ex1.calls) == 2:
+                raise AnsibleConnectionFailure("ntlm: HTTPSConnectionPool(host='ex1', port=5986): Max retries exceeded")
+            return answer(module_name, module_args, task_vars)
+        return call
+
+    monkeypatch.setattr(ex1, "_execute_module", refuse_the_third_call)
+    result = ex1.run(MakeAndEnable, {"friendly_name": FRIENDLY, "ledger": str(ledger)})
+
+    assert result["unreachable"] is True and result["failure_reason"] == "unreachable" and "failed" not in result
+    assert [(step["id"], step["status"]) for step in result["steps"]] == [("new", "ok"), ("enable", "skipped")]
+    assert result["changed"] is True
+    assert result["msg"].endswith("Step(s) new had been done; the rest was not sent.")
+    (written,) = read_records(ledger)
+    assert written.result == "failed" and written.message == result["msg"]
+    assert [c["friendly_name"] for c in ex1.dump()["certificates"]["My"]].count(FRIENDLY) == 1
+
+
+def test_a_batch_the_executor_refuses_as_a_whole_is_recorded_as_not_sent(ex1, tmp_path, monkeypatch):
+    ledger = tmp_path / "ledger.jsonl"
+    execute = ex1._execute_module  # noqa: SLF001 - the seam the harness replaces
+
+    def refuse_changes(task: Any) -> Any:
+        answer = execute(task)
+
+        def call(module_name: str, module_args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
+            if len(ex1.calls) == 1:
+                return {"failed": True, "msg": "Unsupported parameters for (exchange_batch) module: surprise"}
+            return answer(module_name, module_args, task_vars)
+        return call
+
+    monkeypatch.setattr(ex1, "_execute_module", refuse_changes)
+    result = ex1.run(TagConnector, {"connector": CONNECTOR, "tls_certificate_name": TLS_NAME, "ledger": str(ledger)})
+
+    assert result["failed"] is True and result["changed"] is False
+    assert [step["status"] for step in result["steps"]] == ["skipped"]
+    assert result["msg"].endswith("Unsupported parameters for (exchange_batch) module: surprise. Nothing was sent.")
+    (written,) = read_records(ledger)
+    assert written.result == "failed"
+    assert connector_name(ex1) is None
 
 
 def test_secrets_never_reach_the_result_diff_or_ledger(ex1, tmp_path):
