@@ -13,7 +13,7 @@ import datetime
 import json
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -236,21 +236,32 @@ def test_a_failure_in_the_first_phase_skips_the_later_ones(ex1):
     assert len(ex1.calls) == 2
 
 
+def replace_call(host: LabHost, monkeypatch: pytest.MonkeyPatch, number: int,
+                 answer: Callable[[], dict[str, Any]]) -> None:
+    """Module call ``number`` (1 = the first) to ``host`` gets ``answer()`` instead of the lab's (it may raise)."""
+    execute = host._execute_module  # noqa: SLF001 - the seam the harness replaces
+
+    def replaced(task: Any) -> Callable[..., dict[str, Any]]:
+        lab = execute(task)
+
+        def call(module_name: str, module_args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
+            if len(host.calls) == number - 1:
+                host.calls.append({"module_name": module_name, "module_args": module_args})
+                return answer()
+            return lab(module_name, module_args, task_vars)
+        return call
+
+    monkeypatch.setattr(host, "_execute_module", replaced)
+
+
 def test_a_host_that_cannot_be_reached_for_a_later_phase_is_recorded_with_what_was_done(ex1, tmp_path, monkeypatch):
     """The first phase made the certificate; the connection for the second cannot be made: nothing of it ran."""
     ledger = tmp_path / "ledger.jsonl"
-    execute = ex1._execute_module  # noqa: SLF001 - the seam the harness replaces
 
-    def refuse_the_third_call(task: Any) -> Any:
-        answer = execute(task)
+    def refused() -> dict[str, Any]:
+        raise AnsibleConnectionFailure("ntlm: HTTPSConnectionPool(host='ex1', port=5986): Max retries exceeded")
 
-        def call(module_name: str, module_args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
-            if len(ex1.calls) == 2:
-                raise AnsibleConnectionFailure("ntlm: HTTPSConnectionPool(host='ex1', port=5986): Max retries exceeded")
-            return answer(module_name, module_args, task_vars)
-        return call
-
-    monkeypatch.setattr(ex1, "_execute_module", refuse_the_third_call)
+    replace_call(ex1, monkeypatch, 3, refused)
     result = ex1.run(MakeAndEnable, {"friendly_name": FRIENDLY, "ledger": str(ledger)})
 
     assert result["unreachable"] is True and result["failure_reason"] == "unreachable" and "failed" not in result
@@ -264,18 +275,8 @@ def test_a_host_that_cannot_be_reached_for_a_later_phase_is_recorded_with_what_w
 
 def test_a_batch_the_executor_refuses_as_a_whole_is_recorded_as_not_sent(ex1, tmp_path, monkeypatch):
     ledger = tmp_path / "ledger.jsonl"
-    execute = ex1._execute_module  # noqa: SLF001 - the seam the harness replaces
-
-    def refuse_changes(task: Any) -> Any:
-        answer = execute(task)
-
-        def call(module_name: str, module_args: dict[str, Any], task_vars: Mapping[str, Any]) -> dict[str, Any]:
-            if len(ex1.calls) == 1:
-                return {"failed": True, "msg": "Unsupported parameters for (exchange_batch) module: surprise"}
-            return answer(module_name, module_args, task_vars)
-        return call
-
-    monkeypatch.setattr(ex1, "_execute_module", refuse_changes)
+    replace_call(ex1, monkeypatch, 2,
+                 lambda: {"failed": True, "msg": "Unsupported parameters for (exchange_batch) module: surprise"})
     result = ex1.run(TagConnector, {"connector": CONNECTOR, "tls_certificate_name": TLS_NAME, "ledger": str(ledger)})
 
     assert result["failed"] is True and result["changed"] is False
