@@ -586,9 +586,10 @@ class ActionModule(ChangingAction):
         result.update(certificate=pem, chain=chain_pems, thumbprint=sha1_thumbprint(reply.certificate))
         if not chain or x509.load_der_x509_certificate(chain[-1]).issuer != \
                 x509.load_der_x509_certificate(chain[-1]).subject:
+            why = ("do not hold every issuer of the certificate up to a root" if stores.exception() is None else
+                   f"could not be read ({stores.exception()})")
             result.setdefault("warnings", []).append(
-                "the chain is incomplete: the host's LocalMachine CA and Root stores do not hold every issuer of the "
-                "certificate up to a root",
+                f"the chain is incomplete: the host's LocalMachine CA and Root stores {why}",
             )
         writes = [(path, text) for path, text in ((certificate_path, pem), (chain_path, "".join(chain_pems)))
                   if path is not None and file_differs(path, text)]

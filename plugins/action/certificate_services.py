@@ -330,7 +330,12 @@ class ActionModule(ChangingAction):
             current, problem = self._x509_names.get(service, (None, "not read"))
             covered = bool(current) and not current.startswith("*.") and facts.covers(current)
             if host_name is None and not is_wildcard(certificate):
-                if current and not facts.covers(current):
+                if problem is not None:
+                    warnings.append(
+                        f"{server}: {read_op} could not be read ({problem}), so whether {service} "
+                        f"X509CertificateName names a host {certificate.thumbprint} covers is unknown"
+                    )
+                elif current and not facts.covers(current):
                     warnings.append(
                         f"{server}: {service} X509CertificateName is {current!r}, a name {certificate.thumbprint} "
                         f"does not cover; {service} clients may be served another certificate"

@@ -300,3 +300,56 @@ def test_a_fault_fails_clearly_is_recorded_and_a_rerun_finishes(case: Case, faul
         found += end_state_problems(clean_end, start.fleet.dump())
         problems += [f"{operation}: {problem}" for problem in found]
     assert not problems, "\n".join(problems)
+
+
+# --- a read that fails ----------------------------------------------------------------------------------------
+
+#: (module, read) -> why a task that proceeds without that read needs no warning about it.
+READ_NOT_NEEDED = {
+    ("adcs_request", "host.certificates"): "the chain is read from the host's stores only for an issued certificate "
+                                           "(a pending request has none); an issued one warns that its chain is "
+                                           "incomplete and why",
+}
+
+
+@pytest.mark.parametrize("case", server_cases(), ids=lambda case: case.id)
+def test_a_failed_read_refuses_naming_it_or_changes_what_a_clean_run_changes(case: Case, sinks: Sinks,
+                                                                           tmp_path: pathlib.Path) -> None:
+    """Each read of the task's first round trip fails in turn (an error, as Exchange gives when a cmdlet fails).
+
+    The task either refuses, changing nothing and naming the read (DESIGN.md invariants 1 and 8: a reference that
+    cannot be checked keeps a certificate), or it does exactly what the clean run did and warns that the read
+    failed. Never a traceback, never a different change."""
+    clean_root = tmp_path / "clean"
+    clean_root.mkdir()
+    clean_start = case.setup(case.scenario, clean_root, sinks)
+    clean = run(case, clean_start)
+    if not clean.mutations:
+        pytest.skip("from this start the task sends no change")
+    clean_end = held(clean_start.fleet.dump())
+    first = clean.host.calls[0]["module_args"]["operations"]
+    reads = list(dict.fromkeys(operation["op"] for operation in first if not OPERATIONS[operation["op"]].changes))
+
+    problems = []
+    for operation in reads:
+        root = tmp_path / operation.replace(".", "_")
+        root.mkdir()
+        start = case.setup(case.scenario, root, sinks)
+        start.fleet.set_fault(start.host, operation, error=INJECTED, times=1)
+        faulty = run(case, start)
+        result, message = faulty.result, str(faulty.result.get("msg"))
+        if "exception" in result or message.startswith("Unexpected failure"):
+            problems.append(f"{operation}: a traceback instead of a failure: {message}")
+        elif result.get("failed") or result.get("unreachable"):
+            if faulty.mutations:
+                problems.append(f"{operation}: failed after changing the lab: {message}")
+            if operation not in message:
+                problems.append(f"{operation}: the refusal does not name the read: {message}")
+        else:
+            if held(start.fleet.dump()) != clean_end:
+                problems.append(f"{operation}: without the read the task changed something else: "
+                                + difference(clean_end, held(start.fleet.dump())))
+            warned = any(operation in str(warning) for warning in result.get("warnings") or ())
+            if not warned and (case.module, operation) not in READ_NOT_NEEDED:
+                problems.append(f"{operation}: the task went on without a warning that the read failed")
+    assert not problems, "\n".join(problems)
