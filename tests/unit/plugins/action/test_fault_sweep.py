@@ -26,6 +26,9 @@ Where a rerun cannot finish the job, the module's documentation says so and the 
 administrator what to do (``REMEDIES``): the sweep checks that message, does what it says in the lab, and then
 expects the reruns to finish. Each (case, fault) is one test that tries every operation and reports every problem
 it finds.
+
+A second test fails each read of the task's first round trip in turn: the task refuses naming the read, or does
+exactly what the clean run did and warns that the read failed.
 """
 
 from __future__ import annotations
