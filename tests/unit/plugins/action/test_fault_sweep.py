@@ -316,8 +316,8 @@ READ_NOT_NEEDED = {
 
 
 @pytest.mark.parametrize("case", server_cases(), ids=lambda case: case.id)
-def test_a_failed_read_refuses_naming_it_or_changes_what_a_clean_run_changes(case: Case, sinks: Sinks,
-                                                                           tmp_path: pathlib.Path) -> None:
+def test_a_failed_read_refuses_naming_it_or_changes_what_a_clean_run_changes(
+        case: Case, sinks: Sinks, tmp_path: pathlib.Path) -> None:
     """Each read of the task's first round trip fails in turn (an error, as Exchange gives when a cmdlet fails).
 
     The task either refuses, changing nothing and naming the read (DESIGN.md invariants 1 and 8: a reference that
