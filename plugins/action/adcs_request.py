@@ -36,17 +36,17 @@ from typing import Any
 
 from ansible.errors import AnsibleActionFail
 
-from ansible_collections.exchange.pki.plugins.plugin_utils._action import Applied, ArgumentSpec, ChangingAction
+from ansible_collections.exchange.pki.plugins.plugin_utils._action import (
+    ANSWER_LOST,
+    Applied,
+    ArgumentSpec,
+    ChangingAction,
+)
 from ansible_collections.exchange.pki.plugins.plugin_utils._certificate import (
     CRYPTOGRAPHY_REQUIREMENT,
     sha1_thumbprint,
 )
-from ansible_collections.exchange.pki.plugins.plugin_utils._errors import (
-    ExchangePkiError,
-    HostUnreachable,
-    RemoteModuleError,
-    RemoteProtocolError,
-)
+from ansible_collections.exchange.pki.plugins.plugin_utils._errors import ExchangePkiError
 from ansible_collections.exchange.pki.plugins.plugin_utils._files import (
     PUBLIC_MODE,
     output_file_problem,
@@ -455,7 +455,7 @@ class ActionModule(ChangingAction):
             # certreq opens no Exchange session: the session options (and a password) are not sent to the host.
             try:
                 answer = self.run_batch(plan.batch(plan.steps), task_vars, {})
-            except (HostUnreachable, RemoteProtocolError, RemoteModuleError) as error:
+            except ANSWER_LOST as error:
                 applied = Applied(self.lost_phase(plan.steps, error), None, None, lost=error)
                 return self.record_lost(result, plan, applied, error, args, task_vars, server=config)
             return self._conclude(args, task_vars, plan, answer, opened, csr, config, template,

@@ -372,6 +372,8 @@ class ControllerAction(ExchangePkiAction, metaclass=abc.ABCMeta):
 
 #: The id prefix of the confirming re-read that travels after a plan's last phase.
 CONFIRM_PREFIX = "confirm."
+#: What ``run_batch`` raises when a batch that was (or may have been) sent gets no usable answer.
+ANSWER_LOST = (HostUnreachable, RemoteProtocolError, RemoteModuleError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -476,8 +478,7 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
         result.update(self.applied_result(plan, applied))
         if applied.failure is not None:
             step = applied.failure.step
-            message = f"step {step.id} ({step.operation}) failed: {applied.failure.message}" \
-                      + (f" (the step: {step.reason})" if step.reason else "")
+            message = f"step {step.id} ({step.operation}) failed: {applied.failure.message} (the step: {step.reason})"
         elif problems:
             message = "the change was sent but the server does not show it: " + "; ".join(problems)
         else:
@@ -544,7 +545,7 @@ class ChangingAction(ExchangePkiAction, metaclass=abc.ABCMeta):
             later = [step for other in phases[index + 1:] for step in other]
             try:
                 answer = self.run_batch(batch, task_vars, args)
-            except (HostUnreachable, RemoteProtocolError, RemoteModuleError) as error:
+            except ANSWER_LOST as error:
                 return Applied((*done, *self.lost_phase(phase, error), *not_run(later)), None, None, lost=error)
             found = outcomes(phase, answer)
             done.extend(found)
