@@ -910,11 +910,14 @@ class ActionModule(ChangingAction):
 
     def failure_note(self, plan: Plan, applied: Applied) -> str | None:
         """The emergency procedure's restarts that did not happen once the new certificate was made current: a rerun
-        finds it current and restarts nothing, so the administrator must."""
+        finds it current and restarts nothing, so the administrator must. When publishing it failed (or never ran),
+        a rerun does the whole procedure again, restarts included: no note."""
         del plan  # the outcomes say it all
+        published = any(outcome.step.id == "publish" and outcome.status in ("ok", "unknown")
+                        for outcome in applied.outcomes)
         restarts = [outcome for outcome in applied.outcomes if outcome.step.id == "restart_service_host"
                     or outcome.step.operation == "host.recycle_app_pool"]
-        if not restarts or all(outcome.status == "ok" for outcome in restarts):
+        if not published or not restarts or all(outcome.status == "ok" for outcome in restarts):
             return None
         return (f"The new Auth certificate may already be current, and then running this task again restarts "
                 f"nothing: restart {SERVICE_HOST} and recycle {' and '.join(APP_POOLS)} (or run iisreset) on this "

@@ -294,6 +294,31 @@ def test_the_emergency_replaces_publishes_clears_and_restarts() -> None:
     assert ok(ex1.run(Action, {}))["changed"] is False
 
 
+def test_a_failed_emergency_restart_names_what_to_restart_by_hand_as_a_rerun_restarts_nothing() -> None:
+    ex1 = expired_dag()
+    ex1.fleet.set_fault("ex1", "host.restart_service", error="The service did not respond", times=1)
+    result = ex1.run(Action, {"state": "replaced"})
+    assert result["failed"] is True and "step restart_service_host (host.restart_service) failed" in result["msg"]
+    assert "running this task again restarts nothing: restart MSExchangeServiceHost" in result["msg"]
+    assert "host.restart_service" not in operations_after(ex1, lambda: ok(ex1.run(Action, {"state": "replaced"})))
+
+
+def test_a_failed_emergency_publication_has_no_restart_note_as_a_rerun_does_it_all_again() -> None:
+    ex1 = expired_dag()
+    ex1.fleet.set_fault("ex1", "Set-AuthConfig", error="Active Directory is not available", times=1, after=1)
+    result = ex1.run(Action, {"state": "replaced"})
+    assert result["failed"] is True and "step publish (Set-AuthConfig) failed" in result["msg"]
+    assert "restarts nothing" not in result["msg"]
+    assert "host.restart_service" in operations_after(ex1, lambda: ok(ex1.run(Action, {"state": "replaced"})))
+
+
+def operations_after(host: LabHost, task: Any) -> list[str]:
+    """The operations the lab records while ``task`` runs."""
+    before = len(host.mutations())
+    task()
+    return [entry["operation"] for entry in host.mutations()[before:]]
+
+
 def test_the_emergency_publishes_a_usable_staged_certificate_instead_of_making_one() -> None:
     ex1 = lab()
     staged = ok(ex1.run(Action, {"lead_hours": 50 * 24}))  # takes effect after the current one expires
