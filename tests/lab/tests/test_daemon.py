@@ -116,6 +116,9 @@ def test_dump_prints_the_model_as_json(state_dir: Path) -> None:
         (["fault", "--server", "ex1", "--drop"], "--operation is required"),
         (["fault", "--server", "ex1", "--operation", "*", "--latency", "-1"], "must not be negative"),
         (["fault", "--server", "ex1", "--operation", "*", "--drop", "--times", "0"], "must be at least 1"),
+        (["fault", "--server", "ex1", "--operation", "*", "--drop", "--after", "0"], "must be at least 1"),
+        (["fault", "--server", "ex1", "--operation", "*", "--drop", "--after", "-3"], "must be at least 1"),
+        (["fault", "--server", "ex1", "--operation", "*", "--drop", "--after", "two"], "--after: invalid"),
         (["clock", "--advance", "2h2d"], "invalid duration '2h2d'"),
         (["mode", "--server", "ex1", "--rawdata-only", "maybe"], "expected on or off"),
         (["ca", "approve", "7"], "no pending request 7"),
@@ -131,6 +134,7 @@ def test_bad_requests_exit_2_naming_the_problem(state_dir: Path, args: list[str]
     "args",
     [
         ["fault", "--server", "ex1", "--operation", "win_ping", "--error", "boom", "--times", "2"],
+        ["fault", "--server", "ex1", "--operation", "host.info", "--drop", "--times", "1", "--after", "1"],
         ["fault", "--server", "ex1", "--clear"],
         ["fault", "--server", "ex2", "--unreachable"],
         ["fault", "--server", "ex2", "--reachable"],
