@@ -237,8 +237,9 @@ def converge(case: Case, start: Start, runs: int) -> tuple[list[Run], list[str]]
 def end_state_problems(clean_end: dict[str, Any], end: dict[str, Any]) -> list[str]:
     """How the lab after the fault and the reruns differs from the clean runs' end (an empty list: it does not)."""
     problems = []
-    if held(end) != held(clean_end):
-        problems.append("the servers do not hold what the clean runs left: " + difference(held(clean_end), held(end)))
+    expected, got = held(clean_end), held(end)
+    if got != expected:
+        problems.append("the servers do not hold what the clean runs left: " + difference(expected, got))
     missing = restarts(clean_end) - restarts(end)
     if missing:
         problems.append(f"restarts the clean runs made were never made: {sorted(missing)}")
@@ -379,9 +380,10 @@ def test_a_failed_read_refuses_naming_it_or_changes_what_a_clean_run_changes(
             if operation not in message:
                 problems.append(f"{operation}: the refusal does not name the read: {message}")
         else:
-            if held(start.fleet.dump()) != clean_end:
+            end = held(start.fleet.dump())
+            if end != clean_end:
                 problems.append(f"{operation}: without the read the task changed something else: "
-                                + difference(clean_end, held(start.fleet.dump())))
+                                + difference(clean_end, end))
             warned = any(operation in str(warning) for warning in result.get("warnings") or ())
             if not warned and (case.module, operation) not in READ_NOT_NEEDED:
                 problems.append(f"{operation}: the task went on without a warning that the read failed")
